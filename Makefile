@@ -1,0 +1,28 @@
+# The README's two commands: `make run` and `make test`. Both set everything up first.
+VENV := .venv
+STAMP := $(VENV)/.installed
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint bench setup
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	./scripts/bootstrap.sh
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/destill3d-tui $(ARGS)
+
+test: $(STAMP)
+	./scripts/ensure_postgres.sh
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) bench/extract.py
+	$(PY) bench/pipeline.py
+	$(PY) bench/classify.py
+	$(PY) bench/search.py

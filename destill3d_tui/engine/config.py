@@ -1,0 +1,324 @@
+"""Typed settings: defaults <- TOML file <- ``DESTILL3D_*`` environment <- command-line flags.
+
+Sections are dataclasses; ``load_settings()`` builds a :class:`Settings` from all layers.
+Environment variables nest with ``__``: ``DESTILL3D_EXTRACTION__TARGET_POINTS=1024``,
+``DESTILL3D_PLATFORMS__THINGIVERSE__BASE_URL=http://127.0.0.1:8000``.
+Unknown keys are errors with a "did you mean" hint, in every layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import locations
+from .errors import ConfigError
+
+ENV_PREFIX = "DESTILL3D_"
+# Environment variables with this prefix that are not settings (see locations.py).
+RESERVED_ENV = {"DESTILL3D_CONFIG", "DESTILL3D_HOME", "DESTILL3D_CRASH_AT"}
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = ""  # empty: SQLite file at locations.default_database_path()
+    busy_timeout_ms: int = 10_000
+
+
+@dataclass
+class TessellationSettings:
+    preset: str = "standard"  # preview | standard | high | custom
+    linear_deflection: float = 0.001
+    angular_deflection: float = 0.5
+    relative: bool = True  # deflection as a fraction of the bbox diagonal
+    relative_linear: float = 0.001
+
+
+@dataclass
+class ExtractionSettings:
+    target_points: int = 2048
+    sampling_strategy: str = "hybrid"  # uniform | fps | poisson | voxel | hybrid
+    oversample_ratio: float = 5.0
+    seed: int = 0
+    precision: str = "compact"  # compact | exact
+    compute_views: bool = False
+    view_count: int = 12
+    view_resolution: int = 224
+    normal_k: int = 30
+    orient_normals: bool = True
+    max_faces: int = 2_000_000  # simplify above this (spec 13.2)
+    timeout_s: float = 120.0  # wall clock per file, in the supervised child
+    memory_limit_mb: int = 4096  # address-space cap of the child
+    tessellation: TessellationSettings = field(default_factory=TessellationSettings)
+
+
+@dataclass
+class ClassificationSettings:
+    enabled: bool = True
+    default_model: str = "destill3d_pointnet_mn40"
+    batch_size: int = 32
+    max_wait_ms: int = 200
+    device: str = "auto"  # auto | cuda | cpu
+    top_k: int = 5
+    unknown_threshold: float = 0.0  # below this calibrated confidence -> "unknown"
+    tta: int = 1  # number of rotations about the up axis averaged (1 = off)
+    models_url: str = ""  # where `models download` fetches from; never used implicitly
+
+
+@dataclass
+class PlatformSettings:
+    base_url: str = ""  # empty: the adapter's public API
+    rate_limit: str = ""  # "300/5min"; empty: the adapter's default
+    concurrency: int = 2
+    enabled: bool = True
+
+
+@dataclass
+class AcquisitionSettings:
+    temp_directory: str = ""  # empty: locations.temp_root()
+    max_concurrent_downloads: int = 4
+    max_download_mb: int = 500
+    max_unpacked_mb: int = 2000
+    max_archive_entries: int = 10_000
+    max_archive_ratio: float = 200.0
+    request_timeout_s: float = 30.0
+    download_deadline_s: float = 900.0
+    retry_attempts: int = 3
+    allow_hosts: list[str] = field(default_factory=list)  # extra "host:port" let through
+    license_policy: str = "research"  # research | commercial | any
+    user_agent: str = "Destill3D/0.1 (+https://github.com/destill3d/destill3d-tui)"
+
+
+@dataclass
+class PipelineSettings:
+    workers: int = 2
+    max_retries: int = 3
+    lease_seconds: float = 300.0
+    retry_backoff_s: float = 30.0
+    keep_failed_temp: bool = False
+    skip_near_duplicates: bool = False
+    near_duplicate_threshold: float = 0.98
+
+
+@dataclass
+class IndexSettings:
+    hnsw_threshold: int = 20_000  # exact search below this many embeddings
+    hnsw_m: int = 32
+    ef_search: int = 64
+
+
+@dataclass
+class LoggingSettings:
+    level: str = "WARNING"
+    file: str = ""
+
+
+@dataclass
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    extraction: ExtractionSettings = field(default_factory=ExtractionSettings)
+    classification: ClassificationSettings = field(default_factory=ClassificationSettings)
+    acquisition: AcquisitionSettings = field(default_factory=AcquisitionSettings)
+    platforms: dict[str, PlatformSettings] = field(default_factory=dict)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    def platform(self, name: str) -> PlatformSettings:
+        return self.platforms.get(name) or PlatformSettings()
+
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{locations.default_database_path()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- applying layers
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _did_you_mean(key: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(key, options, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Convert a TOML/env/flag value to the field's declared type."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _coerce(value, inner[0], where)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return [_coerce(v, item, where) for v in value]
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                    raise ValueError(value)
+                return low in {"1", "true", "yes", "on"}
+            return bool(value)
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return hint(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}") from exc
+
+
+def _apply(target: Any, values: dict[str, Any], where: str) -> None:
+    hints = _hints(type(target))
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in hints:
+            raise ConfigError(f"unknown setting '{where}{key}'{_did_you_mean(key, list(hints))}")
+        current = getattr(target, key)
+        hint = hints[key]
+        path = f"{where}{key}"
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a table of settings, got {value!r}")
+            _apply(current, value, path + ".")
+        elif typing.get_origin(hint) is dict:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a table of settings, got {value!r}")
+            for name, sub in value.items():
+                entry = current.setdefault(name.lower(), PlatformSettings())
+                if not isinstance(sub, dict):
+                    raise ConfigError(f"{path}.{name}: expected a table of settings")
+                _apply(entry, sub, f"{path}.{name.lower()}.")
+        else:
+            setattr(target, key, _coerce(value, hint, path))
+
+
+def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
+    """{"a.b.c": 1} -> {"a": {"b": {"c": 1}}}"""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def env_overrides(environ: typing.Mapping[str, str] | None = None) -> dict[str, Any]:
+    environ = os.environ if environ is None else environ
+    dotted = {
+        key[len(ENV_PREFIX) :].lower().replace("__", "."): value
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX) and key not in RESERVED_ENV
+    }
+    return _nest(dotted)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def load_settings(
+    config_path: Path | str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults <- TOML file <- environment <- ``overrides`` (dotted keys or nested dicts)."""
+    settings = Settings()
+    path = Path(config_path) if config_path else locations.config_file()
+    if config_path and not path.exists():
+        raise ConfigError(f"config file {path} does not exist (create it with `destill3d-tui config init`)")
+    _apply(settings, read_toml(path), "")
+    _apply(settings, env_overrides(environ), "")
+    if overrides:
+        dotted = {k: v for k, v in overrides.items() if not isinstance(v, dict)}
+        nested = {k: v for k, v in overrides.items() if isinstance(v, dict)}
+        _apply(settings, _nest(dotted), "")
+        _apply(settings, nested, "")
+    return settings
+
+
+# ---------------------------------------------------------------- writing the TOML file
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer for the nested dicts of scalars and lists that settings are."""
+    lines: list[str] = []
+
+    def table(prefix: str, node: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in node.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in node.items() if isinstance(v, dict)}
+        if prefix and scalars:
+            lines.append(f"[{prefix}]")
+        for key, value in scalars.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        if prefix and scalars:
+            lines.append("")
+        for key, value in tables.items():
+            table(f"{prefix}.{key}" if prefix else key, value)
+
+    table("", data)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def set_value(path: Path, dotted_key: str, raw_value: str) -> Settings:
+    """Validate ``dotted_key=raw_value`` against the schema, then write it into the TOML file."""
+    data = read_toml(path)
+    node = data
+    parts = dotted_key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = raw_value
+    check = Settings()
+    _apply(check, data, "")  # raises ConfigError with a hint on unknown keys / bad values
+    typed = _lookup(check, parts)
+    node[parts[-1]] = typed
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_toml(data))
+    return check
+
+
+def _lookup(settings: Settings, parts: list[str]) -> Any:
+    node: Any = settings
+    for part in parts:
+        node = node[part] if isinstance(node, dict) else getattr(node, part.replace("-", "_"))
+    return node
+
+
+def init_file(path: Path, *, force: bool = False) -> Path:
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists (use --force to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = Settings().to_dict()
+    data.pop("platforms")
+    path.write_text("# Destill3D settings. Environment: DESTILL3D_SECTION__KEY=value\n" + dump_toml(data))
+    return path

@@ -137,7 +137,7 @@ class EventBus:
         for callback in subscribers:
             try:
                 callback(event)
-            except Exception:  # noqa: BLE001 - one bad subscriber must not stop the engine
+            except Exception:
                 with self._lock:
                     if callback in self._subscribers:
                         self._subscribers.remove(callback)

@@ -159,7 +159,7 @@ class Snapshot:
         try:
             payload = msgpack.unpackb(lz4.frame.decompress(data[5:]), raw=False, strict_map_key=False)
             return _decode(payload)
-        except Exception as exc:  # noqa: BLE001 - any corruption is one clear error
+        except Exception as exc:
             raise SnapshotFormatError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from exc
 
     def save(self, path: str | Path, precision: str | None = None) -> int:

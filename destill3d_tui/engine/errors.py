@@ -21,6 +21,7 @@ printed in ``--json`` output, shown in the TUI) and a ``kind`` that the retry po
     │   └── LicenseError                 reason: license_forbidden
     ├── ExtractionError
     │   ├── FormatError                  reason: format_unsupported / parse_error / reference_outside_item
+    │   │                                        / too_large (declared or expanded size over a cap)
     │   ├── GeometryError                reason: empty_geometry / non_finite / degenerate
     │   ├── TessellationError            reason: tessellation_failed
     │   └── IsolationError               reason: timeout / memory_limit / parser_crashed

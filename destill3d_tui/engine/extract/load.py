@@ -1,0 +1,107 @@
+"""Read any supported 3D file into a :class:`LoadedGeometry`.
+
+``load_geometry`` detects the format, checks references to other files, runs the format's
+loader and then the checks every format shares: something to sample (faces or points) and only
+finite coordinates. Loaders run in the supervised child process (see :mod:`isolate`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExtractionError, FormatError, GeometryError
+from .formats import CAD_FORMATS, POINT_FORMATS, detect_format
+from .references import check_references
+from .types import ExtractOptions, LoadedGeometry
+
+MAX_FILE_SIZE = 500 * 1024 * 1024  # spec 14.1
+
+
+def load_geometry(path: str | Path, options: ExtractOptions | None = None) -> LoadedGeometry:
+    """Load ``path`` (any format in :data:`formats.FORMATS`).
+
+    Raises
+    ------
+    FormatError
+        ``format_unsupported``, ``parse_error``, ``reference_outside_item``, ``too_large``.
+    GeometryError
+        ``empty_geometry`` (no faces and no points), ``non_finite`` (a face uses a NaN/inf vertex).
+    """
+    path = Path(path)
+    options = options or ExtractOptions()
+    fmt = detect_format(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise FormatError(f"{path.name} is empty (0 bytes)", format=fmt, reason="parse_error")
+    if size > MAX_FILE_SIZE:
+        raise FormatError(f"{path.name}: {size} bytes exceeds the {MAX_FILE_SIZE} byte limit", reason="too_large")
+    check_references(path, fmt)
+    geometry = _dispatch(path, fmt, options)
+    geometry.metadata.setdefault("file_bytes", size)
+    return finalize(geometry, path.name)
+
+
+def _dispatch(path: Path, fmt: str, options: ExtractOptions) -> LoadedGeometry:
+    try:
+        if fmt in CAD_FORMATS:
+            from .loaders.cad import load_cad
+
+            return load_cad(path, fmt, options.tessellation)
+        if fmt in POINT_FORMATS:
+            from .loaders.pointcloud import load_points
+
+            return load_points(path, fmt)
+        if fmt == "FBX":
+            from .loaders.fbx import load_fbx
+
+            return load_fbx(path)
+        from .loaders.mesh import load_trimesh
+
+        return load_trimesh(path, fmt)
+    except (ExtractionError, MemoryError):
+        raise
+    except RecursionError as exc:
+        raise FormatError(f"{path.name}: structure nested too deeply", format=fmt, reason="parse_error") from exc
+    except Exception as exc:  # any library failure becomes a parse error with the library's words
+        raise FormatError(
+            f"{path.name}: cannot read {fmt}: {type(exc).__name__}: {exc}"[:500], format=fmt, reason="parse_error"
+        ) from exc
+
+
+def finalize(geometry: LoadedGeometry, name: str) -> LoadedGeometry:
+    """Checks every format shares: float64/int64 arrays, finite coordinates, something left.
+
+    Point clouds lose their non-finite points (with a warning); a mesh whose faces use a
+    non-finite vertex is refused, because dropping faces would silently change the surface.
+    """
+    vertices = np.asarray(geometry.vertices, dtype=np.float64).reshape(-1, 3)
+    if geometry.faces is None:
+        return _finalize_points(geometry, vertices, name)
+    faces = np.asarray(geometry.faces, dtype=np.int64).reshape(-1, 3)
+    if len(faces) == 0 or len(vertices) == 0:
+        raise GeometryError(f"{name}: no faces to sample", reason="empty_geometry")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise GeometryError(f"{name}: face indices out of range", reason="degenerate")
+    used = np.unique(faces)
+    if not np.isfinite(vertices[used]).all():
+        raise GeometryError(f"{name}: faces use non-finite (NaN/inf) vertices", reason="non_finite")
+    geometry.vertices, geometry.faces = vertices, faces
+    return geometry
+
+
+def _finalize_points(geometry: LoadedGeometry, vertices: np.ndarray, name: str) -> LoadedGeometry:
+    finite = np.isfinite(vertices).all(axis=1)
+    if not finite.all():
+        geometry.warnings.append(f"dropped {int((~finite).sum())} non-finite points")
+        vertices = vertices[finite]
+        if geometry.point_normals is not None:
+            geometry.point_normals = np.asarray(geometry.point_normals, dtype=np.float64).reshape(-1, 3)[finite]
+    if len(vertices) == 0:
+        raise GeometryError(f"{name}: no (finite) points", reason="empty_geometry")
+    if geometry.point_normals is not None:
+        normals = np.asarray(geometry.point_normals, dtype=np.float64).reshape(-1, 3)
+        geometry.point_normals = normals if np.isfinite(normals).all() else None
+    geometry.vertices = vertices
+    return geometry

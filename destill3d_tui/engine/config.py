@@ -94,6 +94,14 @@ class AcquisitionSettings:
     allow_hosts: list[str] = field(default_factory=list)  # extra "host:port" let through
     license_policy: str = "research"  # research | commercial | any
     user_agent: str = "Destill3D/0.1 (+https://github.com/destill3d/destill3d-tui)"
+    read_timeout_s: float = 15.0  # one socket read; a silent server fails after this
+    min_download_bytes_per_s: int = 1024  # slower than this over stall_window_s -> timeout
+    stall_window_s: float = 20.0
+    backoff_initial_s: float = 15.0  # first back-off after a 429/5xx without Retry-After
+    backoff_max_s: float = 300.0
+    max_retry_wait_s: float = 600.0  # a longer Retry-After/reset pauses the platform instead
+    ban_after_403: int = 3  # consecutive 403s on different URLs that mean "banned"
+    ban_pause_s: float = 3600.0
 
 
 @dataclass

@@ -1,0 +1,304 @@
+"""Destill3DApp: the four modes (search, queue, snapshots, database) and the EngineBridge.
+
+The engine never imports Textual. The bridge is the only way screens reach it:
+
+- engine events (any thread) are queued and announced with one :class:`EngineEvents` message
+  whose ``can_replace`` lets a burst collapse into one; the app folds them into
+  :class:`~destill3d_tui.live.LiveState` at most ``REDRAW_HZ`` times a second inside
+  ``batch_update`` and asks the visible screen to redraw;
+- blocking engine calls run in thread workers (named groups, ``exit_on_error=False``) that
+  answer with :class:`EngineReplied` to the screen that asked, or :class:`EngineFailed`,
+  which becomes the error modal (for what the user asked for) or a titled toast.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.message_pump import MessagePump
+from textual.screen import Screen
+from textual.timer import Timer
+
+from .live import LiveState
+
+if TYPE_CHECKING:
+    from .engine.api import Destill3D
+    from .engine.config import Settings
+    from .engine.events import Event
+
+REDRAW_HZ = 10.0
+"""Live redraws per second: fast enough to feel live, slow enough that 2 cores keep up."""
+
+
+class EngineEvents(Message):
+    """Engine events are waiting in the bridge; one pending copy is enough."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, EngineEvents)
+
+
+class EngineReplied(Message):
+    """A blocking engine call finished; ``tag`` says which request this answers."""
+
+    def __init__(self, tag: str, result: Any) -> None:
+        super().__init__()
+        self.tag, self.result = tag, result
+
+
+class EngineFailed(Message):
+    """A blocking engine call raised; ``modal`` when the user is waiting for the answer."""
+
+    def __init__(self, title: str, error: BaseException, modal: bool) -> None:
+        super().__init__()
+        self.title, self.error, self.modal = title, error, modal
+
+
+class PipelineStopped(Message):
+    """The pipeline drained after a quit request: the app may exit."""
+
+
+def describe_error(error: BaseException) -> str:
+    """``reason: message`` for engine errors, ``Type: message`` for anything else."""
+    reason = getattr(error, "reason", None)
+    return f"{reason}: {error}" if reason else f"{type(error).__name__}: {error}"
+
+
+class EngineBridge:
+    """Joins the engine's threads to the app's message loop. Owns no widget."""
+
+    def __init__(self, app: App, engine: Destill3D | None) -> None:
+        self.app, self.engine = app, engine
+        self._pending: deque[Event] = deque()  # appended by engine threads, drained by the app
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def attach(self) -> None:
+        if self.engine is not None and self._unsubscribe is None:
+            self._unsubscribe = self.engine.events.subscribe(self._on_event)
+
+    def detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _on_event(self, event: Event) -> None:
+        """Runs on the emitting engine thread: queue and return at once."""
+        self._pending.append(event)
+        self.app.post_message(EngineEvents())
+
+    def drain(self) -> list[Event]:
+        out = []
+        while self._pending:
+            out.append(self._pending.popleft())
+        return out
+
+    def has(self, dotted: str) -> bool:
+        """Whether the engine offers ``dotted`` (e.g. ``"acquire"``, ``"db.export"``) yet."""
+        node: Any = self.engine
+        for part in dotted.split("."):
+            if node is None:
+                return False
+            try:
+                node = getattr(node, part, None)
+            except Exception:  # a facade property whose service failed to start
+                return False
+        return node is not None
+
+    def call(self, job: Callable[[Destill3D], Any], *, reply_to: MessagePump, tag: str, group: str,
+             title: str, modal: bool = False, exclusive: bool = False) -> None:
+        """Run ``job(engine)`` in a thread worker; reply to ``reply_to`` or report the failure."""
+        engine = self.engine
+
+        def work() -> None:
+            if engine is None:
+                self.app.post_message(EngineFailed(title, RuntimeError("no engine is open"), modal))
+                return
+            try:
+                result = job(engine)
+            except Exception as exc:  # reported to the user, never swallowed
+                self.app.post_message(EngineFailed(title, exc, modal))
+                return
+            reply_to.post_message(EngineReplied(tag, result))
+
+        self.app.run_worker(work, name=tag, group=group, thread=True, exit_on_error=False, exclusive=exclusive)
+
+
+QUIT_FAILED = "Could not stop the pipeline cleanly"
+MODE_KEYS = (("f2", "search", "Search"), ("f3", "queue", "Queue"), ("f4", "snapshots", "Snapshots"),
+             ("f5", "database", "Database"))
+
+
+class Destill3DApp(App[int]):
+    """Search, queue board, snapshot inspector and database, all from the keyboard."""
+
+    TITLE = "Destill3D"
+    CSS_PATH = "styles/global.tcss"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "help", "Help", tooltip="Every key binding"),
+        *[Binding(key, f"switch_mode('{mode}')", label, tooltip=f"The {label} screen")
+          for key, mode, label in MODE_KEYS],
+        Binding("q", "quit", "Quit", tooltip="Finish in-flight items, then quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, engine: Destill3D | None = None, *, start_pipeline: bool = True,
+                 clock: Callable[[], float] = time.time, cursor_blink: bool = True,
+                 initial_mode: str = "search") -> None:
+        from .screens import MODE_SCREENS
+
+        self.MODES = dict(MODE_SCREENS)
+        super().__init__()
+        self.bridge = EngineBridge(self, engine)
+        self.live = LiveState(clock=clock)
+        self.clock = clock
+        self.cursor_blink = cursor_blink
+        self.start_pipeline = start_pipeline
+        self.initial_mode = initial_mode
+        self._last_redraw = 0.0
+        self._redraw_timer: Timer | None = None
+        self._quitting = False
+        self._error_open = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def on_mount(self) -> None:
+        self.bridge.attach()
+        if self.start_pipeline and self.bridge.has("pipeline"):
+            self.bridge.call(lambda d3d: d3d.pipeline.start(), reply_to=self, tag="pipeline_started",
+                             group="lifecycle", title="Could not start the pipeline")
+        self.switch_mode(self.initial_mode)
+
+    def on_unmount(self) -> None:
+        self.bridge.detach()
+
+    async def action_quit(self) -> None:
+        """Drain in-flight items to a committed stage, then exit."""
+        if self._quitting:
+            self.notify("Still finishing in-flight items…", title="Quitting")
+            return
+        self._quitting = True
+        engine = self.bridge.engine
+        if engine is None or not self.bridge.has("pipeline") or engine.pipeline.state == "stopped":
+            self.exit(0)
+            return
+        self.notify("Finishing in-flight items, then quitting…", title="Quitting", timeout=30)
+
+        def drain(d3d: Destill3D) -> None:
+            d3d.pipeline.stop(drain=True)
+
+        self.bridge.call(drain, reply_to=self, tag="pipeline_drained", group="lifecycle", title=QUIT_FAILED)
+
+    @on(EngineReplied)
+    def _engine_replied(self, message: EngineReplied) -> None:
+        if message.tag == "pipeline_drained":
+            self.exit(0)
+
+    # ------------------------------------------------------------ events -> redraws
+
+    @on(EngineEvents)
+    def _engine_events(self) -> None:
+        wait = 1.0 / REDRAW_HZ - (time.monotonic() - self._last_redraw)
+        if wait > 0:
+            if self._redraw_timer is None:
+                self._redraw_timer = self.set_timer(wait, self._redraw)
+            return
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self._redraw_timer = None
+        self._last_redraw = time.monotonic()
+        events = self.bridge.drain()
+        if not events:
+            return
+        with self.batch_update():
+            self.live.apply(events)
+            apply = getattr(self.screen, "apply_live", None)
+            if apply is not None:
+                apply(self.live, events)
+
+    # ------------------------------------------------------------ failures
+
+    @on(EngineFailed)
+    def _engine_failed(self, message: EngineFailed) -> None:
+        text = describe_error(message.error)
+        if self._quitting and message.title == QUIT_FAILED:
+            self.exit(1)
+            return
+        if message.modal and not self._error_open:
+            self.show_error(message.title, text)
+        else:
+            self.notify(text, title=message.title, severity="error", markup=False, timeout=8)
+
+    def show_error(self, title: str, text: str) -> None:
+        from .screens.errors import ErrorModal
+
+        self._error_open = True
+
+        def closed(_: Any) -> None:
+            self._error_open = False
+
+        self.push_screen(ErrorModal(title, text), closed)
+
+    # ------------------------------------------------------------ help and the command palette
+
+    def action_help(self) -> None:
+        from .screens.help import HelpModal
+
+        if not isinstance(self.screen, HelpModal):
+            self.push_screen(HelpModal(self.binding_catalogue()))
+
+    def binding_catalogue(self) -> list[tuple[str, list[Binding]]]:
+        """(section, bindings) for the app and every screen and widget with keys of its own."""
+        from .screens import binding_sections
+
+        return [("Everywhere", [*_bindings(self.BINDINGS), Binding("ctrl+p", "command_palette", "Commands")]),
+                *binding_sections()]
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for binding in _bindings(self.BINDINGS):
+            if binding.key != "ctrl+q":
+                yield SystemCommand(binding.description, f"{binding.tooltip} ({binding.key})",
+                                    _runner(self, binding.action))
+        for node in [screen, *screen.focus_chain]:
+            for binding in _bindings(getattr(node, "BINDINGS", [])):
+                if binding.description:
+                    yield SystemCommand(f"{binding.description}", f"{binding.tooltip or ''} ({binding.key})",
+                                        _runner(node, binding.action))
+        yield SystemCommand("Theme", "Change the colour theme", self.action_change_theme)
+
+
+def _bindings(items: Iterable[Any]) -> list[Binding]:
+    return [b if isinstance(b, Binding) else Binding(*b) for b in items]
+
+
+def _runner(node: Any, action: str) -> Callable[[], Any]:
+    async def run() -> None:
+        await node.run_action(action)
+
+    return run
+
+
+def run_app(settings: Settings) -> int:
+    """Open the engine, run the app, close the engine (drained) whatever happens."""
+    from .engine.errors import Destill3DError
+
+    try:
+        from .engine.api import Destill3D
+
+        engine = Destill3D(settings=settings)
+    except Destill3DError as exc:
+        print(f"destill3d-tui: {exc.reason}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = Destill3DApp(engine).run()
+    finally:
+        engine.close()
+    return int(result or 0)

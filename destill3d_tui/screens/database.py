@@ -1,0 +1,169 @@
+"""F5 Database: a query form, lazily paged results, statistics as bar charts, export."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+
+from ..widgets.bars import BarChart
+from ..widgets.text import human_bytes, plain
+from .base import EngineScreen
+
+PAGE_SIZE = 100
+"""Rows fetched per page: one LIMIT/OFFSET query, so a million rows never reach the widget."""
+FILTERS = (("platform", "platform"), ("format", "format"), ("label", "label"),
+           ("min_confidence", "min conf."), ("license", "licence"))
+
+
+class DatabaseScreen(EngineScreen):
+    TITLE = "Database"
+    CSS_PATH = "../styles/database.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+r", "run_query", "Run query", tooltip="Query with the filters in the form"),
+        Binding("right_square_bracket", "page(1)", "Next page", key_display="]"),
+        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="["),
+        Binding("e", "export", "Export", tooltip="Export the matching snapshots as a dataset"),
+        Binding("s", "show_stats", "Statistics", tooltip="Bar charts by platform, format, label, stage"),
+        Binding("slash", "focus_form", "Query form", key_display="/"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.page = 0
+        self.total = 0
+        self.filters: dict[str, Any] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="db-form"):
+            for key, label in FILTERS:
+                yield Input(placeholder=label, id=f"q-{key}", classes="db-filter")
+        yield Static("", id="db-status", markup=False)
+        with TabbedContent(id="db-tabs"):
+            with TabPane("Results", id="tab-results"):
+                yield DataTable(id="db-results", cursor_type="row", zebra_stripes=True)
+            with TabPane("Statistics", id="tab-stats"), Vertical():
+                yield Static("", id="db-totals", markup=False)
+                with Grid(id="db-charts"):
+                    for key in ("platform", "format", "label", "stage"):
+                        yield BarChart(f"by {key}", id=f"chart-{key}")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#db-results", DataTable).add_columns(
+            "title", "platform", "format", "label", "conf", "licence", "points", "size")
+        for field in self.query(".db-filter").results(Input):
+            field.cursor_blink = self.d3d_app.cursor_blink
+        self.query_one("#db-results", DataTable).focus()
+
+    def on_screen_resume(self) -> None:
+        self.action_run_query()
+        self.load_stats()
+
+    # ------------------------------------------------------------ query and paging
+
+    def read_form(self) -> dict[str, Any]:
+        """The form's non-empty fields as db.query keyword arguments."""
+        out: dict[str, Any] = {}
+        for key, _label in FILTERS:
+            value = self.query_one(f"#q-{key}", Input).value.strip()
+            if not value:
+                continue
+            if key == "min_confidence":
+                try:
+                    out[key] = float(value.rstrip("%")) / (100 if value.endswith("%") else 1)
+                except ValueError:
+                    self.notify(f"minimum confidence must be a number, not {value!r}", title="Query",
+                                severity="warning", markup=False)
+                    continue
+            else:
+                out[key] = value
+        return out
+
+    @on(Input.Submitted, ".db-filter")
+    def action_run_query(self) -> None:
+        self.filters, self.page = self.read_form(), 0
+        self.fetch_page()
+        self.query_one(TabbedContent).active = "tab-results"
+
+    def fetch_page(self) -> None:
+        if not self.bridge.has("db"):
+            self.query_one("#db-status", Static).update("The database is not available in this engine yet.")
+            return
+        filters, offset = dict(self.filters), self.page * PAGE_SIZE
+        self.query_one("#db-status", Static).update("querying…")
+        self.ask("count", lambda d3d: d3d.db.count(**filters), title="Could not count the results", modal=True)
+        self.ask("rows", lambda d3d: d3d.db.query(**filters, limit=PAGE_SIZE, offset=offset),
+                 title="Query failed", modal=True)
+
+    def got_count(self, total: int) -> None:
+        self.total = total
+        self._status()
+
+    def got_rows(self, rows: list[Any]) -> None:
+        table = self.query_one("#db-results", DataTable)
+        table.clear()
+        for r in rows:
+            conf = f"{r.confidence:.0%}" if r.confidence is not None else "–"
+            table.add_row(plain(r.title or r.model_id), plain(r.platform), plain(r.original_format),
+                          plain(r.label or "–"), plain(conf), plain(r.license_spdx or r.license or "?"),
+                          plain(r.point_count), plain(human_bytes(r.snapshot_bytes)), key=r.snapshot_id)
+        self.rows_shown = len(rows)
+        self._status()
+
+    def _status(self) -> None:
+        pages = max((self.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+        first = self.page * PAGE_SIZE
+        shown = getattr(self, "rows_shown", 0)
+        where = ", ".join(f"{k}={v}" for k, v in self.filters.items()) or "no filters"
+        self.query_one("#db-status", Static).update(
+            f"{self.total:,} match ({where}) · rows {first + 1 if shown else 0}–{first + shown} · "
+            f"page {self.page + 1}/{pages} · enter runs the form · [ ] page · e export")
+
+    def action_page(self, delta: int) -> None:
+        pages = max((self.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+        new = min(max(self.page + delta, 0), pages - 1)
+        if new != self.page:
+            self.page = new
+            self.fetch_page()
+
+    def action_focus_form(self) -> None:
+        self.query_one("#q-platform", Input).focus()
+
+    # ------------------------------------------------------------ statistics
+
+    def action_show_stats(self) -> None:
+        self.query_one(TabbedContent).active = "tab-stats"
+        self.load_stats()
+
+    def load_stats(self) -> None:
+        if self.bridge.has("db.stats"):
+            self.ask("stats", lambda d3d: d3d.db.stats(), title="Could not read the statistics")
+
+    def got_stats(self, stats: dict[str, Any]) -> None:
+        for key in ("platform", "format", "label", "stage"):
+            self.query_one(f"#chart-{key}", BarChart).set_data((stats.get(f"by_{key}") or {}).items())
+        totals = stats.get("totals")
+        total = totals.get("snapshots", totals) if isinstance(totals, dict) else totals
+        coverage = stats.get("classification_coverage")
+        ratio = stats.get("compression_ratio")
+        self.query_one("#db-totals", Static).update(
+            f"{total} snapshots · storage {human_bytes(stats.get('storage_bytes'))} · "
+            f"classified {coverage:.0%}" if isinstance(coverage, float) else f"{total} snapshots · "
+            f"storage {human_bytes(stats.get('storage_bytes'))}"
+            + (f" · compression {ratio:.1f}×" if ratio else ""))
+
+    # ------------------------------------------------------------ export
+
+    def action_export(self) -> None:
+        if not self.bridge.has("db.export"):
+            self.notify("Export is not available in this engine yet.", title="Export", severity="warning")
+            return
+        from .export_dialog import ExportModal
+
+        self.app.push_screen(ExportModal(dict(self.filters)))

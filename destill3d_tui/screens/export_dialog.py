@@ -1,0 +1,115 @@
+"""The export dialog: format, path, split, filters; runs the export in a worker with a
+progress bar and ends by saying where the files are."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
+
+from ..app import EngineReplied
+
+if TYPE_CHECKING:
+    from ..engine.events import Event
+    from ..live import LiveState
+
+FORMATS = ("hdf5", "numpy", "parquet", "tfrecord", "modelnet")
+
+
+def parse_split(text: str) -> tuple[float, float, float]:
+    """'0.8,0.1,0.1' or '80/10/10' -> fractions summing to 1; ValueError otherwise."""
+    parts = [float(p) for p in text.replace("/", ",").split(",") if p.strip()]
+    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
+        raise ValueError(f"split needs three non-negative numbers, got {text!r}")
+    total = sum(parts)
+    return (parts[0] / total, parts[1] / total, parts[2] / total)
+
+
+class ExportModal(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close"),
+        Binding("ctrl+s", "start", "Start export"),
+    ]
+
+    def __init__(self, filters: dict[str, Any], default_dir: str = "") -> None:
+        super().__init__()
+        self.filters = filters
+        self.default_dir = default_dir or str(Path.cwd() / "destill3d_export")
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="export-box"):
+            yield Label("Export a dataset", id="export-title")
+            described = ", ".join(f"{k}={v}" for k, v in self.filters.items()) or "none (everything)"
+            yield Static(f"filters: {described}", markup=False, id="export-filters")
+            with Horizontal(classes="export-row"):
+                yield Select([(f, f) for f in FORMATS], value="hdf5", allow_blank=False, id="export-format")
+                yield Input(self.default_dir, placeholder="output path", id="export-path")
+            with Horizontal(classes="export-row"):
+                yield Input("0.8,0.1,0.1", placeholder="train,val,test", id="export-split")
+                yield Checkbox("depth views", id="export-views")
+            yield ProgressBar(total=None, id="export-progress", show_eta=False)
+            yield Static("ctrl+s starts · escape closes", id="export-status", markup=False)
+            with Horizontal(classes="export-row"):
+                yield Button("Export", id="export-start", variant="primary")
+                yield Button("Close", id="export-close")
+
+    def on_mount(self) -> None:
+        cursor_blink = getattr(self.app, "cursor_blink", True)
+        for field in self.query(Input).results(Input):
+            field.cursor_blink = cursor_blink
+        self.query_one("#export-start", Button).focus()
+
+    @on(Button.Pressed, "#export-start")
+    def action_start(self) -> None:
+        if self.running:
+            return
+        try:
+            split = parse_split(self.query_one("#export-split", Input).value)
+        except ValueError as exc:
+            self.query_one("#export-status", Static).update(str(exc))
+            return
+        fmt = str(self.query_one("#export-format", Select).value)
+        output = self.query_one("#export-path", Input).value.strip() or self.default_dir
+        views = self.query_one("#export-views", Checkbox).value
+        filters = {k: v for k, v in self.filters.items() if k in ("platform", "label", "min_confidence")}
+        self.running = True
+        self.query_one("#export-status", Static).update(f"exporting {fmt} to {output}…")
+
+        def export(d3d: Any) -> Any:
+            return d3d.db.export(fmt, output, split=split, views=views, **filters)
+
+        self.app.bridge.call(export, reply_to=self, tag="exported", group="export",  # type: ignore[attr-defined]
+                             title="Export failed", modal=True)
+
+    @on(Button.Pressed, "#export-close")
+    def action_close(self) -> None:
+        if self.running:
+            self.notify("The export keeps running; its result shows when it ends.", title="Export")
+        self.dismiss(None)
+
+    def apply_live(self, live: LiveState, events: Iterable[Event]) -> None:
+        if live.export_total:
+            bar = self.query_one(ProgressBar)
+            bar.update(total=live.export_total, progress=live.export_done)
+
+    @on(EngineReplied)
+    def _done(self, message: EngineReplied) -> None:
+        message.stop()
+        self.running = False
+        result = message.result
+        output = getattr(result, "output", None) or getattr(result, "path", None) or \
+            self.query_one("#export-path", Input).value
+        count = getattr(result, "count", None)
+        bar = self.query_one(ProgressBar)
+        bar.update(total=max(count or 1, 1), progress=max(count or 1, 1))
+        where = f"{count} snapshots written to {output}" if count is not None else f"written to {output}"
+        self.query_one("#export-status", Static).update(where)
+        self.notify(where, title="Export finished", markup=False, timeout=15)

@@ -1,0 +1,309 @@
+"""F3 Queue board: stage counts, active items, throughput, compression, rates, failures, actions.
+
+Tables are paged (``PAGE_SIZE`` rows fetched per request) and live rows are updated by key,
+so a queue of 100,000 items costs one page of widgets, not 100,000.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Sparkline, Static, TabbedContent, TabPane
+from textual.widgets.data_table import RowDoesNotExist
+
+from ..widgets.rate_panel import RatePanel
+from ..widgets.stage_board import STAGE_ORDER, StageBoard
+from ..widgets.text import age, human_bytes, plain
+from .base import EngineScreen
+
+if TYPE_CHECKING:
+    from ..engine.events import Event
+    from ..live import LiveState
+
+PAGE_SIZE = 200
+"""Rows per page of the queue table: a screenful many times over, still instant to rebuild."""
+REFRESH_S = 1.0
+"""Counts and the visible page are re-read at most once a second while events arrive."""
+STAGE_FILTERS = (None, *STAGE_ORDER)
+
+
+class QueueScreen(EngineScreen):
+    TITLE = "Queue board"
+    CSS_PATH = "../styles/queue.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause or resume the pipeline"),
+        Binding("R", "retry_failed", "Retry failed", tooltip="Queue every failed item again"),
+        Binding("x", "cancel", "Cancel item", tooltip="Cancel the selected queue item"),
+        Binding("plus,equals_sign", "priority(1)", "Priority +", tooltip="Raise the selected item's priority"),
+        Binding("minus", "priority(-1)", "Priority -", tooltip="Lower the selected item's priority"),
+        Binding("t", "cycle_stage", "Stage filter", tooltip="Show one stage of the queue at a time"),
+        Binding("right_square_bracket", "page(1)", "Next page", key_display="]"),
+        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="["),
+        Binding("enter", "details", "Details", show=False, tooltip="Why an item failed, attempts, next retry"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.page = 0
+        self.stage_filter: str | None = None
+        self.total_in_view = 0
+        self._last_refresh = 0.0
+        self._refresh_pending = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield StageBoard(id="stage-board")
+        with Horizontal(id="queue-stats"):
+            with Vertical(id="throughput-box"):
+                yield Sparkline([0.0], id="throughput")
+                yield Static("", id="throughput-label")
+            yield Static("", id="bytes-label")
+        with TabbedContent(id="queue-tabs", initial="tab-queue"):
+            with TabPane("Queue", id="tab-queue"):
+                yield Static("", id="queue-page", markup=False)
+                yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Active", id="tab-active"):
+                yield DataTable(id="active-table", cursor_type="row")
+            with TabPane("Failures", id="tab-failures"):
+                yield DataTable(id="failures-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Rates", id="tab-rates"):
+                yield RatePanel(id="rates", clock=self.d3d_app.clock)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        columns = ("id", "stage", "pri", "platform", "title", "try", "reason")
+        self.query_one("#queue-table", DataTable).add_columns(*columns)
+        self.query_one("#active-table", DataTable).add_columns("id", "model", "stage", "progress", "for")
+        self.query_one("#failures-table", DataTable).add_columns("id", "stage", "reason", "try", "message")
+        self.query_one("#queue-table", DataTable).focus()
+        self.set_interval(2.0, self.refresh_from_engine)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_from_engine()
+        self.apply_live(self.d3d_app.live, ())
+
+    # ------------------------------------------------------------ reading the engine
+
+    def refresh_from_engine(self) -> None:
+        self._last_refresh = time.monotonic()
+        self._refresh_pending = False
+        if not self.bridge.has("queue"):
+            self.query_one("#queue-page", Static).update("The queue is not available in this engine yet.")
+            return
+        stage, offset = self.stage_filter, self.page * PAGE_SIZE
+        self.ask("counts", lambda d3d: d3d.queue.counts(), title="Could not read the queue counts")
+        self.ask("page", lambda d3d: d3d.queue.list(stage=stage, limit=PAGE_SIZE, offset=offset),
+                 title="Could not read the queue")
+        self.ask("failures", lambda d3d: d3d.queue.list(stage="failed", limit=PAGE_SIZE),
+                 title="Could not read the failures")
+        if self.bridge.has("db.stats"):
+            self.ask("stats", lambda d3d: d3d.db.stats(), title="Could not read the totals")
+
+    def got_counts(self, counts: dict[str, int]) -> None:
+        self.query_one(StageBoard).set_counts(counts)
+        self.total_in_view = sum(counts.values()) if self.stage_filter is None else counts.get(self.stage_filter, 0)
+        self._show_page_label()
+
+    def _show_page_label(self) -> None:
+        pages = max((self.total_in_view + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+        first = self.page * PAGE_SIZE + 1 if self.total_in_view else 0
+        last = min((self.page + 1) * PAGE_SIZE, self.total_in_view)
+        stage = self.stage_filter or "all stages"
+        label = f"{stage} · rows {first:,}–{last:,} of {self.total_in_view:,} · page {self.page + 1}/{pages}"
+        self.query_one("#queue-page", Static).update(label + " · t filter · [ ] page · enter details")
+
+    def got_page(self, rows: list[Any]) -> None:
+        table = self.query_one("#queue-table", DataTable)
+        keys = [str(r.queue_id) for r in rows]
+        if keys == [str(k.value) for k in table.rows]:
+            for row in rows:  # same rows: update cells by key, the cursor stays put
+                for column, value in zip(table.columns, _queue_cells(row), strict=True):
+                    table.update_cell(str(row.queue_id), column, value)
+            return
+        cursor = table.cursor_row
+        table.clear()
+        for row in rows:
+            table.add_row(*_queue_cells(row), key=str(row.queue_id))
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
+
+    def got_failures(self, rows: list[Any]) -> None:
+        table = self.query_one("#failures-table", DataTable)
+        table.clear()
+        for row in rows:
+            table.add_row(plain(row.queue_id), plain(row.stage), plain(row.reason or "?", "bold red"),
+                          plain(f"{row.retry_count}/{row.max_retries}"), plain(_first_line(row.last_error)),
+                          key=str(row.queue_id))
+
+    def got_stats(self, stats: dict[str, Any]) -> None:
+        downloaded, kept = stats.get("bytes_downloaded") or 0, stats.get("bytes_kept") or 0
+        ratio = stats.get("compression_ratio")
+        live = self.d3d_app.live
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"downloaded {human_bytes(downloaded)} · kept {human_bytes(kept)}")
+        text.append(f" · ratio {ratio:.1f}×" if ratio else " · ratio –", style="bold")
+        text.append(f"\npipeline {live.pipeline_state} · this session: {live.session_stored} stored, "
+                    f"{live.session_failed} failed, {live.session_duplicates} duplicates")
+        self.query_one("#bytes-label", Static).update(text)
+
+    def got_rates(self, rates: dict[str, Any]) -> None:
+        self.query_one(RatePanel).set_budgets(rates)
+
+    # ------------------------------------------------------------ live events
+
+    def apply_live(self, live: LiveState, events: Iterable[Event]) -> None:
+        events = list(events)
+        rates = self.query_one(RatePanel)
+        if live.rates:
+            rates.set_budgets(live.rates)
+        elif not self.bridge.has("acquire"):
+            rates.set_budgets({}, "Rate budgets appear here once platform acquisition is available.")
+        self._update_active(live)
+        minutes = live.throughput()
+        self.query_one("#throughput", Sparkline).data = minutes
+        self.query_one("#throughput-label", Static).update(
+            f"{minutes[-1]:.0f}/min now · {sum(minutes):.0f} in the last {len(minutes)} min · {live.pipeline_state}")
+        self.sub_title = f"pipeline {live.pipeline_state}"
+        if events:
+            self._refresh_soon()
+
+    def _refresh_soon(self) -> None:
+        if self._refresh_pending:
+            return
+        wait = REFRESH_S - (time.monotonic() - self._last_refresh)
+        if wait <= 0:
+            self.refresh_from_engine()
+        else:
+            self._refresh_pending = True
+            self.set_timer(wait, self.refresh_from_engine)
+
+    def _update_active(self, live: LiveState) -> None:
+        table = self.query_one("#active-table", DataTable)
+        now = live.clock()
+        for queue_id in live.take_changed():
+            key = str(queue_id)
+            item = live.active.get(queue_id)
+            if item is None:
+                with contextlib.suppress(RowDoesNotExist):
+                    table.remove_row(key)
+                continue
+            progress = "" if item.progress is None else f"{item.progress * 100:.0f}%"
+            cells = (plain(queue_id), plain(item.model_id), plain(item.stage), plain(progress),
+                     plain(age(now - item.started_at)))
+            if key in table.rows:
+                for column, value in zip(table.columns, cells, strict=True):
+                    table.update_cell(key, column, value)
+            else:
+                table.add_row(*cells, key=key)
+
+    # ------------------------------------------------------------ actions
+
+    def _selected_id(self) -> int | None:
+        tabs = self.query_one(TabbedContent)
+        table_id = {"tab-failures": "#failures-table", "tab-active": "#active-table"}.get(tabs.active, "#queue-table")
+        table = self.query_one(table_id, DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return int(key.value) if key.value is not None else None
+
+    def action_toggle_pause(self) -> None:
+        if not self.bridge.has("pipeline"):
+            self.notify("The pipeline is not available in this engine yet.", title="Pause")
+            return
+
+        def toggle(d3d: Any) -> str:
+            if d3d.pipeline.state == "paused":
+                d3d.pipeline.resume()
+            elif d3d.pipeline.state == "stopped":
+                d3d.pipeline.start()
+            else:
+                d3d.pipeline.pause()
+            return d3d.pipeline.state
+
+        self.ask("paused", toggle, title="Could not pause or resume the pipeline")
+
+    def got_paused(self, state: str) -> None:
+        self.d3d_app.live.pipeline_state = state
+        self.notify(f"Pipeline {state}", title="Pipeline")
+        self.apply_live(self.d3d_app.live, ())
+
+    def action_retry_failed(self) -> None:
+        self.ask("retried", lambda d3d: d3d.queue.retry(failed=True), title="Could not retry the failed items")
+
+    def got_retried(self, count: int) -> None:
+        self.notify(f"{count} failed item(s) queued again", title="Retry")
+        self.refresh_from_engine()
+
+    def action_cancel(self) -> None:
+        queue_id = self._selected_id()
+        if queue_id is not None:
+            self.ask("cancelled", lambda d3d: d3d.queue.cancel([queue_id]), title="Could not cancel the item")
+
+    def got_cancelled(self, count: int) -> None:
+        self.notify(f"{count} item(s) cancelled", title="Cancel")
+        self.refresh_from_engine()
+
+    def action_priority(self, delta: int) -> None:
+        queue_id = self._selected_id()
+        if queue_id is None:
+            return
+
+        def bump(d3d: Any) -> int:
+            priority = d3d.queue.get(queue_id).priority + delta
+            d3d.queue.set_priority(queue_id, priority)
+            return priority
+
+        self.ask("priority", bump, title="Could not change the priority")
+
+    def got_priority(self, priority: int) -> None:
+        self.notify(f"priority now {priority}", title="Priority")
+        self.refresh_from_engine()
+
+    def action_cycle_stage(self) -> None:
+        index = STAGE_FILTERS.index(self.stage_filter)
+        self.stage_filter = STAGE_FILTERS[(index + 1) % len(STAGE_FILTERS)]
+        self.page = 0
+        self.query_one(TabbedContent).active = "tab-queue"
+        self.refresh_from_engine()
+
+    def action_page(self, delta: int) -> None:
+        pages = max((self.total_in_view + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+        new = min(max(self.page + delta, 0), pages - 1)
+        if new != self.page:
+            self.page = new
+            self.refresh_from_engine()
+
+    def action_details(self) -> None:
+        queue_id = self._selected_id()
+        if queue_id is not None:
+            self.ask("details", lambda d3d: d3d.queue.get(queue_id), title="Could not read the item")
+
+    def got_details(self, row: Any) -> None:
+        from .queue_detail import QueueItemModal
+
+        self.app.push_screen(QueueItemModal(row, now=self.d3d_app.clock()))
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id in ("queue-table", "failures-table"):
+            self.action_details()
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _queue_cells(row: Any) -> tuple[Text, ...]:
+    stage_style = "bold red" if row.stage == "failed" else ("green" if row.stage == "stored" else "")
+    return (plain(row.queue_id), plain(row.stage, stage_style), plain(row.priority), plain(row.platform),
+            plain(row.title or row.model_id or row.source_url), plain(f"{row.retry_count}/{row.max_retries}"),
+            plain(row.reason or ""))

@@ -1,0 +1,260 @@
+"""F4 Snapshots: a filterable list; the selected snapshot as a picture, its features,
+predictions, provenance, similar models and depth views."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+
+from ..widgets.bars import confidence_line
+from ..widgets.depth_view import DepthView
+from ..widgets.pointcloud import PointCloudView
+from ..widgets.text import human_bytes, plain
+from .base import EngineScreen
+
+LIST_PAGE = 200
+"""Snapshots listed per page; the filter narrows further in the database, not in the widget."""
+
+
+class SnapshotsScreen(EngineScreen):
+    TITLE = "Snapshots"
+    CSS_PATH = "../styles/snapshots.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "focus_filter", "Filter", key_display="/", tooltip="Filter snapshots by text"),
+        Binding("c", "focus_cloud", "Point cloud", tooltip="Focus the point cloud to rotate it"),
+        Binding("right_square_bracket", "page(1)", "Next page", key_display="]"),
+        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="["),
+        Binding("escape", "focus_list", "List", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.page = 0
+        self.filter_text = ""
+        self.current: Any = None
+        self.rows: dict[str, Any] = {}
+        self.pending_select: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="snap-main"):
+            with Vertical(id="snap-left"):
+                yield Input(placeholder="/ filter: title, label, platform…", id="snap-filter")
+                yield DataTable(id="snap-list", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="snap-count", markup=False)
+            with TabbedContent(id="snap-tabs"):
+                with TabPane("Cloud", id="tab-cloud"):
+                    yield PointCloudView(id="cloud")
+                with TabPane("Features", id="tab-features"):
+                    yield VerticalScroll(Static("", id="features"))
+                with TabPane("Predict", id="tab-predictions"):
+                    yield VerticalScroll(Static("", id="predictions"))
+                with TabPane("Source", id="tab-provenance"):
+                    yield VerticalScroll(Static("", id="provenance"))
+                with TabPane("Similar", id="tab-similar"):
+                    yield Static("", id="similar-note", markup=False)
+                    yield DataTable(id="similar", cursor_type="row")
+                with TabPane("Views", id="tab-views"):
+                    yield DepthView(id="views")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#snap-list", DataTable).add_columns("title", "label", "pts")
+        self.query_one("#similar", DataTable).add_columns("similarity", "title", "label")
+        self.query_one("#snap-filter", Input).cursor_blink = self.d3d_app.cursor_blink
+        self.query_one("#snap-list", DataTable).focus()
+
+    def on_screen_resume(self) -> None:
+        self.load_list()
+
+    # ------------------------------------------------------------ the list
+
+    def load_list(self) -> None:
+        if not self.bridge.has("db"):
+            self.query_one("#snap-count", Static).update("The database is not available in this engine yet.")
+            return
+        text, offset = self.filter_text or None, self.page * LIST_PAGE
+
+        def fetch(d3d: Any) -> tuple[list[Any], int]:
+            return d3d.db.query(text=text, limit=LIST_PAGE, offset=offset), d3d.db.count(text=text)
+
+        self.ask("list", fetch, title="Could not list the snapshots")
+
+    def got_list(self, result: tuple[list[Any], int]) -> None:
+        rows, total = result
+        table = self.query_one("#snap-list", DataTable)
+        previous = self.current.snapshot_id if self.current is not None else None
+        table.clear()
+        self.rows = {r.snapshot_id: r for r in rows}
+        for row in rows:
+            table.add_row(plain(row.title or row.model_id), plain(row.label or "–"), plain(row.point_count),
+                          key=row.snapshot_id)
+        first = self.page * LIST_PAGE
+        self.query_one("#snap-count", Static).update(
+            f"{first + 1 if rows else 0}–{first + len(rows)} of {total:,} · [ ] page" if total else "no snapshots yet")
+        target = self.pending_select or previous
+        if target in self.rows:
+            table.move_cursor(row=table.get_row_index(target))
+        if rows and self.current is None:
+            self.select(target if target in self.rows else rows[0].snapshot_id)
+
+    @on(Input.Submitted, "#snap-filter")
+    @on(Input.Changed, "#snap-filter")
+    def _filter(self, event: Input.Changed | Input.Submitted) -> None:
+        self.filter_text, self.page = event.value.strip(), 0
+        self.load_list()
+        if isinstance(event, Input.Submitted):
+            self.query_one("#snap-list", DataTable).focus()
+
+    @on(DataTable.RowHighlighted, "#snap-list")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is not None:
+            self.select(event.row_key.value)
+
+    def select(self, snapshot_id: str) -> None:
+        if self.current is not None and self.current.snapshot_id == snapshot_id:
+            return
+        self.ask("snapshot", lambda d3d: d3d.db.get(snapshot_id), title="Could not read the snapshot")
+
+    # ------------------------------------------------------------ the selected snapshot
+
+    def got_snapshot(self, snap: Any) -> None:
+        self.current = snap
+        self.pending_select = None
+        geometry = snap.geometry
+        self.query_one(PointCloudView).set_cloud(geometry.points, geometry.normals, geometry.curvature)
+        self.query_one("#features", Static).update(features_text(snap))
+        self.query_one("#predictions", Static).update(predictions_text(snap, self.bridge.has("classify")))
+        self.query_one("#provenance", Static).update(provenance_text(snap, self.rows.get(snap.snapshot_id)))
+        self.query_one(DepthView).set_views(geometry.views)
+        self.load_similar(snap.snapshot_id)
+
+    def load_similar(self, snapshot_id: str) -> None:
+        table = self.query_one("#similar", DataTable)
+        table.clear()
+        note = self.query_one("#similar-note", Static)
+        if not self.bridge.has("db.find_similar"):
+            note.update("Similar models appear once the similarity index is available in this engine.")
+            return
+        note.update("enter opens a similar model")
+
+        def fetch(d3d: Any) -> list[tuple[Any, float]]:
+            found = d3d.db.find_similar(snapshot_id, k=10)
+            out = []
+            for other_id, score in found:
+                try:
+                    out.append((d3d.db.get(other_id), score))
+                except Exception:  # listed by the index but gone from the table: skip it
+                    continue
+            return out
+
+        self.ask("similar", fetch, title="Could not find similar models")
+
+    def got_similar(self, found: list[tuple[Any, float]]) -> None:
+        table = self.query_one("#similar", DataTable)
+        table.clear()
+        for snap, score in found:
+            top = snap.top_prediction()
+            table.add_row(plain(f"{score:.3f}"), plain(snap.provenance.title or snap.model_id),
+                          plain(top.label if top else "–"), key=snap.snapshot_id)
+        if not found:
+            self.query_one("#similar-note", Static).update("No similar models (no embeddings yet).")
+
+    @on(DataTable.RowSelected, "#similar")
+    def _jump(self, event: DataTable.RowSelected) -> None:
+        target = event.row_key.value
+        if target:
+            self.pending_select = target
+            self.current = None
+            self.ask("snapshot", lambda d3d: d3d.db.get(target), title="Could not read the snapshot")
+            if target in self.rows:
+                table = self.query_one("#snap-list", DataTable)
+                table.move_cursor(row=table.get_row_index(target))
+            self.query_one(TabbedContent).active = "tab-cloud"
+
+    # ------------------------------------------------------------ actions
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#snap-filter", Input).focus()
+
+    def action_focus_list(self) -> None:
+        self.query_one("#snap-list", DataTable).focus()
+
+    def action_focus_cloud(self) -> None:
+        self.query_one(TabbedContent).active = "tab-cloud"
+        self.query_one(PointCloudView).focus()
+
+    def action_page(self, delta: int) -> None:
+        self.page = max(self.page + delta, 0)
+        self.load_list()
+
+
+def _row(text: Text, name: str, value: object) -> None:
+    text.append(f"{name:>16}  ", style="bold")
+    text.append(f"{value}\n")
+
+
+def features_text(snap: Any) -> Text:
+    f, q = snap.features, snap.features.quality
+    text = Text()
+    _row(text, "points", snap.geometry.point_count)
+    _row(text, "vertices / faces", f"{f.vertex_count:,} / {f.face_count:,}")
+    _row(text, "bbox min", "  ".join(f"{v:.3g}" for v in f.bbox_min))
+    _row(text, "bbox max", "  ".join(f"{v:.3g}" for v in f.bbox_max))
+    _row(text, "surface area", f"{f.surface_area:.4g}")
+    _row(text, "volume", f"{f.volume:.4g}" if f.is_watertight else "– (not watertight)")
+    flags = [name for name in ("empty", "non_manifold", "open", "too_simple", "is_point_cloud") if getattr(q, name)]
+    _row(text, "quality flags", ", ".join(flags) or "none")
+    _row(text, "degenerate share", f"{q.degenerate_share:.1%}")
+    _row(text, "components", q.component_count)
+    gf = np.asarray(f.global_features, dtype=float).ravel()
+    if gf.size:
+        text.append("\nglobal features\n", style="bold")
+        for start in range(0, gf.size, 8):
+            text.append("  ".join(f"{v:7.3f}" for v in gf[start:start + 8]) + "\n")
+    return text
+
+
+def predictions_text(snap: Any, classifier_available: bool) -> Text:
+    if not snap.predictions:
+        why = "this snapshot has not been classified yet" if classifier_available else \
+            "classification is not available in this engine yet"
+        return Text(f"No predictions: {why}.", style="italic")
+    text = Text()
+    for p in sorted(snap.predictions, key=lambda p: p.rank):
+        text.append_text(confidence_line(p.label, p.confidence, p.uncertainty))
+        text.append(f"  {p.taxonomy}\n", style="dim")
+    model = snap.predictions[0].model_name
+    if model:
+        text.append(f"\nmodel {model}", style="dim")
+    return text
+
+
+def provenance_text(snap: Any, row: Any | None) -> Text:
+    p = snap.provenance
+    text = Text()
+    _row(text, "title", p.title or "–")
+    _row(text, "author", p.author or "–")
+    _row(text, "platform", p.platform)
+    _row(text, "licence", p.license or "–")
+    _row(text, "SPDX", p.license_spdx or "unknown (never assumed free)")
+    _row(text, "source URL", p.source_url or "–")
+    _row(text, "original file", p.original_filename or "–")
+    _row(text, "format", p.original_format or "–")
+    _row(text, "original size", human_bytes(p.original_file_size) if p.original_file_size else "–")
+    kept = getattr(row, "snapshot_bytes", None) if row is not None else None
+    if kept:
+        _row(text, "snapshot size", human_bytes(kept))
+        if p.original_file_size:
+            _row(text, "compression", f"{p.original_file_size / kept:.1f}×")
+    _row(text, "tags", ", ".join(p.tags) or "–")
+    _row(text, "model id", snap.model_id or "–")
+    _row(text, "snapshot id", snap.snapshot_id)
+    return text

@@ -1,0 +1,67 @@
+"""Per-platform rate budget: tokens left of capacity, paused until when, banned."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from .bars import bar
+from .text import age
+
+
+def budget_line(platform: str, tokens: float, capacity: float, paused_until: float | None, banned: bool,
+                message: str, now: float, width: int = 80) -> Text:
+    """``thingiverse  ██████▌   13/20  paused 2m`` (platform and message are literal text)."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f"{platform[:13]:<13} ")
+    fraction = tokens / capacity if capacity else 0.0
+    text.append(bar(fraction, 10), style="bold")
+    text.append(f" {tokens:>4.0f}/{capacity:<4.0f}")
+    if banned:
+        text.append(" BANNED", style="bold red")
+    elif paused_until and paused_until > now:
+        text.append(f" paused {age(paused_until - now)}", style="bold yellow")
+    else:
+        text.append(" ok", style="green")
+    if message:
+        text.append(f" {message}", style="dim")
+    return text
+
+
+class RatePanel(Static):
+    """Rate budgets of the platforms in use; rows from RateStatus values or RateBudgetChanged events."""
+
+    DEFAULT_CSS = """
+    RatePanel { height: auto; }
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.clock = clock
+        self.budgets: dict[str, Any] = {}
+        self.note = "no platform has been used yet"
+
+    def set_budgets(self, budgets: dict[str, Any], note: str | None = None) -> None:
+        """budgets: platform -> object with tokens, capacity, paused_until, banned, message."""
+        self.budgets = dict(budgets)
+        if note is not None:
+            self.note = note
+        self.refresh(layout=True)
+
+    def lines(self) -> Iterable[Text]:
+        now = self.clock()
+        for platform, b in sorted(self.budgets.items()):
+            yield budget_line(platform, float(getattr(b, "tokens", 0)), float(getattr(b, "capacity", 0)),
+                              getattr(b, "paused_until", None), bool(getattr(b, "banned", False)),
+                              str(getattr(b, "message", "") or ""), now)
+
+    def render(self) -> Text:
+        rows = list(self.lines())
+        if not rows:
+            return Text(self.note, style="italic")
+        return Text("\n").join(rows)

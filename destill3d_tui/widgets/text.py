@@ -1,0 +1,35 @@
+"""Untrusted text (titles, tags, licences, error messages) as plain, never-markup text.
+
+A model named ``[WIP]`` must show as ``[WIP]``: strings handed to a DataTable or Static are
+parsed as markup, :class:`rich.text.Text` objects are not.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+
+def plain(value: object, style: str = "") -> Text:
+    """The value's text, shown literally; ``None`` shows as an empty cell."""
+    return Text("" if value is None else str(value), style=style, no_wrap=True, overflow="ellipsis")
+
+
+def human_bytes(count: float | None) -> str:
+    """1536 -> '1.5 KiB'."""
+    if count is None:
+        return "-"
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def age(seconds: float) -> str:
+    """Seconds -> '12s', '3m', '5h', '2d' (coarse, so a frozen clock gives stable output)."""
+    seconds = max(seconds, 0.0)
+    for limit, unit, div in ((60, "s", 1), (3600, "m", 60), (86400, "h", 3600)):
+        if seconds < limit:
+            return f"{int(seconds // div)}{unit}"
+    return f"{int(seconds // 86400)}d"

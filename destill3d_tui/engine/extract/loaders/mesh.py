@@ -16,6 +16,9 @@ TRIMESH_TYPES = {"STL": "stl", "OBJ": "obj", "PLY": "ply", "OFF": "off", "GLTF":
                  "3MF": "3mf", "DAE": "dae"}  # fmt: skip
 
 
+UP_AXIS = {"GLTF": "y", "GLB": "y", "3MF": "z"}  # what the format's specification fixes
+
+
 def load_trimesh(path: Path, fmt: str) -> LoadedGeometry:
     """Load ``path`` with trimesh and flatten its scene.
 
@@ -30,6 +33,7 @@ def load_trimesh(path: Path, fmt: str) -> LoadedGeometry:
     if meshes:
         geometry = _merge_meshes(meshes, fmt, len(scene.graph.nodes_geometry))
         geometry.warnings.extend(warnings)
+        geometry.up_axis = UP_AXIS.get(fmt)
         return geometry
     if clouds:
         points = np.concatenate(clouds, axis=0)

@@ -1,0 +1,306 @@
+"""What every export format shares: records, the exporter base class, splits, licence policy,
+the attribution manifest, the dataset card and the registry of formats.
+
+An exporter is a pure writer: :meth:`Exporter.begin` gets the :class:`ExportLayout` (label
+names, how many records each split will get), :meth:`Exporter.write` one :class:`ExportRecord`
+at a time, :meth:`Exporter.finish` returns the files written. It never reads the database;
+:mod:`..dataset` selects, filters and splits the rows and feeds the records.
+
+Splits are deterministic and stratified: within each label the records are ordered by the
+SHA-256 of their snapshot id and cut by the split fractions (largest remainder), so the same
+collection always splits the same way, every label gets its share, and adding objects moves at
+most a boundary object per label and split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ...acquire import licenses
+from ...acquire.base import LicenseInfo
+from ...errors import ConfigError
+
+SPLIT_NAMES = ("train", "val", "test")
+UNLABELLED = "unknown"
+ENTRY_POINT_GROUP = "destill3d.exporters"
+
+
+class ExportError(ConfigError):
+    """Bad export request (unknown format, bad split, nothing to export)."""
+
+    reason = "export_invalid"
+
+
+@dataclass
+class ExportRecord:
+    """One object as the exporters see it.
+
+    points, normals : (n, 3) float32, unit sphere; views : (v, h, w) uint8 or None
+    metadata : title, author, source_url, license, license_spdx, platform, model_id, sha256, ...
+    """
+
+    snapshot_id: str
+    points: np.ndarray
+    normals: np.ndarray
+    label: str
+    label_index: int
+    split: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    views: np.ndarray | None = None
+
+
+@dataclass
+class ExportLayout:
+    """What an exporter knows before the first record arrives."""
+
+    output: Path
+    label_names: list[str]
+    split_counts: dict[str, int]  # only splits that get records, in SPLIT_NAMES order
+    points_per_object: int = 2048
+    views: bool = False
+    view_shape: tuple[int, int, int] | None = None
+
+
+class Exporter(ABC):
+    """Base of every format. Subclasses set ``name`` and ``description``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.layout: ExportLayout | None = None
+
+    def begin(self, layout: ExportLayout) -> None:
+        self.layout = layout
+        layout.output.mkdir(parents=True, exist_ok=True)
+
+    @abstractmethod
+    def write(self, record: ExportRecord) -> None: ...
+
+    @abstractmethod
+    def finish(self) -> list[Path]: ...
+
+    def abort(self) -> None:  # noqa: B027 - optional hook, most writers hold nothing to close
+        """Close open handles after a failure (files written so far stay for inspection)."""
+
+    def loading_note(self) -> str:
+        """A few lines for the dataset card: how to load what this exporter wrote."""
+        return ""
+
+
+# ---------------------------------------------------------------- registry
+
+
+def available_formats() -> dict[str, type[Exporter]]:
+    """Format name -> exporter class, from the ``destill3d.exporters`` entry points."""
+    found: dict[str, type[Exporter]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.load()
+    return found
+
+
+def get_exporter(name: str) -> Exporter:
+    formats = available_formats()
+    if name not in formats:
+        raise ExportError(f"unknown export format {name!r}: expected one of {', '.join(sorted(formats))}")
+    return formats[name]()
+
+
+# ---------------------------------------------------------------- splits
+
+
+def parse_split(text: str | Iterable[float]) -> tuple[float, float, float]:
+    """``"0.8:0.1:0.1"`` or a sequence -> (train, val, test) fractions summing to 1."""
+    if isinstance(text, str):
+        try:
+            parts = [float(p) for p in text.split(":")]
+        except ValueError as exc:
+            raise ExportError(f"split {text!r}: expected train:val:test fractions like 0.8:0.1:0.1") from exc
+    else:
+        parts = [float(p) for p in text]
+    parts = [*parts, 0.0, 0.0, 0.0][:3] if 1 <= len(parts) <= 3 else []
+    total = sum(parts)
+    if not parts or min(parts) < 0 or total <= 0:
+        raise ExportError(f"split {text!r}: expected up to three non-negative fractions, not all zero")
+    return (parts[0] / total, parts[1] / total, parts[2] / total)
+
+
+def split_key(snapshot_id: str) -> str:
+    return hashlib.sha256(snapshot_id.encode()).hexdigest()
+
+
+def _quota(n: int, fractions: tuple[float, float, float]) -> list[int]:
+    """Largest-remainder allocation of n items to the splits (ties go to the earlier split)."""
+    raw = [n * f for f in fractions]
+    counts = [int(r) for r in raw]
+    order = sorted(range(3), key=lambda i: (-(raw[i] - counts[i]), i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def assign_splits(items: Iterable[tuple[str, str]], fractions: tuple[float, float, float]) -> dict[str, str]:
+    """(snapshot_id, label) pairs -> snapshot_id -> split name, stratified by label."""
+    by_label: dict[str, list[str]] = {}
+    for sid, label in items:
+        by_label.setdefault(label, []).append(sid)
+    out: dict[str, str] = {}
+    for ids in by_label.values():
+        ids.sort(key=split_key)
+        counts = _quota(len(ids), fractions)
+        start = 0
+        for name, count in zip(SPLIT_NAMES, counts, strict=True):
+            for sid in ids[start : start + count]:
+                out[sid] = name
+            start += count
+    return out
+
+
+# ---------------------------------------------------------------- licence policy
+
+
+def license_info(row: dict[str, Any]) -> LicenseInfo:
+    """The licence of a candidate row from its stored flags, else its SPDX id."""
+    flags = row.get("license_flags") or {}
+    if isinstance(flags, str):
+        try:
+            flags = json.loads(flags)
+        except ValueError:
+            flags = {}
+    info = licenses.from_spdx(row.get("license_spdx") or flags.get("spdx"), raw=row.get("license") or "")
+    for key in ("commercial", "derivatives", "share_alike", "attribution"):
+        if isinstance(flags.get(key), bool) and info.spdx:
+            setattr(info, key, flags[key])
+    return info
+
+
+def license_refusal(row: dict[str, Any], policy: str) -> str | None:
+    """None when ``policy`` lets this object into a dataset, else a short reason.
+
+    A local file with no licence recorded is the user's own: research exports take it (the
+    card says so); commercial exports refuse it like any unknown licence.
+    """
+    info = license_info(row)
+    if policy == "research" and not info.spdx and not info.raw and row.get("platform") == "local":
+        return None
+    try:
+        return licenses.why_refused(info, policy)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
+
+
+# ---------------------------------------------------------------- manifest and card
+
+
+def attribution_entry(record: ExportRecord) -> dict[str, Any]:
+    m = record.metadata
+    return {
+        "snapshot_id": record.snapshot_id,
+        "split": record.split,
+        "label": record.label,
+        "title": m.get("title") or "",
+        "author": m.get("author") or "",
+        "source_url": m.get("source_url") or "",
+        "platform": m.get("platform") or "",
+        "license": m.get("license") or "",
+        "license_spdx": m.get("license_spdx") or "",
+        "sha256": m.get("sha256") or "",
+    }
+
+
+def write_manifest(output: Path, entries: list[dict[str, Any]]) -> Path:
+    path = output / "attribution.json"
+    path.write_text(json.dumps({"objects": entries}, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+@dataclass
+class CardFacts:
+    format: str
+    label_names: list[str]
+    split_counts: dict[str, int]
+    label_counts: dict[str, dict[str, int]]  # split -> label -> count
+    licence_counts: dict[str, int]
+    skipped: dict[str, int]  # reason -> count
+    options: dict[str, Any]
+    loading: str = ""
+    generator: str = "Destill3D"
+
+
+def _front_matter(facts: CardFacts) -> str:
+    """YAML header the Hugging Face Hub reads (licence, splits of the Parquet files)."""
+    licences = sorted(k for k in facts.licence_counts if k and not k.startswith("("))
+    lines = ["---", "license: " + ("other" if len(licences) != 1 else licences[0].lower())]
+    if facts.format == "parquet":
+        lines += ["configs:", "- config_name: default", "  data_files:"]
+        for split in facts.split_counts:
+            lines += [f"  - split: {split}", f"    path: {split}.parquet"]
+    lines.append("---")
+    return "\n".join(lines)
+
+
+def write_card(output: Path, facts: CardFacts) -> Path:
+    """README.md: counts, label distribution, licences, what was left out and how it was made."""
+    total = sum(facts.split_counts.values())
+    out = [_front_matter(facts), "", "# Destill3D point-cloud dataset", ""]
+    out += [f"{total} objects in {len(facts.label_names)} classes, format `{facts.format}`.", ""]
+    out += ["## Splits", "", "| split | objects |", "| --- | --- |"]
+    out += [f"| {s} | {n} |" for s, n in facts.split_counts.items()]
+    out += ["", "## Label distribution", "", "| label | " + " | ".join(facts.split_counts) + " | total |"]
+    out.append("| --- " * (len(facts.split_counts) + 2) + "|")
+    for label in facts.label_names:
+        per = [facts.label_counts.get(s, {}).get(label, 0) for s in facts.split_counts]
+        out.append(f"| {_cell(label)} | " + " | ".join(map(str, per)) + f" | {sum(per)} |")
+    out += ["", "## Licences", "", "| licence | objects |", "| --- | --- |"]
+    out += [f"| {_cell(k or '(none recorded)')} | {n} |" for k, n in sorted(facts.licence_counts.items())]
+    out += ["", "Per-object attribution (title, author, source URL, licence, SHA-256 of the source file) is in",
+            "`attribution.json`. Keep it with the data and credit the authors as their licences require.", ""]
+    if facts.skipped:
+        out += ["## Left out", "", "| reason | objects |", "| --- | --- |"]
+        out += [f"| {_cell(k)} | {n} |" for k, n in sorted(facts.skipped.items())]
+        out.append("")
+    out += ["## How it was made", ""]
+    out += [f"Exported by {facts.generator} from its snapshot database with these options:", "", "```json",
+            json.dumps(facts.options, indent=1, sort_keys=True, default=str), "```", ""]
+    out += ["Points are sampled from each model's surface, centred and scaled to the unit sphere; normals",
+            "are unit vectors. Splits are stratified by label and deterministic: within a label objects are",
+            "ordered by the SHA-256 of their snapshot id and cut by the split fractions.", ""]
+    if facts.loading:
+        out += ["## Loading", "", facts.loading, ""]
+    path = output / "README.md"
+    path.write_text("\n".join(out))
+    return path
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def tally(records_meta: Iterable[tuple[str, str, str]]) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """(split, label, licence) triples -> per-split label counts and licence counts."""
+    labels: dict[str, Counter[str]] = {}
+    licence: Counter[str] = Counter()
+    for split, label, lic in records_meta:
+        labels.setdefault(split, Counter())[label] += 1
+        licence[lic] += 1
+    return {s: dict(c) for s, c in labels.items()}, dict(licence)
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(label: str) -> str:
+    """A label as a folder/file name (ModelNet layout): spaces and slashes become ``_``."""
+    cleaned = _SAFE.sub("_", label.strip()).strip("._") or UNLABELLED
+    return cleaned

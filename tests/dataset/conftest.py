@@ -1,0 +1,113 @@
+"""Fixtures for similarity / duplicates / export: a real SQLite store filled with real extractions.
+
+Snapshots are extracted from corpus meshes and from rotated+rescaled and re-tessellated copies
+of them written as new STL files, so near-copies are genuine different files of one shape.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from destill3d_tui.engine.store.db import Store, utcnow
+from destill3d_tui.engine.store.snapshot import Snapshot
+
+BASE_MESHES = ("stl/teapot.stl", "off/socket.off", "obj/fandisk.obj", "stl/featuretype.STL")
+
+
+def store_snapshot(
+    store: Store,
+    snap: Snapshot,
+    *,
+    platform: str = "local",
+    label: str | None = None,
+    confidence: float | None = None,
+    license: str = "",
+    license_spdx: str = "",
+    title: str = "",
+    embedding: np.ndarray | None = None,
+    embedding_model: str = "",
+) -> str:
+    """Insert a snapshot the way the store writes one (blob + denormalised columns)."""
+    now = utcnow()
+    store.Snapshots.insert(
+        snapshot_id=snap.snapshot_id,
+        model_id=snap.model_id or f"{platform}:{snap.snapshot_id}",
+        platform=platform,
+        source_url=snap.provenance.source_url or f"https://example.org/{snap.snapshot_id}",
+        title=title or snap.provenance.title,
+        author="Ada Author",
+        license=license,
+        license_spdx=license_spdx,
+        original_format=snap.provenance.original_format,
+        original_file_hash=snap.provenance.original_file_hash,
+        snapshot_data=snap.to_bytes(),
+        snapshot_version=1,
+        point_count=snap.geometry.point_count,
+        acquired_at=now,
+        processed_at=now,
+        label=label,
+        confidence=confidence,
+    ).execute()
+    if embedding is not None:
+        store.Embeddings.insert(
+            snapshot_id=snap.snapshot_id,
+            model_id=embedding_model,
+            embedding=np.asarray(embedding, "<f4").tobytes(),
+            embedding_dim=len(embedding),
+            created_at=utcnow(),
+        ).execute()
+    return snap.snapshot_id
+
+
+def _transformed_copies(src: Path, out: Path) -> tuple[Path, Path]:
+    """(rotated + rescaled copy, re-tessellated copy) of a mesh file, as new STL files."""
+    import trimesh
+    from scipy.spatial.transform import Rotation
+
+    mesh = trimesh.load(src, force="mesh")
+    turned = mesh.copy()
+    matrix = np.eye(4)
+    matrix[:3, :3] = Rotation.from_euler("xyz", [30, 45, 60], degrees=True).as_matrix() * 3.5
+    matrix[:3, 3] = [10.0, -4.0, 2.0]
+    turned.apply_transform(matrix)
+    finer = mesh.subdivide()
+    a, b = out / f"{src.stem}_turned.stl", out / f"{src.stem}_finer.stl"
+    turned.export(a)
+    finer.export(b)
+    return a, b
+
+
+@pytest.fixture(scope="session")
+def family_snapshots(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> dict[str, list[Snapshot]]:
+    """name -> [original, rotated+rescaled copy, re-tessellated copy] snapshots (extracted once)."""
+    from destill3d_tui.engine.extract import extract_file
+
+    work = tmp_path_factory.mktemp("families")
+    families: dict[str, list[Snapshot]] = {}
+    for rel in BASE_MESHES:
+        src = work / Path(rel).name
+        shutil.copy(corpus_dir / rel, src)
+        turned, finer = _transformed_copies(src, work)
+        families[src.stem] = [extract_file(p, seed=n) for n, p in enumerate((src, turned, finer))]
+    return families
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(f"sqlite:///{tmp_path / 'd3d.db'}")
+    yield s
+    s.close()
+
+
+def clone(snap: Snapshot) -> Snapshot:
+    """A copy with a fresh snapshot id (one extraction stored under several ids)."""
+    import uuid
+
+    copy = Snapshot.from_bytes(snap.to_bytes("exact"))
+    copy.snapshot_id = str(uuid.uuid4())
+    copy.model_id = ""
+    return copy

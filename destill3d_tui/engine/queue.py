@@ -1,0 +1,467 @@
+"""The processing queue: the spec's state machine (section 3) over the ``processing_queue`` table.
+
+::
+
+    queued --acquire--> acquired --extract--> extracted --classify--> classified --store--> stored
+       \\________________\\_____________________\\______________________\\--> failed (final)
+
+An item that fails and still has attempts left keeps its last committed stage, gets
+``scheduled_at`` (exponential backoff) and is claimed again later; ``failed`` is final.
+
+Leases: a worker *claims* items (``lease_owner``, ``lease_expires_at``, ``heartbeat_at``) and
+every transition it commits says ``WHERE lease_owner = me``, so a worker whose lease was taken
+over can never commit anything for that item. The attempt is counted when the item is claimed
+(``retry_count += 1``), so an item that kills its worker every time still ends ``failed`` after
+``max_retries`` attempts. Claims run in ``BEGIN IMMEDIATE`` on SQLite and with
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL. :meth:`Queue.reap` hands back leases that expired or
+whose owner process is gone (spec 12.3).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import peewee as pw
+
+from .errors import NotFoundError
+from .events import EventBus, ItemsQueued
+from .store.db import ACTIVE_STAGES, FAILED, FINAL_STAGES, QUEUED, STAGES, STORED, Store, dumps, loads, utcnow
+
+# Extensions a folder scan picks up when no --pattern is given (explicit file paths always go in).
+MODEL_EXTENSIONS = frozenset(
+    {"stl", "obj", "ply", "off", "gltf", "glb", "3mf", "dae", "fbx", "step", "stp"}
+    | {"iges", "igs", "brep", "brp", "pcd", "xyz", "pts", "las", "laz", "zip"}
+)
+
+
+@dataclass
+class QueueEntry:
+    """One item to queue. ``model_id`` is ``platform:source_id`` (plus ``:file_id`` for one file of many)."""
+
+    model_id: str
+    platform: str
+    source_url: str
+    source_id: str = ""
+    file_id: str | None = None
+    group_id: str | None = None
+    priority: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)  # title, author, license{raw,spdx,flags}, tags, ...
+    max_retries: int | None = None
+
+
+@dataclass
+class QueueRow:
+    queue_id: int
+    model_id: str
+    platform: str
+    source_url: str
+    stage: str
+    priority: int
+    retry_count: int
+    max_retries: int
+    reason: str | None
+    last_error: str | None
+    scheduled_at: dt.datetime | None
+    updated_at: dt.datetime | None
+    created_at: dt.datetime | None
+    title: str
+    snapshot_id: str | None
+    duplicate_of: str | None
+    bytes_in: int
+    source_id: str = ""
+    file_id: str | None = None
+    group_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    lease_owner: str | None = None
+    lease_expires_at: dt.datetime | None = None
+    temp_path: str | None = None
+    file_hash: str | None = None
+    primary_path: str | None = None
+    error_stage: str | None = None
+    finished_at: dt.datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "metadata"}
+        return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in out.items()}
+
+
+def _row(m: Any) -> QueueRow:
+    meta = loads(m.metadata)
+    return QueueRow(
+        queue_id=m.queue_id,
+        model_id=m.model_id,
+        platform=m.platform,
+        source_url=m.source_url,
+        stage=m.stage,
+        priority=m.priority or 0,
+        retry_count=m.retry_count or 0,
+        max_retries=m.max_retries if m.max_retries is not None else 3,
+        reason=m.reason,
+        last_error=m.last_error,
+        scheduled_at=m.scheduled_at,
+        updated_at=m.updated_at,
+        created_at=m.created_at,
+        title=str(meta.get("title") or ""),
+        snapshot_id=m.snapshot_id,
+        duplicate_of=m.duplicate_of,
+        bytes_in=m.bytes_in or 0,
+        source_id=m.source_id or "",
+        file_id=m.file_id,
+        group_id=m.group_id,
+        metadata=meta,
+        lease_owner=m.lease_owner,
+        lease_expires_at=m.lease_expires_at,
+        temp_path=m.temp_path,
+        file_hash=m.file_hash,
+        primary_path=m.primary_path,
+        error_stage=m.error_stage,
+        finished_at=m.finished_at,
+    )
+
+
+def make_owner() -> str:
+    """``host:pid:token``: the reaper frees leases of dead processes on this host at once."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_dead(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid_text, _, _token = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False  # another machine: only the lease expiry tells
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def local_entries(
+    paths: Iterable[str | Path], recursive: bool = False, pattern: str | None = None, priority: int = 0
+) -> list[QueueEntry]:
+    """Queue entries for local files; folders are scanned (``pattern`` is a glob on the file name)."""
+    entries: list[QueueEntry] = []
+    for raw in paths:
+        path = Path(raw).expanduser().resolve()
+        if path.is_dir():
+            files = path.rglob("*") if recursive else path.glob("*")
+            chosen = sorted(f for f in files if f.is_file() and _wanted(f, pattern))
+        elif path.exists():
+            chosen = [path]
+        else:
+            raise NotFoundError(f"{raw}: no such file or folder")
+        entries.extend(_local_entry(f, priority) for f in chosen)
+    return entries
+
+
+def _wanted(path: Path, pattern: str | None) -> bool:
+    if pattern:
+        return fnmatch.fnmatch(path.name.lower(), pattern.lower())
+    return path.suffix.lower().lstrip(".") in MODEL_EXTENSIONS and not path.name.startswith(".")
+
+
+def _local_entry(path: Path, priority: int) -> QueueEntry:
+    meta = {"title": path.stem, "original_filename": path.name, "source_url": path.as_uri()}
+    return QueueEntry(
+        model_id=f"local:{path}",
+        platform="local",
+        source_url=path.as_uri(),
+        source_id=str(path),
+        priority=priority,
+        metadata=meta,
+    )
+
+
+class Queue:
+    """The queue of one database. Thread-safe: every call uses the calling thread's connection."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_retries: int = 3,
+        lease_seconds: float = 300.0,
+        retry_backoff_s: float = 30.0,
+        events: EventBus | None = None,
+    ) -> None:
+        self.store = store
+        self.max_retries = max_retries
+        self.lease_seconds = lease_seconds
+        self.retry_backoff_s = retry_backoff_s
+        self.events = events
+        self.Q = store.ProcessingQueue
+
+    # ------------------------------------------------------------ adding
+
+    def add_entries(self, entries: Sequence[QueueEntry]) -> list[int]:
+        """Queue ids, in order; an entry whose ``model_id`` is already queued keeps its row."""
+        ids: list[int] = []
+        added = 0
+        with self.store.atomic(immediate=True):
+            for entry in entries:
+                existing = self.Q.get_or_none(self.Q.model_id == entry.model_id)
+                if existing is not None:
+                    ids.append(existing.queue_id)
+                    continue
+                ids.append(self._insert(entry))
+                added += 1
+        if added and self.events is not None:
+            self.events.emit(ItemsQueued(count=added, platform=entries[0].platform if entries else "local"))
+        return ids
+
+    def _insert(self, entry: QueueEntry) -> int:
+        now = utcnow()
+        row = self.Q.create(
+            model_id=entry.model_id,
+            platform=entry.platform,
+            source_url=entry.source_url,
+            source_id=entry.source_id or entry.model_id.partition(":")[2],
+            file_id=entry.file_id,
+            group_id=entry.group_id,
+            stage=QUEUED,
+            priority=entry.priority,
+            retry_count=0,
+            max_retries=self.max_retries if entry.max_retries is None else entry.max_retries,
+            metadata=dumps(entry.metadata),
+            bytes_in=0,
+            created_at=now,
+            updated_at=now,
+        )
+        return int(row.queue_id)
+
+    def add_paths(
+        self, paths: Iterable[str | Path], recursive: bool = False, pattern: str | None = None, priority: int = 0
+    ) -> list[int]:
+        return self.add_entries(local_entries(paths, recursive, pattern, priority))
+
+    # ------------------------------------------------------------ reading
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STAGES, 0)
+        query = self.Q.select(self.Q.stage, pw.fn.COUNT(self.Q.queue_id).alias("n")).group_by(self.Q.stage)
+        for row in query:
+            out[row.stage] = int(row.n)
+        return out
+
+    def pending(self) -> int:
+        """Items not yet stored or failed."""
+        return self.Q.select().where(self.Q.stage.in_(ACTIVE_STAGES)).count()
+
+    def list(
+        self, stage: str | None = None, limit: int = 100, offset: int = 0, order: str = "priority"
+    ) -> list[QueueRow]:
+        query = self.Q.select()
+        if stage:
+            if stage not in STAGES:
+                raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+            query = query.where(self.Q.stage == stage)
+        orders = {
+            "priority": (self.Q.priority.desc(), self.Q.queue_id),
+            "id": (self.Q.queue_id,),
+            "updated": (self.Q.updated_at.desc(), self.Q.queue_id.desc()),
+        }
+        query = query.order_by(*orders.get(order, orders["priority"])).limit(limit).offset(offset)
+        return [_row(m) for m in query]
+
+    def get(self, queue_id: int) -> QueueRow:
+        m = self.Q.get_or_none(self.Q.queue_id == queue_id)
+        if m is None:
+            raise NotFoundError(f"no queue item {queue_id}")
+        return _row(m)
+
+    # ------------------------------------------------------------ user actions
+
+    def retry(self, ids: Sequence[int] | None = None, failed: bool = False) -> int:
+        """Failed (or the given unfinished) items go back to ``queued`` with fresh attempts."""
+        query = self.Q.update(
+            stage=QUEUED, retry_count=0, reason=None, last_error=None, error_stage=None,
+            scheduled_at=None, lease_owner=None, lease_expires_at=None, finished_at=None, updated_at=utcnow(),
+        )  # fmt: skip
+        if ids:
+            query = query.where(self.Q.queue_id.in_(list(ids)), self.Q.stage != STORED)
+        elif failed:
+            query = query.where(self.Q.stage == FAILED)
+        else:
+            return 0
+        with self.store.atomic(immediate=True):
+            return int(query.execute())
+
+    def cancel(self, ids: Sequence[int]) -> int:
+        """Unfinished items end ``failed`` with reason ``cancelled``; a worker holding one loses it."""
+        now = utcnow()
+        query = self.Q.update(
+            stage=FAILED, reason="cancelled", last_error="cancelled by the user", lease_owner=None,
+            lease_expires_at=None, finished_at=now, updated_at=now,
+        ).where(self.Q.queue_id.in_(list(ids)), self.Q.stage.in_(ACTIVE_STAGES))  # fmt: skip
+        with self.store.atomic(immediate=True):
+            return int(query.execute())
+
+    def set_priority(self, queue_id: int, priority: int) -> None:
+        with self.store.atomic(immediate=True):
+            if not self.Q.update(priority=priority).where(self.Q.queue_id == queue_id).execute():
+                raise NotFoundError(f"no queue item {queue_id}")
+
+    # ------------------------------------------------------------ worker side
+
+    def claim(self, owner: str, n: int) -> list[QueueRow]:
+        """Lease up to ``n`` claimable items (highest priority first) and count an attempt on each."""
+        if n <= 0:
+            return []
+        now = utcnow()
+        Q = self.Q
+        with self.store.atomic(immediate=True):
+            candidates = (
+                Q.select(Q.queue_id)
+                .where(
+                    Q.stage.in_(ACTIVE_STAGES),
+                    Q.lease_owner.is_null() | (Q.lease_expires_at < now),
+                    Q.retry_count < Q.max_retries,
+                    Q.scheduled_at.is_null() | (Q.scheduled_at <= now),
+                )
+                .order_by(Q.priority.desc(), Q.queue_id)
+                .limit(n)
+            )
+            if self.store.is_postgres:
+                candidates = candidates.for_update(skip_locked=True)
+            ids = [r.queue_id for r in candidates]
+            if not ids:
+                return []
+            Q.update(
+                lease_owner=owner,
+                lease_expires_at=now + dt.timedelta(seconds=self.lease_seconds),
+                heartbeat_at=now,
+                retry_count=Q.retry_count + 1,
+                updated_at=now,
+            ).where(Q.queue_id.in_(ids)).execute()
+            rows = Q.select().where(Q.queue_id.in_(ids)).order_by(Q.priority.desc(), Q.queue_id)
+            return [_row(m) for m in rows]
+
+    def _mine(self, queue_id: int, owner: str) -> Any:
+        return (self.Q.queue_id == queue_id) & (self.Q.lease_owner == owner)
+
+    def advance(self, queue_id: int, owner: str, stage: str, **fields: Any) -> bool:
+        """Commit a stage transition (inside the caller's transaction if there is one).
+
+        Returns False when this owner no longer holds the item (its lease was taken over, or
+        the user cancelled it): the caller must drop the item.
+        """
+        values = {"stage": stage, "updated_at": utcnow(), **fields}
+        if stage in FINAL_STAGES:
+            values.update(lease_owner=None, lease_expires_at=None, finished_at=values["updated_at"])
+        return bool(self.Q.update(**values).where(self._mine(queue_id, owner)).execute())
+
+    def fail(
+        self, queue_id: int, owner: str, error: dict[str, str], stage: str, retry_after: float | None = None
+    ) -> tuple[bool, bool]:
+        """Record a failed attempt. Returns (held, final): final means the item is now ``failed``.
+
+        ``error`` is :func:`errors.describe` output. Permanent errors fail at once; others are
+        retried with exponential backoff until the attempts are used up.
+        """
+        m = self.Q.get_or_none(self._mine(queue_id, owner))
+        if m is None:
+            return False, False
+        now = utcnow()
+        final = error.get("kind") == "permanent" or (m.retry_count or 0) >= (m.max_retries or 0)
+        values: dict[str, Any] = {
+            "reason": error.get("reason", "internal_error"),
+            "last_error": error.get("message", "")[:2000],
+            "error_stage": stage,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        if final:
+            values.update(stage=FAILED, finished_at=now)
+        else:
+            delay = (
+                retry_after if retry_after is not None else self.retry_backoff_s * 2 ** max(0, (m.retry_count or 1) - 1)
+            )
+            values["scheduled_at"] = now + dt.timedelta(seconds=delay)
+        held = bool(self.Q.update(**values).where(self._mine(queue_id, owner)).execute())
+        return held, final
+
+    def release(self, ids: Sequence[int], owner: str, refund: bool = True) -> int:
+        """Hand items back unfinished (shutdown); ``refund`` returns the attempt the claim counted."""
+        if not ids:
+            return 0
+        Q = self.Q
+        values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "updated_at": utcnow()}
+        if refund:
+            values["retry_count"] = pw.Case(None, [(Q.retry_count > 0, Q.retry_count - 1)], 0)
+        with self.store.atomic(immediate=True):
+            return int(Q.update(**values).where(Q.queue_id.in_(list(ids)), Q.lease_owner == owner).execute())
+
+    def heartbeat(self, owner: str) -> int:
+        """Extend every lease this owner holds."""
+        now = utcnow()
+        expires = now + dt.timedelta(seconds=self.lease_seconds)
+        with self.store.atomic(immediate=True):
+            return int(
+                self.Q.update(heartbeat_at=now, lease_expires_at=expires)
+                .where(self.Q.lease_owner == owner, self.Q.stage.in_(ACTIVE_STAGES))
+                .execute()
+            )
+
+    def reap(self) -> tuple[int, int]:
+        """Free expired or orphaned leases; items out of attempts end ``failed``. Returns (freed, failed)."""
+        Q = self.Q
+        now = utcnow()
+        freed = failed = 0
+        with self.store.atomic(immediate=True):
+            leased = Q.select(Q.queue_id, Q.lease_owner, Q.lease_expires_at, Q.retry_count, Q.max_retries).where(
+                Q.lease_owner.is_null(False), Q.stage.in_(ACTIVE_STAGES)
+            )
+            if self.store.is_postgres:
+                leased = leased.for_update(skip_locked=True)
+            for m in list(leased):
+                expired = m.lease_expires_at is None or m.lease_expires_at < now
+                if not (expired or _owner_dead(m.lease_owner)):
+                    continue
+                if (m.retry_count or 0) >= (m.max_retries or 0):
+                    failed += self._fail_lost(m.queue_id, m.lease_owner, m.retry_count, now)
+                else:
+                    freed += (
+                        Q.update(lease_owner=None, lease_expires_at=None, reason="worker_lost", updated_at=now)
+                        .where(Q.queue_id == m.queue_id, Q.lease_owner == m.lease_owner)
+                        .execute()
+                    )
+            # Attempts used up without a lease (limits lowered by hand): nothing would ever claim them.
+            failed += (
+                Q.update(
+                    stage=FAILED, reason=pw.fn.COALESCE(Q.reason, "retries_exhausted"), finished_at=now, updated_at=now
+                )
+                .where(Q.lease_owner.is_null(), Q.stage.in_(ACTIVE_STAGES), Q.retry_count >= Q.max_retries)
+                .execute()
+            )
+        return freed, failed
+
+    def _fail_lost(self, queue_id: int, owner: str, attempts: int, now: dt.datetime) -> int:
+        return int(
+            self.Q.update(
+                stage=FAILED, reason="worker_lost", lease_owner=None, lease_expires_at=None, finished_at=now,
+                updated_at=now, last_error=f"the worker stopped while holding this item ({attempts} attempts)",
+            ).where(self.Q.queue_id == queue_id, self.Q.lease_owner == owner).execute()
+        )  # fmt: skip
+
+    def next_scheduled(self) -> dt.datetime | None:
+        """When the earliest backed-off item becomes claimable (None when none waits)."""
+        Q = self.Q
+        return (
+            Q.select(pw.fn.MIN(Q.scheduled_at))
+            .where(Q.stage.in_(ACTIVE_STAGES), Q.lease_owner.is_null(), Q.scheduled_at.is_null(False))
+            .scalar()
+        )

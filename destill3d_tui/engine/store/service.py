@@ -1,0 +1,321 @@
+"""Reads and writes of stored snapshots: query, get, stats, vacuum, and the one insert path.
+
+Everything that turns a :class:`Snapshot` into rows lives in :func:`insert_snapshot`, so the
+pipeline's writer, imports and tests store snapshots the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import peewee as pw
+
+from ..errors import NotFoundError
+from .db import STAGES, Store, dumps, utcnow
+from .snapshot import Snapshot
+
+
+@dataclass
+class SnapshotRow:
+    snapshot_id: str
+    model_id: str
+    platform: str
+    title: str
+    author: str
+    license: str
+    license_spdx: str
+    original_format: str
+    original_file_size: int
+    snapshot_bytes: int
+    point_count: int
+    label: str | None
+    confidence: float | None
+    processed_at: dt.datetime | None
+    source_url: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in self.__dict__.items()}
+
+
+_ROW_FIELDS = tuple(SnapshotRow.__dataclass_fields__)
+
+
+def _parse_time(text: str) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+# ---------------------------------------------------------------- writing
+
+
+def snapshot_columns(snapshot: Snapshot, blob: bytes, *, group_id: str | None = None) -> dict[str, Any]:
+    """The ``snapshots`` row for one snapshot (denormalised columns included)."""
+    p, f = snapshot.provenance, snapshot.features
+    top = snapshot.top_prediction()
+    now = utcnow()
+    flags = p.license_flags or {}
+    return {
+        "snapshot_id": snapshot.snapshot_id,
+        "model_id": snapshot.model_id or f"{p.platform}:{p.source_id or snapshot.snapshot_id}",
+        "platform": p.platform or "local",
+        "source_url": p.source_url,
+        "source_id": p.source_id,
+        "title": p.title,
+        "author": p.author,
+        "license": p.license,
+        "original_format": (p.original_format or "").upper(),
+        "original_file_size": int(p.original_file_size or 0),
+        "original_file_hash": p.original_file_hash or None,
+        "snapshot_data": blob,
+        "snapshot_version": snapshot.version,
+        "point_count": snapshot.geometry.point_count,
+        "is_watertight": bool(f.is_watertight),
+        "surface_area": float(f.surface_area),
+        "volume": float(f.volume),
+        "source_created_at": _parse_time(p.source_created),
+        "acquired_at": _parse_time(p.acquired_at) or now,
+        "processed_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "license_spdx": p.license_spdx or None,
+        "license_flags": dumps(flags),
+        "license_commercial": flags.get("commercial"),
+        "license_derivatives": flags.get("derivatives"),
+        "quality_flags": dumps(f.quality.__dict__),
+        "source_status": "live" if p.platform != "local" else "unknown",
+        "label": top.label if top else None,
+        "confidence": float(top.confidence) if top else None,
+        "label_model": top.model_name if top else None,
+        "snapshot_bytes": len(blob),
+        "face_count": int(f.face_count),
+        "vertex_count": int(f.vertex_count),
+        "original_filename": p.original_filename,
+        "group_id": group_id,
+    }
+
+
+def _tag_ids(store: Store, names: list[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    T = store.Tags
+    T.insert_many([{"tag_name": n} for n in names]).on_conflict_ignore().execute()
+    return {t.tag_name: t.tag_id for t in T.select().where(T.tag_name.in_(names))}
+
+
+def insert_snapshot(store: Store, snapshot: Snapshot, blob: bytes, *, group_id: str | None = None) -> None:
+    """Insert one snapshot with its tags, classifications and embedding (caller holds the transaction)."""
+    sid = snapshot.snapshot_id
+    store.Snapshots.insert(snapshot_columns(snapshot, blob, group_id=group_id)).execute()
+    platform_tags = sorted({t.strip().lower() for t in snapshot.provenance.tags if t and t.strip()})
+    predicted = {p.label.strip().lower(): p.confidence for p in snapshot.predictions if p.rank == 1 and p.label}
+    ids = _tag_ids(store, sorted(set(platform_tags) | set(predicted)))
+    rows = [{"snapshot_id": sid, "tag_id": ids[t], "source": "platform", "confidence": None} for t in platform_tags]
+    rows += [
+        {"snapshot_id": sid, "tag_id": ids[t], "source": "predicted", "confidence": float(c)}
+        for t, c in predicted.items()
+    ]
+    if rows:
+        store.SnapshotTags.insert_many(rows).execute()
+    write_predictions(store, snapshot)
+    if snapshot.embedding is not None:
+        write_embedding(store, sid, snapshot.embedding, snapshot.embedding_model)
+
+
+def write_predictions(store: Store, snapshot: Snapshot) -> None:
+    """(Re)write a snapshot's classifications rows and its denormalised label/confidence."""
+    C = store.Classifications
+    now = utcnow()
+    models = {p.model_name or "unknown" for p in snapshot.predictions}
+    if models:
+        C.delete().where(C.snapshot_id == snapshot.snapshot_id, C.model_id.in_(sorted(models))).execute()
+    rows = [
+        {
+            "snapshot_id": snapshot.snapshot_id, "model_id": p.model_name or "unknown", "taxonomy": p.taxonomy,
+            "label": p.label, "confidence": float(p.confidence), "rank": int(p.rank),
+            "uncertainty": None if p.uncertainty is None else float(p.uncertainty),
+            "classified_at": now, "source": p.source,
+        }
+        for p in snapshot.predictions
+    ]  # fmt: skip
+    if rows:
+        C.insert_many(rows).execute()
+    top = snapshot.top_prediction()
+    S = store.Snapshots
+    S.update(
+        label=top.label if top else None,
+        confidence=float(top.confidence) if top else None,
+        label_model=top.model_name if top else None,
+        updated_at=now,
+    ).where(S.snapshot_id == snapshot.snapshot_id).execute()
+
+
+def write_embedding(store: Store, snapshot_id: str, embedding: np.ndarray, model_id: str) -> None:
+    vector = np.ascontiguousarray(embedding, dtype="<f4").reshape(-1)
+    E = store.Embeddings
+    E.delete().where(E.snapshot_id == snapshot_id).execute()
+    E.insert(
+        snapshot_id=snapshot_id,
+        model_id=model_id or "unknown",
+        embedding=vector.tobytes(),
+        embedding_dim=int(vector.shape[0]),
+        created_at=utcnow(),
+    ).execute()
+
+
+def snapshot_id_for_hash(store: Store, sha256: str) -> str | None:
+    """The stored snapshot made from a source file with this sha256, if any."""
+    if not sha256:
+        return None
+    S = store.Snapshots
+    row = S.select(S.snapshot_id).where(S.original_file_hash == sha256).first()
+    return row.snapshot_id if row else None
+
+
+def snapshot_id_for_model(store: Store, model_id: str) -> str | None:
+    S = store.Snapshots
+    row = S.select(S.snapshot_id).where(S.model_id == model_id).first()
+    return row.snapshot_id if row else None
+
+
+# ---------------------------------------------------------------- reading
+
+
+class StoreService:
+    """Read side of the database (``d3d.db``). Safe from any thread (thread-local connections)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _filtered(
+        self,
+        query: Any,
+        platform: str | None = None,
+        format: str | None = None,
+        label: str | None = None,
+        min_confidence: float | None = None,
+        license: str | None = None,
+        text: str | None = None,
+    ) -> Any:
+        S = self.store.Snapshots
+        if platform:
+            query = query.where(S.platform == platform.lower())
+        if format:
+            query = query.where(pw.fn.UPPER(S.original_format) == format.upper().lstrip("."))
+        if label:
+            query = query.where(pw.fn.LOWER(S.label) == label.lower())
+        if min_confidence is not None:
+            query = query.where(S.confidence >= float(min_confidence))
+        if license:
+            low = license.lower()
+            query = query.where((pw.fn.LOWER(S.license_spdx) == low) | (pw.fn.LOWER(S.license) == low))
+        if text:
+            like = f"%{text.lower()}%"
+            query = query.where(
+                (pw.fn.LOWER(S.title) ** like) | (pw.fn.LOWER(S.author) ** like) | (pw.fn.LOWER(S.model_id) ** like)
+            )
+        return query
+
+    def query(
+        self, limit: int = 100, offset: int = 0, order: str = "processed_at", **filters: Any
+    ) -> list[SnapshotRow]:
+        S = self.store.Snapshots
+        fields = [getattr(S, name) for name in _ROW_FIELDS]
+        orders = {
+            "processed_at": S.processed_at.desc(),
+            "title": S.title,
+            "confidence": S.confidence.desc(),
+            "size": S.original_file_size.desc(),
+            "label": S.label,
+        }
+        query = self._filtered(S.select(*fields), **filters)
+        query = query.order_by(orders.get(order, orders["processed_at"]), S.snapshot_id).limit(limit).offset(offset)
+        return [SnapshotRow(**{n: getattr(m, n) for n in _ROW_FIELDS}) for m in query]
+
+    def count(self, **filters: Any) -> int:
+        return int(self._filtered(self.store.Snapshots.select(), **filters).count())
+
+    def resolve_id(self, snapshot_id: str) -> str:
+        """A full id from a full id or a unique prefix."""
+        S = self.store.Snapshots
+        if S.select().where(S.snapshot_id == snapshot_id).exists():
+            return snapshot_id
+        matches = [r.snapshot_id for r in S.select(S.snapshot_id).where(S.snapshot_id.startswith(snapshot_id)).limit(2)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise NotFoundError(f"snapshot id prefix {snapshot_id!r} is ambiguous; give more characters")
+        raise NotFoundError(f"no snapshot {snapshot_id!r}")
+
+    def get_blob(self, snapshot_id: str) -> bytes:
+        S = self.store.Snapshots
+        sid = self.resolve_id(snapshot_id)
+        return bytes(S.select(S.snapshot_data).where(S.snapshot_id == sid).scalar())
+
+    def get(self, snapshot_id: str) -> Snapshot:
+        return Snapshot.from_bytes(self.get_blob(snapshot_id))
+
+    def row(self, snapshot_id: str) -> dict[str, Any]:
+        """Every column but the blob, for `db show`."""
+        S = self.store.Snapshots
+        sid = self.resolve_id(snapshot_id)
+        fields = [f for name, f in S._meta.fields.items() if name != "snapshot_data"]
+        return S.select(*fields).where(S.snapshot_id == sid).dicts().get()
+
+    def stats(self) -> dict[str, Any]:
+        S, Q = self.store.Snapshots, self.store.ProcessingQueue
+        total = S.select().count()
+        classified = S.select().where(S.label.is_null(False)).count()
+        sums = S.select(
+            pw.fn.COALESCE(pw.fn.SUM(S.snapshot_bytes), 0), pw.fn.COALESCE(pw.fn.SUM(S.original_file_size), 0)
+        ).tuples()[0]
+        kept, source_bytes = int(sums[0]), int(sums[1])
+        downloaded = int(Q.select(pw.fn.COALESCE(pw.fn.SUM(Q.bytes_in), 0)).scalar() or 0)
+        by_stage = dict.fromkeys(STAGES, 0)
+        by_stage.update(self._group(Q, Q.stage))
+        return {
+            "totals": {"snapshots": total, "queue": sum(by_stage.values()), "classified": classified},
+            "total_count": total,
+            "by_platform": self._group(S, S.platform),
+            "by_format": self._group(S, S.original_format),
+            "by_stage": by_stage,
+            "by_label": self._group(S, S.label, skip_null=True),
+            "classification_coverage": (classified / total) if total else 0.0,
+            "storage_bytes": kept,
+            "source_bytes": source_bytes,
+            "bytes_downloaded": downloaded,
+            "bytes_kept": kept,
+            "compression_ratio": (source_bytes / kept) if kept else 0.0,
+            "duplicates": Q.select().where(Q.reason == "duplicate").count(),
+            "database_file_bytes": self._file_bytes(),
+        }
+
+    @staticmethod
+    def _group(model: Any, column: Any, skip_null: bool = False) -> dict[str, int]:
+        query = model.select(column.alias("key"), pw.fn.COUNT(pw.SQL("*")).alias("n")).group_by(column)
+        if skip_null:
+            query = query.where(column.is_null(False))
+        rows = sorted(((r.key or "", int(r.n)) for r in query), key=lambda kv: (-kv[1], kv[0]))
+        return dict(rows)
+
+    def _file_bytes(self) -> int:
+        path = self.store.sqlite_path
+        if path is None:
+            return int(self.store.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+
+    def vacuum(self) -> None:
+        """Reclaim space and refresh planner statistics."""
+        if self.store.is_postgres:
+            self.store.execute("VACUUM ANALYZE")
+        else:
+            self.store.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.store.execute("VACUUM")
+            self.store.execute("ANALYZE")

@@ -1,10 +1,113 @@
-"""`destill3d-tui db ...` commands."""
+"""`destill3d-tui db stats|query|show|vacuum` (+ the dataset commands from db_dataset.py)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from . import db_dataset
+from .context import CommandContext
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("db", help="db commands (not yet available)")
+    parser = subparsers.add_parser("db", help="database statistics, queries and maintenance")
+    sub = parser.add_subparsers(dest="db_command", metavar="COMMAND")
     parser.set_defaults(handler=None, group_parser=parser)
+
+    stats = sub.add_parser("stats", help="totals, by platform / format / stage, coverage, storage")
+    stats.add_argument("--json", action="store_true", dest="json_output")
+    stats.set_defaults(handler=show_stats)
+
+    query = sub.add_parser("query", help="list stored snapshots matching filters")
+    query.add_argument("--platform")
+    query.add_argument("--format", help="original format, e.g. STL")
+    query.add_argument("--label")
+    query.add_argument("--min-confidence", "--confidence", type=float, dest="min_confidence")
+    query.add_argument("--license", help="SPDX id or the platform's licence string")
+    query.add_argument("--text", help="substring of title, author or model id")
+    query.add_argument("--limit", type=int, default=50)
+    query.add_argument("--offset", type=int, default=0)
+    query.add_argument("--json", action="store_true", dest="json_output")
+    query.set_defaults(handler=run_query)
+
+    show = sub.add_parser("show", help="one snapshot's columns (id or unique prefix)")
+    show.add_argument("snapshot_id", metavar="ID")
+    show.add_argument("--json", action="store_true", dest="json_output")
+    show.set_defaults(handler=show_snapshot)
+
+    vacuum = sub.add_parser("vacuum", help="reclaim space and refresh statistics")
+    vacuum.set_defaults(handler=run_vacuum)
+
+    db_dataset.register(sub)
+
+
+def _percent(part: int, total: int) -> str:
+    return f"{part:,} ({100.0 * part / total:.1f}%)" if total else f"{part:,}"
+
+
+def show_stats(args: argparse.Namespace, ctx: CommandContext) -> int:
+    stats = ctx.engine().db.stats()
+    if ctx.json_output:
+        ctx.emit_json(stats)
+        return 0
+    total = stats["total_count"]
+    lines = [f"Total snapshots: {total:,}"]
+    for title, key in (("By platform", "by_platform"), ("By format", "by_format"), ("By label", "by_label")):
+        if stats[key]:
+            lines.append(f"{title}:")
+            lines += [f"  {name or '?'}: {_percent(n, total)}" for name, n in list(stats[key].items())[:15]]
+    lines.append("Queue: " + ", ".join(f"{k} {v:,}" for k, v in stats["by_stage"].items()))
+    lines.append(f"Classification coverage: {100.0 * stats['classification_coverage']:.1f}%")
+    lines.append(f"Storage: {stats['storage_bytes'] / 1e6:.2f} MB in snapshots "
+                 f"({stats['database_file_bytes'] / 1e6:.2f} MB database)")  # fmt: skip
+    lines.append(f"Downloaded {stats['bytes_downloaded'] / 1e6:.2f} MB, kept {stats['bytes_kept'] / 1e6:.2f} MB; "
+                 f"compression ratio {stats['compression_ratio']:.1f}x")  # fmt: skip
+    for line in lines:
+        ctx.out.print(line, markup=False, highlight=False)
+    return 0
+
+
+def run_query(args: argparse.Namespace, ctx: CommandContext) -> int:
+    filters: dict[str, Any] = {k: getattr(args, k) for k in ("platform", "format", "label", "min_confidence",
+                                                            "license", "text")}  # fmt: skip
+    rows = ctx.engine().db.query(limit=args.limit, offset=args.offset, **filters)
+    if ctx.json_output:
+        for row in rows:
+            ctx.emit_json(row.to_dict())
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table()
+    for column in ("id", "platform", "format", "points", "label", "conf", "title"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        conf = "" if r.confidence is None else f"{r.confidence:.2f}"
+        cells = (r.snapshot_id[:8], r.platform, r.original_format or "", str(r.point_count), r.label or "", conf,
+                 r.title or r.model_id)  # fmt: skip
+        table.add_row(*(Text(c) for c in cells))  # Text: titles like "[WIP]" are not markup
+    ctx.out.print(table)
+    return 0
+
+
+def show_snapshot(args: argparse.Namespace, ctx: CommandContext) -> int:
+    row = ctx.engine().db.row(args.snapshot_id)
+    if ctx.json_output:
+        ctx.emit_json(row)
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_header=False)
+    table.add_column("column", style="cyan")
+    table.add_column("value", overflow="fold")
+    for key, value in row.items():
+        table.add_row(Text(key), Text("" if value is None else str(value)))
+    ctx.out.print(table)
+    return 0
+
+
+def run_vacuum(args: argparse.Namespace, ctx: CommandContext) -> int:
+    ctx.engine().db.vacuum()
+    ctx.err.print("database vacuumed", markup=False)
+    return 0

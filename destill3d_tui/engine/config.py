@@ -23,7 +23,7 @@ from .errors import ConfigError
 
 ENV_PREFIX = "DESTILL3D_"
 # Environment variables with this prefix that are not settings (see locations.py).
-RESERVED_ENV = {"DESTILL3D_CONFIG", "DESTILL3D_HOME", "DESTILL3D_CRASH_AT"}
+RESERVED_ENV = {"DESTILL3D_CONFIG", "DESTILL3D_HOME", "DESTILL3D_CRASH_AT", "DESTILL3D_EXTRACT_TARGET"}
 
 
 @dataclass

@@ -136,7 +136,11 @@ def make_supervisor(settings: Settings) -> Any:
         from .extract.isolate import ExtractionSupervisor
     except ImportError:
         return _InlineSupervisor(settings.pipeline.workers, ex.timeout_s, ex.memory_limit_mb)
-    return ExtractionSupervisor(settings.pipeline.workers, ex.timeout_s, ex.memory_limit_mb)
+    # Test hook: DESTILL3D_EXTRACT_TARGET="module:function" runs that in the children instead
+    # (tests use it to make a parser segfault, hang or allocate without end).
+    target = os.environ.get("DESTILL3D_EXTRACT_TARGET")
+    kwargs = {"target": target} if target else {}
+    return ExtractionSupervisor(settings.pipeline.workers, ex.timeout_s, ex.memory_limit_mb, **kwargs)
 
 
 # ---------------------------------------------------------------- work items

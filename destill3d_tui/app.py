@@ -13,6 +13,7 @@ The engine never imports Textual. The bridge is the only way screens reach it:
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 from collections import deque
@@ -71,6 +72,16 @@ def describe_error(error: BaseException) -> str:
     return f"{reason}: {error}" if reason else f"{type(error).__name__}: {error}"
 
 
+CAPABILITY_MODULES: dict[str, tuple[str, str | None]] = {
+    "pipeline": (".pipeline", "Pipeline"),
+    "acquire": (".acquire.service", "AcquireService"),
+    "classify": (".classify.service", "ClassifyService"),
+    "db.export": (".store.dataset", "export"),
+    "db.find_similar": (".store.dataset", "find_similar"),
+}
+"""Engine modules behind facade members that other parts of the engine fill in."""
+
+
 class EngineBridge:
     """Joins the engine's threads to the app's message loop. Owns no widget."""
 
@@ -78,6 +89,7 @@ class EngineBridge:
         self.app, self.engine = app, engine
         self._pending: deque[Event] = deque()  # appended by engine threads, drained by the app
         self._unsubscribe: Callable[[], None] | None = None
+        self._capabilities: dict[str, bool] = {}
 
     def attach(self) -> None:
         if self.engine is not None and self._unsubscribe is None:
@@ -100,16 +112,31 @@ class EngineBridge:
         return out
 
     def has(self, dotted: str) -> bool:
-        """Whether the engine offers ``dotted`` (e.g. ``"acquire"``, ``"db.export"``) yet."""
+        """Whether the engine offers ``dotted`` (``"acquire"``, ``"db.export"``, ...) yet; cached."""
+        if dotted not in self._capabilities:
+            self._capabilities[dotted] = self._probe(dotted)
+        return self._capabilities[dotted]
+
+    def _probe(self, dotted: str) -> bool:
+        if self.engine is None:
+            return False
+        module, attribute = CAPABILITY_MODULES.get(dotted, (None, None))
+        if module is not None:
+            try:  # the facade forwards to this module, which may not have landed yet
+                found = importlib.import_module(module, "destill3d_tui.engine")
+            except ImportError:
+                return False
+            if attribute and not hasattr(found, attribute):
+                return False
         node: Any = self.engine
         for part in dotted.split("."):
-            if node is None:
-                return False
             try:
                 node = getattr(node, part, None)
             except Exception:  # a facade property whose service failed to start
                 return False
-        return node is not None
+            if node is None:
+                return False
+        return True
 
     def call(self, job: Callable[[Destill3D], Any], *, reply_to: MessagePump, tag: str, group: str,
              title: str, modal: bool = False, exclusive: bool = False) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -19,7 +19,8 @@ def _when(value: Any, now: float) -> str:
     if value in (None, "", 0):
         return "–"
     if isinstance(value, datetime):
-        value = value.timestamp()
+        # the engine stores naive UTC timestamps
+        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
     if isinstance(value, int | float):
         delta = value - now
         return f"in {age(delta)}" if delta > 0 else f"{age(-delta)} ago"

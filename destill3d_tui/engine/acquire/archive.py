@@ -9,6 +9,8 @@ bytes are counted again because headers can lie. Only ``dest`` (the item's temp 
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import stat
 import struct
@@ -122,7 +124,7 @@ def _zip_check_overlaps(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], 
             end = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + info.compress_size
             spans.append((info.header_offset, end))
     spans.sort()
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         if start < end:
             raise ArchiveError("zip entries overlap (overlapped-entry zip bomb)", reason="archive_bomb")
 
@@ -159,7 +161,8 @@ def _extract_zip(path: Path, dest: Path, limits: ArchiveLimits) -> list[Path]:
                 with archive.open(info) as source:
                     budget -= _write_stream(source, target, budget, info.file_size)
             except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
-                raise ArchiveError(f"zip member {info.filename[:80]!r} is corrupt: {exc}", reason="unsafe_archive") from exc
+                message = f"zip member {info.filename[:80]!r} is corrupt: {exc}"
+                raise ArchiveError(message, reason="unsafe_archive") from exc
             written.append(target)
         return written
 
@@ -169,7 +172,7 @@ def _extract_zip(path: Path, dest: Path, limits: ArchiveLimits) -> list[Path]:
 
 def _extract_tar(path: Path, dest: Path, limits: ArchiveLimits) -> list[Path]:
     try:
-        archive = tarfile.open(path)
+        archive = tarfile.open(path)  # noqa: SIM115 - closed by the with-block below
     except (tarfile.TarError, OSError) as exc:
         raise ArchiveError(f"not a readable tar archive: {exc}", reason="unsafe_archive") from exc
     with archive:
@@ -247,10 +250,8 @@ def _remove_new(dest: Path, before: set[Path]) -> None:
         if item.is_file() or item.is_symlink():
             item.unlink(missing_ok=True)
         elif item.is_dir():
-            try:
+            with contextlib.suppress(OSError):
                 item.rmdir()
-            except OSError:
-                pass
 
 
 def choose_model_files(paths: Iterable[Path]) -> list[Path]:

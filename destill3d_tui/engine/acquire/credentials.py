@@ -117,7 +117,8 @@ def _read_plaintext() -> dict[str, dict[str, str]]:
         return {}
     with path.open("rb") as handle:
         data = tomllib.load(handle)
-    return {str(k): {str(f): str(v) for f, v in fields.items()} for k, fields in data.items() if isinstance(fields, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    return {str(k): {str(f): str(v) for f, v in fields.items()} for k, fields in tables.items()}
 
 
 def _write_plaintext(data: dict[str, dict[str, str]]) -> Path:

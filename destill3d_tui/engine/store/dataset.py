@@ -312,8 +312,7 @@ class DatasetService:
                 snaps = self._load(chunk)
                 for row in rows[len(entries) : len(entries) + len(chunk)]:
                     record = self._record(row, snaps[row["snapshot_id"]], splits, index_of, layout)
-                    exporter.write(record)
-                    entries.append(common.attribution_entry(record))
+                    entries.append(common.attribution_entry(record, exporter.write(record)))
                 if time.monotonic() - last >= PROGRESS_EVERY_S or len(entries) == len(rows):
                     last = time.monotonic()
                     self.events.emit(ExportProgressed(done=len(entries), total=len(rows)))

@@ -86,7 +86,8 @@ class Exporter(ABC):
         layout.output.mkdir(parents=True, exist_ok=True)
 
     @abstractmethod
-    def write(self, record: ExportRecord) -> None: ...
+    def write(self, record: ExportRecord) -> str:
+        """Store one record; returns where it went (``train.parquet#3``), for the manifest."""
 
     @abstractmethod
     def finish(self) -> list[Path]: ...
@@ -203,10 +204,11 @@ def license_refusal(row: dict[str, Any], policy: str) -> str | None:
 # ---------------------------------------------------------------- manifest and card
 
 
-def attribution_entry(record: ExportRecord) -> dict[str, Any]:
+def attribution_entry(record: ExportRecord, item: str = "") -> dict[str, Any]:
     m = record.metadata
     return {
         "snapshot_id": record.snapshot_id,
+        "item": item,
         "split": record.split,
         "label": record.label,
         "title": m.get("title") or "",

@@ -56,7 +56,7 @@ class HDF5Exporter(Exporter):
         f.attrs["generator"] = "Destill3D"
         return f
 
-    def write(self, record: ExportRecord) -> None:
+    def write(self, record: ExportRecord) -> str:
         f = self._files[record.split]
         i = self._cursor[record.split]
         f["points"][i] = record.points
@@ -68,6 +68,7 @@ class HDF5Exporter(Exporter):
         if "views" in f and record.views is not None:
             f["views"][i] = record.views
         self._cursor[record.split] = i + 1
+        return f"ply_data_{record.split}0.h5#{i}"
 
     def finish(self) -> list[Path]:
         assert self.layout is not None

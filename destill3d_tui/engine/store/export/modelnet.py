@@ -31,7 +31,7 @@ class ModelNetExporter(Exporter):
         self._counter: dict[str, int] = dict.fromkeys(self._folder.values(), 0)
         self._ids: dict[str, list[str]] = {split: [] for split in layout.split_counts}
 
-    def write(self, record: ExportRecord) -> None:
+    def write(self, record: ExportRecord) -> str:
         assert self.layout is not None
         folder = self._folder[record.label]
         self._counter[folder] += 1
@@ -39,8 +39,9 @@ class ModelNetExporter(Exporter):
         target = self.layout.output / folder
         target.mkdir(exist_ok=True)
         rows = np.hstack([record.points, record.normals]).astype(np.float32)
-        np.savetxt(target / f"{shape_id}.txt", rows, fmt="%.6f", delimiter=",")
+        np.savetxt(target / f"{shape_id}.txt", rows, fmt="%.9g", delimiter=","  # round-trips float32 exactly)
         self._ids[record.split].append(shape_id)
+        return f"{folder}/{shape_id}.txt"
 
     def finish(self) -> list[Path]:
         assert self.layout is not None

@@ -42,7 +42,7 @@ class NumpyExporter(Exporter):
                 arrays["views"] = np.zeros((n, *layout.view_shape), np.uint8)
             self.arrays[split] = arrays
 
-    def write(self, record: ExportRecord) -> None:
+    def write(self, record: ExportRecord) -> str:
         a = self.arrays[record.split]
         i = self._cursor[record.split]
         a["points"][i] = record.points
@@ -53,6 +53,7 @@ class NumpyExporter(Exporter):
         if "views" in a and record.views is not None:
             a["views"][i] = record.views
         self._cursor[record.split] = i + 1
+        return f"{record.split}.npz#{i}"
 
     def _finalise(self) -> None:
         """Object columns -> fixed-width unicode, so ``np.load`` needs no ``allow_pickle``."""

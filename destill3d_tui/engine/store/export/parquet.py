@@ -55,15 +55,19 @@ class ParquetExporter(Exporter):
         self._schema = schema(layout.points_per_object, layout.views)
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._rows: dict[str, list[ExportRecord]] = {}
+        self._count: dict[str, int] = dict.fromkeys(layout.split_counts, 0)
         for split in layout.split_counts:
             self._writers[split] = pq.ParquetWriter(layout.output / f"{split}.parquet", self._schema)
             self._rows[split] = []
 
-    def write(self, record: ExportRecord) -> None:
+    def write(self, record: ExportRecord) -> str:
         rows = self._rows[record.split]
         rows.append(record)
+        row = self._count[record.split]
+        self._count[record.split] = row + 1
         if len(rows) >= ROWS_PER_GROUP:
             self._flush(record.split)
+        return f"{record.split}.parquet#{row}"
 
     def _flush(self, split: str) -> None:
         rows = self._rows[split]

@@ -100,11 +100,15 @@ class TFRecordExporter(Exporter):
         self._handles: dict[str, BinaryIO] = {
             split: (layout.output / f"{split}.tfrecord").open("wb") for split in layout.split_counts
         }
+        self._count: dict[str, int] = dict.fromkeys(layout.split_counts, 0)
 
-    def write(self, record: ExportRecord) -> None:
+    def write(self, record: ExportRecord) -> str:
         if not (self.layout and self.layout.views):
             record = ExportRecord(**{**record.__dict__, "views": None})
         self._handles[record.split].write(frame(record_example(record)))
+        row = self._count[record.split]
+        self._count[record.split] = row + 1
+        return f"{record.split}.tfrecord#{row}"
 
     def finish(self) -> list[Path]:
         paths = []

@@ -1,0 +1,391 @@
+"""Parse every file in a supervised child process.
+
+OpenCASCADE, assimp and friends can segfault, loop or allocate without end on hostile files.
+Each worker is a long-lived child (``spawn`` context, so no inherited locks or threads) that
+holds one file at a time under an address-space cap (``RLIMIT_AS``), one BLAS/OpenMP thread,
+its own session (so its whole process group can be killed) and a fresh temp dir per item as
+its working directory. The supervisor knows which file each child holds, so a crash, hang or
+runaway allocation fails that file alone:
+
+- killed by a signal (SIGSEGV, SIGBUS, ...)          -> ``IsolationError(reason="parser_crashed")``
+- no answer within ``timeout_s``                     -> ``IsolationError(reason="timeout")``
+- ``MemoryError`` / allocation failure near the cap  -> ``IsolationError(reason="memory_limit")``
+
+and the dead child is replaced before the next file. A plain ``ProcessPoolExecutor`` would
+break the whole pool on the first crash. Snapshots come back as ``Snapshot.to_bytes("exact")``
+so nothing is lost in transit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import errors
+from ..errors import Destill3DError, ExtractionError
+
+DEFAULT_TARGET = "destill3d_tui.engine.extract:extract_file"
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+              "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS", "TBB_NUM_THREADS")  # fmt: skip
+POLL_S = 0.05  # how often the supervisor samples a busy child's memory and checks the clock
+NEAR_CAP = 0.8  # a native abort with virtual memory above this share of the cap counts as memory_limit
+_ENV_LOCK = threading.Lock()
+
+
+@dataclass
+class _Task:
+    key: Any
+    path: str
+    options: Any
+    provenance: Any
+    future: Future
+
+
+# ---------------------------------------------------------------- the child side
+
+
+def _child_setup(memory_limit_mb: int, temp_root: str) -> None:
+    """Everything a worker does once before its first file."""
+    import resource
+
+    os.setsid()  # own process group: the supervisor kills the child and anything it started
+    for name in THREAD_ENV:
+        os.environ[name] = "1"
+    if memory_limit_mb > 0:
+        cap = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    os.dup2(2, 1)  # native libraries print to stdout; keep the parent's stdout for --json
+    Path(temp_root).mkdir(parents=True, exist_ok=True)
+    os.chdir(temp_root)
+    import logging
+
+    logging.getLogger("trimesh").setLevel(logging.CRITICAL)
+
+
+def _resolve(target: str):
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _run_one(func, task: tuple[str, Any, Any], temp_root: str) -> tuple[str, Any]:
+    """Run one file in a fresh temp dir (the item's working dir), removed afterwards."""
+    import shutil
+    import tempfile
+
+    path, options, provenance = task
+    workdir = tempfile.mkdtemp(prefix="item-", dir=temp_root)
+    os.chdir(workdir)
+    os.environ["TMPDIR"] = tempfile.tempdir = workdir
+    try:
+        result = func(path, options=options, provenance=provenance)
+        return "ok", result.to_bytes("exact") if hasattr(result, "to_bytes") else result
+    except MemoryError:
+        return "error", ("IsolationError", "memory_limit", "ran out of memory under the worker's address-space cap")
+    except Destill3DError as exc:
+        return "error", (type(exc).__name__, exc.reason, str(exc)[:2000])
+    except RecursionError:
+        return "error", ("FormatError", "parse_error", "structure nested too deeply")
+    except Exception as exc:  # the stage boundary: any library failure becomes a reason code
+        return "error", ("ExtractionError", "internal_error", f"{type(exc).__name__}: {exc}"[:2000])
+    finally:
+        os.chdir(temp_root)
+        tempfile.tempdir = None
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _child_main(conn, target: str, memory_limit_mb: int, temp_root: str) -> None:
+    """Worker loop: receive (path, options, provenance), send ("ok", bytes) or ("error", info)."""
+    _child_setup(memory_limit_mb, temp_root)
+    func = _resolve(target)
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        try:
+            reply = _run_one(func, task, temp_root)
+        except MemoryError:
+            reply = ("error", ("IsolationError", "memory_limit", "ran out of memory"))
+        conn.send(reply)
+
+
+# ---------------------------------------------------------------- the supervisor side
+
+
+class _Worker:
+    """One child process and the pipe to it; replaced whenever it dies or is killed."""
+
+    def __init__(self, ctx: Any, target: str, memory_limit_mb: int, temp_root: str) -> None:
+        self.conn, child_conn = ctx.Pipe()
+        with _ENV_LOCK, _thread_env():
+            self.proc = ctx.Process(
+                target=_child_main, args=(child_conn, target, memory_limit_mb, temp_root), daemon=True
+            )
+            self.proc.start()
+        child_conn.close()
+        self.ready = False
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """The first message says the child imported its target; a child that dies here is an error."""
+        if self.conn.poll(timeout_s):
+            try:
+                kind, _ = self.conn.recv()
+                self.ready = kind == "ready"
+            except (EOFError, OSError):
+                self.ready = False
+        if not self.ready:
+            self.kill()
+            raise ExtractionError(f"extraction worker failed to start (exit code {self.proc.exitcode})",
+                                  reason="worker_failed")  # fmt: skip
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.send(None)
+        self.proc.join(2)
+        if self.proc.is_alive():
+            self.kill()
+        else:
+            self.conn.close()
+
+
+@contextlib.contextmanager
+def _thread_env():
+    """Spawned children inherit os.environ at start: one BLAS/OpenMP thread before numpy loads."""
+    saved = {k: os.environ.get(k) for k in THREAD_ENV}
+    os.environ.update({k: "1" for k in THREAD_ENV})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class ExtractionSupervisor:
+    """Run ``target(path, options=..., provenance=...)`` for many files in ``workers`` children.
+
+    Parameters
+    ----------
+    workers : number of child processes (each holds one file at a time)
+    timeout_s : wall-clock limit per file; the child is killed when it passes
+    memory_limit_mb : address-space cap of each child (``RLIMIT_AS``); 0 = none
+    target : ``"module:function"`` run in the child; default ``engine.extract.extract_file``
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        timeout_s: float = 120.0,
+        memory_limit_mb: int = 4096,
+        *,
+        target: str = DEFAULT_TARGET,
+        start_timeout_s: float = 120.0,
+        temp_root: str | Path | None = None,
+    ) -> None:
+        from .. import locations
+
+        self.workers = max(1, int(workers))
+        self.timeout_s = float(timeout_s)
+        self.memory_limit_mb = int(memory_limit_mb)
+        self.target = target
+        self.start_timeout_s = start_timeout_s
+        self.temp_root = str(temp_root or locations.ensure_dir(locations.temp_root() / f"extract-{os.getpid()}"))
+        self._ctx = multiprocessing.get_context("spawn")
+        self._tasks: queue.Queue[_Task | None] = queue.Queue()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._slot, name=f"extract-slot-{i}", daemon=True) for i in range(self.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # ------------------------------------------------------------ public
+
+    def submit(self, key: Any, path: str | Path, options: Any = None, provenance: Any = None) -> Future:
+        """Queue one file; the future gives a ``Snapshot`` or raises the file's error."""
+        if self._closed:
+            raise RuntimeError("ExtractionSupervisor is closed")
+        future: Future = Future()
+        self._tasks.put(_Task(key, str(path), options, provenance, future))
+        return future
+
+    def close(self, cancel_pending: bool = True) -> None:
+        """Stop the children; queued files not yet started are cancelled (or finished when not)."""
+        if self._closed:
+            return
+        self._closed = True
+        if cancel_pending:
+            self._cancel_queued()
+        for _ in self._threads:
+            self._tasks.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def __enter__(self) -> ExtractionSupervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ slots
+
+    def _cancel_queued(self) -> None:
+        while True:
+            try:
+                task = self._tasks.get_nowait()
+            except queue.Empty:
+                return
+            if task is not None:
+                task.future.cancel()
+
+    def _slot(self) -> None:
+        """One thread per child: feed it files one by one, replace it when it dies."""
+        worker: _Worker | None = None
+        try:
+            while True:
+                task = self._tasks.get()
+                if task is None:
+                    return
+                if not task.future.set_running_or_notify_cancel():
+                    continue
+                worker = self._run(worker, task)
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    def _run(self, worker: _Worker | None, task: _Task) -> _Worker | None:
+        if worker is not None and not worker.proc.is_alive():
+            worker.kill()
+            worker = None
+        try:
+            if worker is None:
+                worker = _Worker(self._ctx, self.target, self.memory_limit_mb, self.temp_root)
+                worker.wait_ready(self.start_timeout_s)
+            outcome, worker = self._exchange(worker, task)
+        except Destill3DError as exc:
+            task.future.set_exception(exc)
+            return None
+        except BaseException as exc:  # never lose a future: the caller always gets an answer
+            task.future.set_exception(ExtractionError(f"supervisor error: {exc}", reason="internal_error"))
+            if worker is not None:
+                worker.kill()
+            return None
+        self._settle(task, outcome)
+        if worker is not None and outcome[0] == "error" and outcome[1][1] == "memory_limit":
+            worker.kill()  # a process that hit its cap may be left half-broken: start a fresh one
+            return None
+        return worker
+
+    def _exchange(self, worker: _Worker, task: _Task) -> tuple[tuple[str, Any], _Worker | None]:
+        """Send the file, wait for the answer while watching the clock and the child's memory."""
+        worker.conn.send((task.path, task.options, task.provenance))
+        deadline = time.monotonic() + self.timeout_s
+        peak = 0
+        while True:
+            peak = max(peak, _vms(worker.proc.pid))
+            if worker.conn.poll(POLL_S):
+                try:
+                    return worker.conn.recv(), worker
+                except (EOFError, OSError):
+                    return self._died(worker, task, peak), None
+            if not worker.proc.is_alive() and not worker.conn.poll(0):
+                return self._died(worker, task, peak), None
+            if time.monotonic() > deadline:
+                worker.kill()
+                message = f"no result within {self.timeout_s:g} s; worker killed"
+                return ("error", ("IsolationError", "timeout", message)), None
+
+    def _died(self, worker: _Worker, task: _Task, peak_vms: int) -> tuple[str, Any]:
+        worker.proc.join(5)
+        code = worker.proc.exitcode
+        worker.kill()
+        cap = self.memory_limit_mb * 1024 * 1024
+        near_cap = cap > 0 and peak_vms >= NEAR_CAP * cap
+        name = _signal_name(code)
+        native_abort = code is not None and -code in (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS)
+        if (near_cap and native_abort) or code == -signal.SIGKILL:
+            reason, what = "memory_limit", f"worker died ({name}) at the {self.memory_limit_mb} MB memory cap"
+        else:
+            reason, what = "parser_crashed", f"the parser crashed ({name}) while reading {Path(task.path).name}"
+        return "error", ("IsolationError", reason, what)
+
+    @staticmethod
+    def _settle(task: _Task, outcome: tuple[str, Any]) -> None:
+        kind, payload = outcome
+        if kind == "ok":
+            from ..store.snapshot import Snapshot
+
+            try:
+                task.future.set_result(Snapshot.from_bytes(payload) if isinstance(payload, bytes) else payload)
+            except Destill3DError as exc:
+                task.future.set_exception(exc)
+            return
+        task.future.set_exception(rebuild_error(*payload))
+
+
+def rebuild_error(cls_name: str, reason: str, message: str) -> Destill3DError:
+    """The child's error as the same class with the same reason, in the parent."""
+    cls = getattr(errors, cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Destill3DError)):
+        cls = ExtractionError
+    try:
+        return cls(message, reason=reason)
+    except TypeError:
+        return ExtractionError(message, reason=reason)
+
+
+def _vms(pid: int) -> int:
+    """Virtual memory size of ``pid`` in bytes (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _signal_name(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def extract_isolated(
+    path: str | Path,
+    options: Any = None,
+    *,
+    timeout_s: float,
+    memory_limit_mb: int,
+    provenance: Any = None,
+    target: str = DEFAULT_TARGET,
+) -> Any:
+    """Extract one file in a supervised child; the Snapshot, or the file's error raised."""
+    with ExtractionSupervisor(1, timeout_s, memory_limit_mb, target=target) as supervisor:
+        return supervisor.submit(str(path), path, options, provenance).result()

@@ -1,0 +1,135 @@
+"""Pilot tests: the app driven by key presses against a real engine on a temporary database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.command import CommandPalette
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input
+
+from destill3d_tui.app import Destill3DApp
+from destill3d_tui.engine.api import Destill3D
+from destill3d_tui.screens.database import DatabaseScreen
+from destill3d_tui.screens.help import HelpModal
+from destill3d_tui.screens.queue import QueueScreen
+from destill3d_tui.screens.search import SearchScreen
+from destill3d_tui.screens.snapshots import SnapshotsScreen
+from destill3d_tui.widgets.pointcloud import PointCloudView
+from destill3d_tui.widgets.stage_board import StageBoard
+
+from .conftest import frozen_clock
+
+SIZE = (100, 30)
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+def make_app(engine: Destill3D, **kw: object) -> Destill3DApp:
+    return Destill3DApp(engine, start_pipeline=False, clock=frozen_clock, cursor_blink=False, **kw)
+
+
+async def test_function_keys_switch_modes_and_titles_name_them(seeded: Destill3D) -> None:
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, SearchScreen) and app.screen.title == "Search"
+        for key, cls, title in (("f3", QueueScreen, "Queue board"), ("f4", SnapshotsScreen, "Snapshots"),
+                                ("f5", DatabaseScreen, "Database"), ("f2", SearchScreen, "Search")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert isinstance(app.screen, cls) and app.screen.title == title
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpModal)
+        table = app.screen.query_one(DataTable)
+        does = {str(table.get_row_at(i)[2]) for i in range(table.row_count)}
+        assert {"Retry failed", "Pause/resume", "Export", "Queue selected", "Shading", "Quit"} <= does
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press("escape")
+        await app.workers.wait_for_complete()
+
+
+async def test_command_palette_offers_every_screen_action(seeded: Destill3D) -> None:
+    app = make_app(seeded, initial_mode="queue")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Help", "Search", "Queue", "Snapshots", "Database", "Quit", "Retry failed", "Pause/resume",
+                "Cancel item", "Priority +", "Priority -"} <= titles
+        await app.workers.wait_for_complete()
+
+
+async def test_rotating_the_point_cloud_with_arrow_keys(seeded: Destill3D) -> None:
+    app = make_app(seeded, initial_mode="snapshots")
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.screen.query_one(PointCloudView)
+        await wait_for(pilot, lambda: view.has_cloud)
+        await pilot.press("c")
+        assert app.focused is view
+        before_raster, before_yaw = view.current_raster().lines, view.yaw
+        assert sum(line.strip() != "" for line in before_raster) > 5
+        await pilot.press("right", "right", "right", "up")
+        await pilot.pause()
+        assert view.yaw > before_yaw
+        assert view.current_raster().lines != before_raster
+        await pilot.press("s")
+        assert view.shading == "curvature"
+        # the list filter narrows in the database
+        await pilot.press("escape", "slash", *"rabbit", "enter")
+        table = app.screen.query_one("#snap-list", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert str(table.get_row_at(0)[0]) == "rabbit"
+        await app.workers.wait_for_complete()
+
+
+async def test_running_a_database_query_from_the_form(seeded: Destill3D) -> None:
+    app = make_app(seeded, initial_mode="database")
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#db-results", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        await pilot.press("slash", "tab", *"OBJ", "enter")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert str(table.get_row_at(0)[0]) == "rabbit"
+        assert app.screen.filters == {"format": "OBJ"}
+        await wait_for(pilot, lambda: app.screen.total == 1)
+        await pilot.press("escape")
+        app.screen.query_one("#db-results", DataTable).focus()
+        await pilot.press("s")
+        await pilot.pause()
+        await wait_for(pilot, lambda: bool(app.screen.query_one("#chart-format").items))
+        assert dict(app.screen.query_one("#chart-format").items) == {"STL": 3.0, "OBJ": 1.0}
+        await app.workers.wait_for_complete()
+
+
+async def test_queueing_local_files_they_reach_stored_on_the_board(engine: Destill3D, model_folder: Path) -> None:
+    app = Destill3DApp(engine, start_pipeline=True, cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("o")  # the folder picker
+        await pilot.pause()
+        field = app.screen.query_one("#picker-root", Input)
+        field.focus()
+        field.value = ""
+        await pilot.press(*str(model_folder), "enter")
+        await pilot.pause(0.3)
+        await pilot.press("u")  # use the highlighted folder (the root)
+        await pilot.pause()
+        assert isinstance(app.screen, SearchScreen)
+        assert app.screen.selected == {str(model_folder)}
+        await pilot.press("a")
+        await wait_for(pilot, lambda: not app.screen.selected)
+        await pilot.press("f3")
+        board = app.screen.query_one(StageBoard)
+        await wait_for(pilot, lambda: board.counts.get("stored") == 2, timeout=90)
+        await app.workers.wait_for_complete()

@@ -1,0 +1,72 @@
+"""Supervised extraction children: a crash, a hang or a runaway allocation fails that file alone."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from destill3d_tui.engine.errors import FormatError, IsolationError
+from destill3d_tui.engine.extract.isolate import ExtractionSupervisor, extract_isolated
+
+TARGET = "tests.integration.isolate_targets:behave"
+
+
+@pytest.fixture
+def files(tmp_path: Path, corpus_dir: Path) -> dict[str, Path]:
+    made = {}
+    for name, body in {"crash.stl": b"segfault", "hang.stl": b"hang", "hog.stl": b"allocate"}.items():
+        made[name] = tmp_path / name
+        made[name].write_bytes(body)
+    for name in ("stl/unit_cube.STL", "obj/cube.OBJ", "off/Cube.off"):
+        target = tmp_path / Path(name).name
+        shutil.copy(corpus_dir / name, target)
+        made[target.name] = target
+    return made
+
+
+def test_crash_hang_and_hog_fail_alone(files: dict[str, Path], tmp_path: Path) -> None:
+    order = ["unit_cube.STL", "crash.stl", "cube.OBJ", "hang.stl", "hog.stl", "Cube.off"]
+    started = time.monotonic()
+    with ExtractionSupervisor(2, timeout_s=8, memory_limit_mb=3072, target=TARGET, temp_root=tmp_path / "w") as sup:
+        futures = {name: sup.submit(name, files[name]) for name in order}
+        outcomes = {}
+        for name, future in futures.items():
+            exc = future.exception(timeout=120)
+            outcomes[name] = exc if exc is not None else future.result()
+    assert time.monotonic() - started < 100
+    for name in ("unit_cube.STL", "cube.OBJ", "Cube.off"):
+        snap = outcomes[name]
+        assert not isinstance(snap, BaseException), f"{name}: {snap!r}"
+        assert snap.provenance.original_filename == name
+        assert snap.features.vertex_count in (8, 36)
+    expected = {"crash.stl": "parser_crashed", "hang.stl": "timeout", "hog.stl": "memory_limit"}
+    for name, reason in expected.items():
+        assert isinstance(outcomes[name], IsolationError), f"{name}: {outcomes[name]!r}"
+        assert outcomes[name].reason == reason, f"{name}: {outcomes[name]!r}"
+
+
+def test_file_errors_keep_class_and_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "nothing.xyz"
+    bad.write_text("not numbers at all\nstill not\n")
+    with pytest.raises(FormatError) as info:
+        extract_isolated(bad, timeout_s=60, memory_limit_mb=3072, target=TARGET)
+    assert info.value.reason == "parse_error"
+
+
+def test_child_works_in_item_temp_dir_and_cleans_it(tmp_path: Path, corpus_dir: Path) -> None:
+    src = tmp_path / "in" / "cube.stl"
+    src.parent.mkdir()
+    src.write_bytes(b"writefile\n" + (corpus_dir / "stl/unit_cube.STL").read_bytes()[10:])
+    root = tmp_path / "work"
+    snap_or_exc = None
+    with ExtractionSupervisor(1, timeout_s=60, memory_limit_mb=3072, target=TARGET, temp_root=root) as sup:
+        future = sup.submit("k", src)
+        snap_or_exc = future.exception(timeout=120) or future.result()
+    # the body no longer parses as STL (header changed), but the write happened in the item dir
+    assert not (src.parent / "written_by_child.txt").exists()
+    assert not (Path.cwd() / "written_by_child.txt").exists()
+    assert list(root.rglob("written_by_child.txt")) == []  # item dir removed after the file
+    assert snap_or_exc is not None

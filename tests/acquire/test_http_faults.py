@@ -59,7 +59,6 @@ def test_429_with_retry_after_waits_that_long(server: FakeServer) -> None:
     server.app = file_app
     server.inject("/api", Reply(429, "", headers={"retry-after": "1"}))
     client, _ = client_for(server)
-    started = time.monotonic()
     run(client.request("fake", "GET", server.url + "/api/x"))
     hits = server.hits("/api")
     assert len(hits) == 2

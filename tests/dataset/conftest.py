@@ -104,10 +104,12 @@ def store(tmp_path: Path) -> Store:
 
 
 def clone(snap: Snapshot) -> Snapshot:
-    """A copy with a fresh snapshot id (one extraction stored under several ids)."""
+    """A copy with a fresh snapshot id and source hash (one extraction stored under several ids)."""
+    import hashlib
     import uuid
 
     copy = Snapshot.from_bytes(snap.to_bytes("exact"))
     copy.snapshot_id = str(uuid.uuid4())
     copy.model_id = ""
+    copy.provenance.original_file_hash = hashlib.sha256(copy.snapshot_id.encode()).hexdigest()
     return copy

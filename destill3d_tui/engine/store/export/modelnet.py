@@ -39,7 +39,7 @@ class ModelNetExporter(Exporter):
         target = self.layout.output / folder
         target.mkdir(exist_ok=True)
         rows = np.hstack([record.points, record.normals]).astype(np.float32)
-        np.savetxt(target / f"{shape_id}.txt", rows, fmt="%.9g", delimiter=","  # round-trips float32 exactly)
+        np.savetxt(target / f"{shape_id}.txt", rows, fmt="%.9g", delimiter=",")  # 9 digits round-trip float32
         self._ids[record.split].append(shape_id)
         return f"{folder}/{shape_id}.txt"
 

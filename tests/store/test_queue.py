@@ -1,0 +1,149 @@
+"""The queue state machine: leases, attempts counted at claim, backoff, reaping, user actions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from destill3d_tui.engine.errors import DownloadError, IsolationError, describe
+from destill3d_tui.engine.queue import Queue, QueueEntry, make_owner
+from destill3d_tui.engine.store.db import Store, utcnow
+
+
+def entries(n: int, priority: int = 0) -> list[QueueEntry]:
+    return [QueueEntry(model_id=f"test:{priority}:{i}", platform="test", source_url=f"https://x/{i}",
+                       priority=priority, metadata={"title": f"item {i}"}) for i in range(n)]  # fmt: skip
+
+
+@pytest.fixture
+def queue(db_url: str) -> Queue:
+    return Queue(Store(db_url), max_retries=3, lease_seconds=60, retry_backoff_s=0.2)
+
+
+def test_add_is_idempotent_and_counts_every_stage(queue: Queue) -> None:
+    ids = queue.add_entries(entries(3))
+    assert queue.add_entries(entries(3)) == ids
+    counts = queue.counts()
+    assert counts == {"queued": 3, "acquired": 0, "extracted": 0, "classified": 0, "stored": 0, "failed": 0}
+    row = queue.get(ids[1])
+    assert row.title == "item 1" and row.stage == "queued" and row.retry_count == 0 and row.max_retries == 3
+
+
+def test_claim_orders_by_priority_and_counts_the_attempt(queue: Queue) -> None:
+    low = queue.add_entries(entries(2, priority=0))
+    high = queue.add_entries(entries(2, priority=5))
+    claimed = queue.claim("w1", 3)
+    assert [r.queue_id for r in claimed] == [*high, low[0]]
+    assert all(r.retry_count == 1 and r.lease_owner == "w1" for r in claimed)
+    assert [r.queue_id for r in queue.claim("w2", 10)] == [low[1]]  # leased items are not handed out twice
+    assert queue.claim("w3", 10) == []
+
+
+def test_transitions_need_the_lease(queue: Queue) -> None:
+    (qid,) = queue.add_entries(entries(1))
+    queue.claim("w1", 1)
+    assert not queue.advance(qid, "intruder", "acquired")
+    assert queue.advance(qid, "w1", "acquired", bytes_in=10)
+    assert queue.advance(qid, "w1", "stored", snapshot_id="s")
+    row = queue.get(qid)
+    assert row.stage == "stored" and row.lease_owner is None and row.finished_at is not None
+
+
+def test_permanent_errors_fail_at_once_others_back_off(queue: Queue) -> None:
+    bad, flaky = queue.add_entries(entries(2))
+    queue.claim("w", 2)
+    gone = DownloadError("gone", reason="source_gone", kind="permanent")
+    held, final = queue.fail(bad, "w", describe(gone), "queued")
+    assert held and final and queue.get(bad).stage == "failed" and queue.get(bad).reason == "source_gone"
+    held, final = queue.fail(flaky, "w", describe(IsolationError("slow", reason="timeout")), "acquired")
+    row = queue.get(flaky)
+    assert held and not final and row.stage == "queued" and row.reason == "timeout" and row.scheduled_at > utcnow()
+    assert queue.claim("w", 5) == []  # backing off
+    time.sleep(0.3)
+    for attempt in (2, 3):
+        (again,) = queue.claim("w", 5)
+        assert again.retry_count == attempt
+        held, final = queue.fail(flaky, "w", describe(IsolationError("slow", reason="timeout")), "acquired")
+        time.sleep(0.05 + 0.2 * 2 ** (attempt - 1))
+    assert final and queue.get(flaky).stage == "failed"
+
+
+def test_reaper_frees_expired_and_dead_owners_and_fails_exhausted(queue: Queue) -> None:
+    a, b, c = queue.add_entries(entries(3))
+    queue.claim("elsewhere:1:x", 1)  # another machine: only expiry frees it
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_owner = make_owner().rsplit(":", 2)[0] + f":{int(dead.stdout)}:t"
+    queue.claim(dead_owner, 1)
+    queue.claim(make_owner(), 1)  # alive and unexpired: kept
+    assert queue.reap() == (1, 0)  # the dead process's item
+    assert queue.get(b).lease_owner is None and queue.get(b).reason == "worker_lost"
+    Q = queue.Q
+    Q.update(lease_expires_at=utcnow() - dt.timedelta(seconds=1)).where(Q.queue_id == a).execute()
+    assert queue.reap() == (1, 0)
+    # An item that took its worker down on every attempt ends failed.
+    Q.update(retry_count=3, lease_owner="elsewhere:2:y", lease_expires_at=utcnow() - dt.timedelta(seconds=1)).where(
+        Q.queue_id == c
+    ).execute()
+    assert queue.reap() == (0, 1)
+    assert queue.get(c).stage == "failed" and queue.get(c).reason == "worker_lost"
+
+
+def test_release_refunds_and_heartbeat_extends(queue: Queue) -> None:
+    ids = queue.add_entries(entries(2))
+    queue.claim("w", 2)
+    before = queue.get(ids[0]).lease_expires_at
+    time.sleep(0.01)
+    assert queue.heartbeat("w") == 2 and queue.get(ids[0]).lease_expires_at > before
+    assert queue.release(ids, "w") == 2
+    assert all(queue.get(i).retry_count == 0 and queue.get(i).lease_owner is None for i in ids)
+
+
+def test_user_retry_cancel_priority(queue: Queue) -> None:
+    a, b, c = queue.add_entries(entries(3))
+    queue.claim("w", 1)
+    assert queue.cancel([a, b]) == 2
+    assert queue.get(a).stage == "failed" and queue.get(a).reason == "cancelled"
+    assert not queue.advance(a, "w", "acquired")  # the worker lost the cancelled item
+    assert queue.retry(failed=True) == 2
+    assert queue.get(a).stage == "queued" and queue.get(a).retry_count == 0
+    queue.set_priority(c, 9)
+    assert queue.list()[0].queue_id == c
+    assert queue.list(stage="failed") == []
+
+
+def test_concurrent_claims_never_share_an_item(db_url: str) -> None:
+    Queue(Store(db_url)).add_entries(entries(60))
+    got: dict[str, list[int]] = {}
+
+    def worker(name: str) -> None:
+        q = Queue(Store(db_url), lease_seconds=60)
+        mine = got.setdefault(name, [])
+        while rows := q.claim(name, 3):
+            mine.extend(r.queue_id for r in rows)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claimed = [i for ids in got.values() for i in ids]
+    assert len(claimed) == 60 and len(set(claimed)) == 60
+
+
+def test_local_paths(tmp_path: Path, db_url: str) -> None:
+    (tmp_path / "a.stl").write_bytes(b"solid a\nendsolid a\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.OBJ").write_text("v 0 0 0\n")
+    (tmp_path / "notes.txt").write_text("not a model")
+    q = Queue(Store(db_url))
+    assert len(q.add_paths([tmp_path])) == 1
+    assert len(q.add_paths([tmp_path], recursive=True)) == 2
+    assert len(q.add_paths([tmp_path], recursive=True, pattern="*.txt")) == 1
+    row = q.list(order="id")[0]
+    assert row.model_id == f"local:{tmp_path / 'a.stl'}" and row.platform == "local" and row.source_url.startswith("file://")

@@ -13,11 +13,14 @@ The engine never imports Textual. The bridge is the only way screens reach it:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
@@ -193,6 +196,8 @@ class Destill3DApp(App[int]):
         self._redraw_timer: Timer | None = None
         self._quitting = False
         self._error_open = False
+        if start_pipeline:
+            start_resource_tracker()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -325,7 +330,56 @@ def run_app(settings: Settings) -> int:
         print(f"destill3d-tui: {exc.reason}: {exc}", file=sys.stderr)
         return 2
     try:
-        result = Destill3DApp(engine).run()
+        with children_output_to_log():
+            result = Destill3DApp(engine).run()
     finally:
         engine.close()
     return int(result or 0)
+
+
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker while ``sys.stderr`` is a real file.
+
+    Extraction children (spawn context) need the tracker; started lazily inside the app it
+    would be handed Textual's stderr capture, whose ``fileno()`` is -1 ("bad value(s) in
+    fds_to_keep"), and every item would fail.
+    """
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+
+
+@contextlib.contextmanager
+def children_output_to_log() -> Iterator[Path | None]:
+    """Point file descriptors 1 and 2 at a log file while the app runs.
+
+    Child processes (extraction workers, native libraries) inherit fds 1 and 2 and would
+    print over the screen. Textual draws through ``sys.__stderr__`` and sizes the screen
+    from ``sys.__stdout__``, so those two get private duplicates of the terminal.
+    """
+    if not (sys.__stdout__ and sys.__stderr__ and sys.__stdout__.isatty() and sys.__stderr__.isatty()):
+        yield None
+        return
+    from .engine import locations
+
+    log_path = locations.ensure_dir(locations.cache_dir()) / "tui-children.log"
+    saved_objects = (sys.__stdout__, sys.__stderr__, sys.stdout, sys.stderr)
+    saved_fds = (os.dup(1), os.dup(2))
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    start_resource_tracker()  # its stderr is fd 2 now: the log
+    terminal_out = os.fdopen(os.dup(saved_fds[0]), "w", encoding="utf-8", errors="replace")
+    terminal_err = os.fdopen(os.dup(saved_fds[1]), "w", encoding="utf-8", errors="replace")
+    sys.__stdout__ = sys.stdout = terminal_out  # type: ignore[misc]
+    sys.__stderr__ = sys.stderr = terminal_err  # type: ignore[misc]
+    try:
+        yield log_path
+    finally:
+        sys.__stdout__, sys.__stderr__, sys.stdout, sys.stderr = saved_objects  # type: ignore[misc]
+        os.dup2(saved_fds[0], 1)
+        os.dup2(saved_fds[1], 2)
+        for handle in (terminal_out, terminal_err):
+            handle.close()
+        for fd in saved_fds:
+            os.close(fd)

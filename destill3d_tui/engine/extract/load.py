@@ -13,10 +13,12 @@ import numpy as np
 
 from ..errors import ExtractionError, FormatError, GeometryError
 from .formats import CAD_FORMATS, POINT_FORMATS, detect_format
+from .loaders.guards import precheck
 from .references import check_references
 from .types import ExtractOptions, LoadedGeometry
 
 MAX_FILE_SIZE = 500 * 1024 * 1024  # spec 14.1
+MAX_COORDINATE = 1e18  # beyond this, areas and volumes overflow float32 in the features
 
 
 def load_geometry(path: str | Path, options: ExtractOptions | None = None) -> LoadedGeometry:
@@ -38,6 +40,7 @@ def load_geometry(path: str | Path, options: ExtractOptions | None = None) -> Lo
     if size > MAX_FILE_SIZE:
         raise FormatError(f"{path.name}: {size} bytes exceeds the {MAX_FILE_SIZE} byte limit", reason="too_large")
     check_references(path, fmt)
+    precheck(path, fmt)
     geometry = _dispatch(path, fmt, options)
     geometry.metadata.setdefault("file_bytes", size)
     return finalize(geometry, path.name)
@@ -87,8 +90,25 @@ def finalize(geometry: LoadedGeometry, name: str) -> LoadedGeometry:
     used = np.unique(faces)
     if not np.isfinite(vertices[used]).all():
         raise GeometryError(f"{name}: faces use non-finite (NaN/inf) vertices", reason="non_finite")
+    _check_extent(vertices[used], name)
+    if not _has_area(vertices, faces):
+        raise GeometryError(f"{name}: every face is degenerate (zero area)", reason="degenerate")
     geometry.vertices, geometry.faces = vertices, faces
     return geometry
+
+
+def _check_extent(points: np.ndarray, name: str) -> None:
+    """Points (n, 3) must span some space and stay where float32 features cannot overflow."""
+    if np.abs(points).max() > MAX_COORDINATE:
+        raise GeometryError(f"{name}: coordinates above {MAX_COORDINATE:g} overflow the features", reason="non_finite")
+    if len(points) < 3 or not np.ptp(points, axis=0).any():
+        raise GeometryError(f"{name}: fewer than 3 points or all points identical", reason="degenerate")
+
+
+def _has_area(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    """True when at least one triangle (m, 3) has a non-zero area."""
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    return bool(np.any(np.linalg.norm(np.cross(b - a, c - a), axis=1) > 0))
 
 
 def _finalize_points(geometry: LoadedGeometry, vertices: np.ndarray, name: str) -> LoadedGeometry:
@@ -100,6 +120,7 @@ def _finalize_points(geometry: LoadedGeometry, vertices: np.ndarray, name: str) 
             geometry.point_normals = np.asarray(geometry.point_normals, dtype=np.float64).reshape(-1, 3)[finite]
     if len(vertices) == 0:
         raise GeometryError(f"{name}: no (finite) points", reason="empty_geometry")
+    _check_extent(vertices, name)
     if geometry.point_normals is not None:
         normals = np.asarray(geometry.point_normals, dtype=np.float64).reshape(-1, 3)
         geometry.point_normals = normals if np.isfinite(normals).all() else None

@@ -180,8 +180,12 @@ def _dae_refs(path: Path) -> list[str | None]:
 
     try:
         tree = etree.parse(str(path), hardened_xml_parser())
-    except (etree.XMLSyntaxError, OSError) as exc:
-        raise FormatError(f"{path.name}: invalid COLLADA XML: {exc}", reason="parse_error") from exc
+    except etree.XMLSyntaxError as exc:
+        from .loaders.guards import xml_error
+
+        raise xml_error(exc, path.name) from exc
+    except OSError as exc:
+        raise FormatError(f"{path.name}: cannot read COLLADA XML: {exc}", reason="parse_error") from exc
     refs: list[str | None] = []
     for el in tree.iter():
         if not isinstance(el.tag, str):

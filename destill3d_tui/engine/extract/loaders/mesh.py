@@ -77,9 +77,10 @@ def _flatten(scene, warnings: list[str]) -> tuple[list[tuple[np.ndarray, np.ndar
             continue
         if isinstance(geom, trimesh.Trimesh):
             verts = np.asarray(geom.vertices, dtype=np.float64)
-            faces = valid_faces(np.asarray(geom.faces, dtype=np.int64).reshape(-1, 3), len(verts), warnings)
+            declared = np.asarray(geom.faces, dtype=np.int64).reshape(-1, 3)
+            faces = valid_faces(declared, len(verts), warnings)
             if len(faces) == 0:
-                if len(verts):
+                if len(verts) and len(declared) == 0:  # vertices only: a point cloud
                     clouds.append(_apply(transform, verts))
                 continue
             meshes.append((_apply(transform, verts), faces))

@@ -1,0 +1,383 @@
+"""Checks that run before a library parses a file: does it look like its format, and do its
+declared sizes fit the file and the caps of spec 13.2?
+
+The libraries do not do this for us (see ../shared/badinputs/README.md): trimesh returns an
+empty scene for a PNG named ``.stl``, Open3D believes any header, a binary STL that claims
+2^31 faces is read as empty. Verdicts here use the project's own reason codes:
+``parse_error`` (not this format / the header lies about the bytes present) and ``too_large``
+(declared or expanded size over a cap).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import zipfile
+from pathlib import Path
+
+from ...errors import FormatError
+
+MAX_VERTICES = 10_000_000  # spec 13.2
+MAX_FACES = 20_000_000
+MAX_ZIP_BYTES = 1024 * 1024 * 1024  # a 3MF package may inflate to at most this
+MAX_ZIP_RATIO = 200  # and never more than this many times its compressed size (zip bombs)
+MAX_ZIP_MEMBERS = 5000
+MAX_XML_ENTITY = 1024  # an internal XML entity longer than this (or referring to others) is an expansion bomb
+HEAD = 65536
+
+
+def _fail(name: str, message: str, reason: str = "parse_error") -> FormatError:
+    return FormatError(f"{name}: {message}", reason=reason)
+
+
+def precheck(path: Path, fmt: str) -> None:
+    """Raise ``FormatError`` when ``path`` cannot be a sound ``fmt`` file."""
+    check = _CHECKS.get(fmt)
+    if check is not None:
+        with path.open("rb") as fh:
+            head = fh.read(HEAD)
+        check(path, head, path.stat().st_size)
+
+
+# ---------------------------------------------------------------- signatures of text formats
+
+
+def _is_text(head: bytes) -> bool:
+    return b"\x00" not in head[:4096]
+
+
+def _check_text(path: Path, head: bytes, size: int) -> None:
+    if not _is_text(head):
+        raise _fail(path.name, "binary data in a text format")
+
+
+def _check_step(path: Path, head: bytes, size: int) -> None:
+    if not head.lstrip().startswith(b"ISO-10303-21"):
+        raise _fail(path.name, "not a STEP file (no ISO-10303-21 header)")
+
+
+def _check_fbx(path: Path, head: bytes, size: int) -> None:
+    if head.startswith(b"Kaydara FBX Binary"):
+        return
+    if not _is_text(head) or not (re.match(rb"\s*;\s*FBX", head) or b"FBXHeaderExtension" in head):
+        raise _fail(path.name, "not an FBX file (neither the binary magic nor an ASCII FBX header)")
+
+
+def _check_las(path: Path, head: bytes, size: int) -> None:
+    if not head.startswith(b"LASF"):
+        raise _fail(path.name, "not a LAS/LAZ file (no LASF signature)")
+
+
+def _check_iges(path: Path, head: bytes, size: int) -> None:
+    first = head.split(b"\n", 1)[0].rstrip(b"\r")
+    if len(first) < 73 or first[72:73] not in (b"S", b"G"):
+        raise _fail(path.name, "not an IGES file (no start section in column 73)")
+
+
+def _check_brep(path: Path, head: bytes, size: int) -> None:
+    if not head.lstrip().startswith((b"DBRep_DrawableShape", b"CASCADE Topology V")):
+        raise _fail(path.name, "not an OpenCASCADE BREP file")
+
+
+# ---------------------------------------------------------------- mesh formats
+
+
+def _check_stl(path: Path, head: bytes, size: int) -> None:
+    if size >= 84:
+        count = struct.unpack("<I", head[80:84])[0]
+        if 84 + 50 * count == size:
+            return
+    text = head.lstrip()
+    if text[:5].lower() == b"solid" and _is_text(head):
+        with path.open("rb") as fh:
+            fh.seek(max(0, size - 1024))
+            tail = fh.read().lower()
+        if b"endsolid" not in tail:
+            raise _fail(path.name, "ASCII STL ends without 'endsolid' (truncated)")
+        return
+    if size < 84:
+        raise _fail(path.name, f"{size} bytes: too short for a binary STL and not ASCII STL")
+    if (size - 84) % 50:
+        raise _fail(path.name, "neither ASCII STL nor whole 50-byte binary STL records")
+    if count > MAX_FACES:
+        raise _fail(path.name, f"binary STL header claims {count} faces", "too_large")
+    if 84 + 50 * count > size:
+        raise _fail(path.name, f"binary STL header claims {count} faces, the file holds {(size - 84) // 50}")
+    if not _plausible_binary_stl(head, count):
+        raise _fail(path.name, "not an STL file")
+
+
+def _plausible_binary_stl(head: bytes, count: int) -> bool:
+    """Extra bytes after the faces are tolerated when the first facets look like float data."""
+    return count > 0 and not head.lstrip().startswith((b"<", b"\x89PNG", b"{"))
+
+
+_PLY_SIZES = {
+    "char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+    "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8,
+}  # fmt: skip
+
+
+def _check_ply(path: Path, head: bytes, size: int) -> None:
+    if not re.match(rb"ply\r?\n", head):
+        raise _fail(path.name, "not a PLY file (no 'ply' magic)")
+    end = head.find(b"end_header")
+    if end < 0:
+        raise _fail(path.name, "PLY header without end_header")
+    lines = head[:end].decode("ascii", "replace").splitlines()
+    elements, encoding = _ply_elements(lines, path.name)
+    for name, count, _ in elements:
+        cap = MAX_FACES if name == "face" else MAX_VERTICES
+        if count > cap:
+            raise _fail(path.name, f"PLY declares {count} {name} elements", "too_large")
+    if encoding.startswith("binary"):
+        data_start = head.find(b"\n", end) + 1
+        need = sum(count * record for _, count, record in elements)  # list properties count their minimum
+        if data_start + need > size:
+            raise _fail(path.name, f"PLY binary body holds {size - data_start} of at least {need} bytes")
+
+
+def _ply_elements(lines: list[str], name: str) -> tuple[list[tuple[str, int, int]], str]:
+    """(element, count, minimum record bytes) for each element, and the encoding."""
+    elements: list[list] = []
+    encoding = "ascii"
+    for line in lines:
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            if parts[0] == "format":
+                encoding = parts[1]
+            elif parts[0] == "element":
+                count = int(parts[2])
+                if count < 0:
+                    raise _fail(name, "negative PLY element count")
+                elements.append([parts[1], count, 0])
+            elif parts[0] == "property" and elements:
+                # a list property takes at least its count field (an empty list)
+                elements[-1][2] += _PLY_SIZES.get(parts[2] if parts[1] == "list" else parts[1], 1)
+        except (IndexError, ValueError) as exc:
+            raise _fail(name, f"bad PLY header line {line!r}") from exc
+    return [(e, c, r) for e, c, r in elements], encoding
+
+
+def _check_off(path: Path, head: bytes, size: int) -> None:
+    _check_text(path, head, size)
+    tokens = [ln.split(b"#", 1)[0].strip() for ln in head.splitlines()]
+    tokens = [t for t in tokens if t]
+    match = re.match(rb"^[A-Z]*OFF(.*)$", tokens[0]) if tokens else None
+    if match is None:
+        raise _fail(path.name, "not an OFF file (no OFF header)")
+    inline = match.group(1).split()  # counts may follow the keyword on its line, even glued to it
+    rest = inline or (tokens[1].split() if len(tokens) > 1 else [])
+    try:
+        nv, nf = int(rest[0]), int(rest[1])
+    except (IndexError, ValueError) as exc:
+        raise _fail(path.name, "OFF header without vertex/face counts") from exc
+    if nv < 0 or nf < 0:
+        raise _fail(path.name, "negative OFF element counts")
+    if nv > MAX_VERTICES or nf > MAX_FACES:
+        raise _fail(path.name, f"OFF declares {nv} vertices and {nf} faces", "too_large")
+    if size <= HEAD:
+        rows = len(tokens) - (1 if inline else 2)
+        if rows < nv + nf:
+            raise _fail(path.name, f"OFF declares {nv} + {nf} rows, holds {rows}")
+
+
+def _check_obj(path: Path, head: bytes, size: int) -> None:
+    _check_text(path, head, size)
+    if size > HEAD and b"\n" not in head:
+        raise _fail(path.name, f"no line break in the first {HEAD} bytes; not an OBJ file")
+
+
+# ---------------------------------------------------------------- glTF / GLB
+
+
+def _check_glb(path: Path, head: bytes, size: int) -> None:
+    if len(head) < 20 or not head.startswith(b"glTF"):
+        raise _fail(path.name, "not a GLB file (no glTF magic)")
+    _, _version, total, json_len, json_type = struct.unpack("<4sIIII", head[:20])
+    if total > size:
+        raise _fail(path.name, f"GLB header says {total} bytes, the file has {size}")
+    if json_type != 0x4E4F534A or 20 + json_len > size:
+        raise _fail(path.name, f"GLB JSON chunk of {json_len} bytes does not fit the file")
+    with path.open("rb") as fh:
+        fh.seek(20)
+        doc = _json(fh.read(json_len), path.name)
+    bin_len = None
+    if 20 + json_len + 8 <= size:
+        with path.open("rb") as fh:
+            fh.seek(20 + json_len)
+            bin_len = struct.unpack("<I", fh.read(4))[0]
+    check_gltf_document(doc, path.name, bin_len)
+
+
+def _check_gltf(path: Path, head: bytes, size: int) -> None:
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        raise _fail(path.name, "not a glTF file (no JSON object)")
+    check_gltf_document(_json(path.read_bytes(), path.name), path.name, None)
+
+
+def _json(data: bytes, name: str) -> dict:
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _fail(name, f"invalid glTF JSON ({type(exc).__name__})") from exc
+    if not isinstance(doc, dict):
+        raise _fail(name, "glTF JSON is not an object")
+    return doc
+
+
+_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+_COMPONENT_BYTES = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
+
+
+def check_gltf_document(doc: dict, name: str, glb_bin_len: int | None) -> None:
+    """Accessor counts under the caps and inside their buffer views; a node graph without cycles."""
+    try:
+        views = doc.get("bufferViews") or []
+        buffers = doc.get("buffers") or []
+        for acc in doc.get("accessors") or []:
+            _check_accessor(acc, views, buffers, name)
+        _check_node_cycles(doc.get("nodes") or [], name)
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        raise _fail(name, f"malformed glTF structure ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_accessor(acc: dict, views: list, buffers: list, name: str) -> None:
+    count = int(acc.get("count", 0))
+    if count < 0:
+        raise _fail(name, "negative accessor count")
+    if count > max(MAX_VERTICES, MAX_FACES * 3):
+        raise _fail(name, f"glTF accessor count {count}", "too_large")
+    if "bufferView" not in acc:
+        return
+    view = views[int(acc["bufferView"])]
+    element = _COMPONENTS.get(acc.get("type"), 1) * _COMPONENT_BYTES.get(acc.get("componentType"), 4)
+    stride = int(view.get("byteStride") or element)
+    need = int(acc.get("byteOffset", 0)) + (stride * (count - 1) + element if count else 0)
+    if need > int(view.get("byteLength", 0)):
+        raise _fail(name, f"glTF accessor needs {need} bytes, its buffer view holds {view.get('byteLength')}")
+    buffer = buffers[int(view.get("buffer", 0))]
+    if int(view.get("byteOffset", 0)) + int(view.get("byteLength", 0)) > int(buffer.get("byteLength", 0)):
+        raise _fail(name, "glTF buffer view runs past its buffer")
+
+
+def _check_node_cycles(nodes: list, name: str) -> None:
+    """Iterative DFS: a node reachable from itself would make scene traversal loop forever."""
+    children = [[int(c) for c in (n.get("children") or [])] for n in nodes]
+    state = [0] * len(nodes)  # 0 new, 1 on the stack, 2 done
+    for root in range(len(nodes)):
+        if state[root]:
+            continue
+        stack = [(root, iter(children[root]))]
+        state[root] = 1
+        while stack:
+            node, it = stack[-1]
+            child = next(it, None)
+            if child is None:
+                state[node] = 2
+                stack.pop()
+            elif not 0 <= child < len(nodes):
+                raise _fail(name, f"glTF node {node} has a child index {child} out of range")
+            elif state[child] == 1:
+                raise _fail(name, f"glTF node hierarchy has a cycle through node {child}")
+            elif state[child] == 0:
+                state[child] = 1
+                stack.append((child, iter(children[child])))
+
+
+# ---------------------------------------------------------------- XML: DAE and 3MF model parts
+
+
+def check_xml(data: bytes | Path, name: str) -> None:
+    """Refuse DTD tricks before a library parses the XML.
+
+    External entities / DTDs -> ``reference_outside_item``; entity expansion bombs and
+    over-deep nesting -> ``too_large``; ``count`` attributes over the caps -> ``too_large``.
+    """
+    from lxml import etree
+
+    from ..references import hardened_xml_parser
+
+    try:
+        if isinstance(data, Path):
+            tree = etree.parse(str(data), hardened_xml_parser())
+        else:
+            tree = etree.ElementTree(etree.fromstring(data, hardened_xml_parser()))
+    except etree.XMLSyntaxError as exc:
+        raise xml_error(exc, name) from exc
+    _check_dtd(tree, name)
+    for el in tree.iter():
+        count = el.get("count") if isinstance(el.tag, str) else None
+        if count is not None and count.strip().isdigit() and int(count) > MAX_FACES * 3:
+            raise _fail(name, f"XML element declares count={count}", "too_large")
+
+
+def xml_error(exc: Exception, name: str) -> FormatError:
+    """libxml2's own limits (entity amplification, depth) are resource limits, the rest parse errors."""
+    text = str(exc).lower()
+    if any(word in text for word in ("amplification", "depth", "huge", "too large")):
+        return _fail(name, f"XML expands or nests beyond the parser's limits: {exc}", "too_large")
+    return _fail(name, f"invalid XML: {exc}")
+
+
+def _check_dtd(tree, name: str) -> None:
+    info = tree.docinfo
+    if info.system_url or info.public_id:
+        raise _fail(name, f"XML refers to an external DTD {info.system_url or info.public_id!r}",
+                    "reference_outside_item")  # fmt: skip
+    dtd = info.internalDTD
+    if dtd is None:
+        return
+    for entity in dtd.iterentities():
+        if entity.system_url:
+            raise _fail(name, f"XML entity {entity.name!r} refers to {entity.system_url!r}",
+                        "reference_outside_item")  # fmt: skip
+        content = entity.content or ""
+        if "&" in content or "%" in content or len(content) > MAX_XML_ENTITY:
+            raise _fail(name, f"XML entity {entity.name!r} expands recursively or hugely", "too_large")
+
+
+def _check_dae(path: Path, head: bytes, size: int) -> None:
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        raise _fail(path.name, "not a COLLADA (XML) file")
+    check_xml(path, path.name)
+
+
+def _check_3mf(path: Path, head: bytes, size: int) -> None:
+    if not head.startswith(b"PK"):
+        raise _fail(path.name, "not a 3MF package (not a zip file)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            _check_zip_members(infos, path.name, size)
+            models = [i for i in infos if i.filename.lower().endswith(".model")]
+            if not models:
+                raise _fail(path.name, "3MF package without a 3D model part")
+            for info in models:
+                check_xml(zf.read(info), f"{path.name}!{info.filename}")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise _fail(path.name, f"unreadable 3MF package ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_zip_members(infos: list[zipfile.ZipInfo], name: str, size: int) -> None:
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise _fail(name, f"{len(infos)} package members", "too_large")
+    total = 0
+    for info in infos:
+        member = info.filename.replace("\\", "/")
+        if member.startswith("/") or ".." in member.split("/") or re.match(r"^[A-Za-z]:", member):
+            raise _fail(name, f"package member {info.filename!r} points outside the package", "reference_outside_item")
+        total += info.file_size
+    if total > MAX_ZIP_BYTES or total > MAX_ZIP_RATIO * max(size, 1) + 1024 * 1024:
+        raise _fail(name, f"package inflates to {total} bytes from {size}", "too_large")
+
+
+_CHECKS = {
+    "STEP": _check_step, "IGES": _check_iges, "BREP": _check_brep, "STL": _check_stl, "PLY": _check_ply,
+    "OFF": _check_off, "OBJ": _check_obj, "GLB": _check_glb, "GLTF": _check_gltf, "DAE": _check_dae,
+    "3MF": _check_3mf, "XYZ": _check_text, "PTS": _check_text, "FBX": _check_fbx, "LAS": _check_las,
+    "LAZ": _check_las,
+}  # fmt: skip

@@ -117,7 +117,7 @@ def _prepare_mesh(vertices: np.ndarray, faces: np.ndarray, options: ExtractOptio
     transforms: list[str] = []
     faces = _checked_faces(faces, len(vertices), warnings)
     if len(faces) == 0:
-        raise GeometryError("the mesh has no faces", reason="empty_geometry")
+        raise GeometryError("the mesh has no faces with valid vertex indices", reason="empty_geometry")
     vertices, faces = topo.compact_vertices(vertices, faces)
     vertices, faces = topo.weld_vertices(vertices, faces)
     faces, dropped = _drop_degenerate(vertices, faces)
@@ -154,7 +154,7 @@ def _prepare_mesh(vertices: np.ndarray, faces: np.ndarray, options: ExtractOptio
 
 
 def _checked_faces(faces: np.ndarray, n_vertices: int, warnings: list[str]) -> np.ndarray:
-    """(m, 3) int64 faces with every index in range; faces with bad or repeated indices dropped."""
+    """(m, 3) int64 faces with every index in range (faces with a bad index are dropped)."""
     if faces.size == 0:
         return np.zeros((0, 3), dtype=np.int64)
     if faces.ndim != 2 or faces.shape[1] != 3:
@@ -164,8 +164,7 @@ def _checked_faces(faces: np.ndarray, n_vertices: int, warnings: list[str]) -> n
     if not in_range.all():
         warnings.append(f"dropped {int((~in_range).sum())} faces with vertex indices out of range")
         f = f[in_range]
-    distinct = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
-    return f if distinct.all() else f[distinct]
+    return f
 
 
 def _drop_degenerate(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, int]:

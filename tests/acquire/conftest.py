@@ -39,3 +39,12 @@ def server() -> Iterator[FakeServer]:
 def other_server() -> Iterator[FakeServer]:
     with FakeServer() as srv:
         yield srv
+
+
+def platform_settings(platform: str, base_url: str, *allow: str, rate: str = "200/s", **acquisition: object) -> Settings:
+    """Quick settings with ``platform`` pointed at a fake server."""
+    from destill3d_tui.engine.config import PlatformSettings
+
+    settings = quick_settings(*allow, **acquisition)
+    settings.platforms[platform] = PlatformSettings(base_url=base_url, rate_limit=rate)
+    return settings

@@ -84,7 +84,7 @@ class FakeServer:
             def _handle(self) -> None:
                 server._serve(self)
 
-            do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle  # noqa: N815
+            do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True

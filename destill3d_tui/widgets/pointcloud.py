@@ -74,6 +74,22 @@ def shade_values(
     return 1.0 - (depth - depth.min()) / span if span > 0 else np.ones(len(points))
 
 
+def fit_unit_sphere(points: np.ndarray) -> np.ndarray:
+    """Centre on the bounding-box middle and scale into the unit sphere.
+
+    A snapshot is normalised about its centroid, which can leave the shape off-centre and
+    small; fitting once (not per frame) keeps the size steady while the view rotates.
+
+    points : (n, 3) -> (n, 3) float32
+    """
+    pts = np.asarray(points, dtype=np.float32)
+    if len(pts) == 0:
+        return pts
+    centre = (pts.min(axis=0) + pts.max(axis=0)) / 2
+    radius = float(np.linalg.norm(pts - centre, axis=1).max())
+    return (pts - centre) / radius if radius > 0 else pts - centre
+
+
 @dataclass
 class Raster:
     """A rendered frame: ``rows`` strings of ``cols`` characters and a shade level per cell.
@@ -169,7 +185,8 @@ class PointCloudView(Widget, can_focus=True):
         self, points: np.ndarray | None, normals: np.ndarray | None = None, curvature: np.ndarray | None = None
     ) -> None:
         """points : (n, 3), normals : (n, 3), curvature : (n,); None clears the view."""
-        self._points, self._normals, self._curvature = points, normals, curvature
+        self._points = None if points is None else fit_unit_sphere(points)
+        self._normals, self._curvature = normals, curvature
         self.refresh()
 
     @property

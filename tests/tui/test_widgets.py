@@ -119,3 +119,12 @@ def test_live_state_folds_events() -> None:
     assert live.pipeline_state == "running" and live.rates["thingiverse"].banned
     assert live.throughput(5) == [0, 0, 0, 0, 1]
     assert live.take_changed() == {1, 2, 3} and live.take_changed() == set()
+
+
+def test_fit_unit_sphere_centres_and_scales_an_off_centre_cloud() -> None:
+    from destill3d_tui.widgets.pointcloud import fit_unit_sphere
+
+    pts = sphere(500) * 0.3 + np.array([0.5, -0.2, 0.1], dtype=np.float32)
+    fitted = fit_unit_sphere(pts)
+    assert np.allclose((fitted.min(axis=0) + fitted.max(axis=0)) / 2, 0, atol=1e-5)
+    assert np.linalg.norm(fitted, axis=1).max() == pytest.approx(1.0, abs=1e-5)

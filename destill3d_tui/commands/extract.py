@@ -1,10 +1,202 @@
-"""`destill3d-tui extract ...` commands."""
+"""`destill3d-tui extract file|dir`: snapshots from local files, each parsed in a supervised child.
+
+``--json`` prints one object per input on stdout:
+``{"path", "status": "ok"|"failed", "reason", "message", "output", "points", "ms"}``;
+human progress goes to stderr. Exit code 0 when every file worked, 1 when some failed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
+from concurrent.futures import Future, as_completed
+from pathlib import Path
+from typing import Any
+
+from .context import CommandContext
+
+STRATEGIES = ("uniform", "fps", "poisson", "voxel", "hybrid")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("extract", help="extract commands (not yet available)")
+    parser = subparsers.add_parser("extract", help="extract snapshots from local 3D files")
+    sub = parser.add_subparsers(dest="extract_command", metavar="COMMAND")
     parser.set_defaults(handler=None, group_parser=parser)
+
+    one = sub.add_parser("file", help="extract one file (in a supervised child process)")
+    one.add_argument("path", type=Path)
+    one.add_argument("--output", "-o", type=Path, help="write the snapshot here (.d3d)")
+    _extraction_flags(one)
+    one.set_defaults(handler=extract_file_command)
+
+    many = sub.add_parser("dir", help="extract every model file in a folder")
+    many.add_argument("directory", type=Path)
+    many.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
+    many.add_argument("--pattern", help="glob for file names (default: every supported 3D extension)")
+    many.add_argument("--output-dir", type=Path, help="write one .d3d per input here (default: into the database)")
+    many.add_argument("--workers", type=int, dest="dir_workers", metavar="N", help="child processes in parallel")
+    _extraction_flags(many)
+    many.set_defaults(handler=extract_dir_command)
+
+
+def _extraction_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--points", type=int, help="points per snapshot (default: extraction.target_points)")
+    parser.add_argument("--strategy", choices=STRATEGIES, help="sampling strategy")
+    parser.add_argument("--views", action="store_true", default=None, help="also render 12 depth views")
+    parser.add_argument("--seed", type=int, help="sampling seed")
+    parser.add_argument("--precision", choices=("compact", "exact"), help="array precision in the .d3d")
+    parser.add_argument("--json", action="store_true", dest="json_output", default=argparse.SUPPRESS,
+                        help="one JSON object per input on stdout")  # fmt: skip
+
+
+def _options(args: argparse.Namespace, ctx: CommandContext) -> Any:
+    from ..engine.extract.types import ExtractOptions
+
+    return ExtractOptions.from_settings(
+        ctx.settings.extraction, points=args.points, strategy=args.strategy, views=args.views, seed=args.seed,
+        precision=args.precision,
+    )  # fmt: skip
+
+
+def _supervisor(ctx: CommandContext, workers: int) -> Any:
+    from ..engine.extract.isolate import ExtractionSupervisor
+
+    ex = ctx.settings.extraction
+    return ExtractionSupervisor(workers, timeout_s=ex.timeout_s, memory_limit_mb=ex.memory_limit_mb)
+
+
+# ---------------------------------------------------------------- extract file
+
+
+def extract_file_command(args: argparse.Namespace, ctx: CommandContext) -> int:
+    path: Path = args.path
+    if not path.is_file():
+        ctx.err.print(f"destill3d-tui: no such file: {path}", markup=False)
+        return 2
+    options = _options(args, ctx)
+    with _supervisor(ctx, 1) as supervisor:
+        future = supervisor.submit(str(path), path, options, None)
+        record = _finish(future, path, args.output, options.precision)
+    _report(ctx, record, verbose=True)
+    return 0 if record["status"] == "ok" else 1
+
+
+# ---------------------------------------------------------------- extract dir
+
+
+def extract_dir_command(args: argparse.Namespace, ctx: CommandContext) -> int:
+    directory: Path = args.directory
+    if not directory.is_dir():
+        ctx.err.print(f"destill3d-tui: no such folder: {directory}", markup=False)
+        return 2
+    if args.output_dir is None:
+        return _into_database(args, ctx)
+    files = find_inputs(directory, recursive=args.recursive, pattern=args.pattern)
+    if not files:
+        ctx.err.print(f"no model files in {directory}", markup=False)
+        return 0
+    out_dir: Path = args.output_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = output_names(files, out_dir)
+    options = _options(args, ctx)
+    workers = args.dir_workers or ctx.settings.pipeline.workers
+    failed = 0
+    with _supervisor(ctx, workers) as supervisor:
+        futures: dict[Future, Path] = {supervisor.submit(str(f), f, options, None): f for f in files}
+        for done, future in enumerate(as_completed(futures), start=1):
+            path = futures[future]
+            record = _finish(future, path, targets[path], options.precision)
+            failed += record["status"] != "ok"
+            _report(ctx, record, progress=f"[{done}/{len(files)}]")
+    ctx.err.print(f"{len(files) - failed} of {len(files)} files extracted into {out_dir}", markup=False)
+    return 1 if failed else 0
+
+
+def _into_database(args: argparse.Namespace, ctx: CommandContext) -> int:
+    try:
+        engine = ctx.engine()
+        summary = engine.extract.from_directory(args.directory, recursive=args.recursive, pattern=args.pattern)
+    except (ImportError, AttributeError, NotImplementedError) as exc:
+        ctx.err.print(
+            f"destill3d-tui: extracting into the database is not available in this build ({exc}); "
+            "use --output-dir DIR to write .d3d files instead",
+            markup=False,
+        )
+        return 2
+    fields = {k: getattr(summary, k, None) for k in ("stored", "failed", "duplicates", "interrupted")}
+    if ctx.json_output:
+        ctx.emit_json({"directory": str(args.directory), **fields})
+    else:
+        ctx.err.print(", ".join(f"{k}: {v}" for k, v in fields.items()), markup=False)
+    return 1 if fields.get("failed") else 0
+
+
+def find_inputs(directory: Path, *, recursive: bool, pattern: str | None) -> list[Path]:
+    """Regular files under ``directory`` (symlinks are not followed), sorted for a stable order."""
+    from ..engine.extract.formats import EXTENSIONS
+
+    glob = pattern or "*"
+    candidates = directory.rglob(glob) if recursive else directory.glob(glob)
+    files = [p for p in candidates if p.is_file() and not p.is_symlink()]
+    if pattern is None:
+        files = [p for p in files if p.suffix.lower() in EXTENSIONS]
+    return sorted(files)
+
+
+def output_names(files: list[Path], out_dir: Path) -> dict[Path, Path]:
+    """``name.ext.d3d`` per input (``fuze.obj`` and ``fuze.ply`` differ); ``name.ext.2.d3d`` ... on repeats.
+
+    Names are compared case-insensitively so they never collide on any file system either.
+    """
+    taken: set[str] = set()
+    names: dict[Path, Path] = {}
+    for path in files:
+        candidate, n = f"{path.name}.d3d", 1
+        while candidate.lower() in taken:
+            n += 1
+            candidate = f"{path.name}.{n}.d3d"
+        taken.add(candidate.lower())
+        names[path] = out_dir / candidate
+    return names
+
+
+# ---------------------------------------------------------------- results
+
+
+def _finish(future: Future, path: Path, output: Path | None, precision: str) -> dict[str, Any]:
+    """Wait for one file and turn its outcome into the ``--json`` record (writing the .d3d)."""
+    from ..engine.errors import describe
+
+    record: dict[str, Any] = {"path": str(path), "status": "ok", "reason": None, "message": None,
+                              "output": None, "points": None, "ms": None}  # fmt: skip
+    try:
+        snapshot = future.result()
+        record["points"] = snapshot.geometry.point_count
+        if output is not None:
+            snapshot.save(output, precision)
+            record["output"] = str(output)
+        record["message"] = _summary(snapshot)
+    except Exception as exc:  # every failure is reported with its reason; the run goes on
+        info = describe(exc)
+        record.update(status="failed", reason=info["reason"], message=info["message"])
+    started = getattr(future, "started_at", None)
+    record["ms"] = round((time.monotonic() - started) * 1000, 1) if started else None
+    return record
+
+
+def _summary(snapshot: Any) -> str:
+    f = snapshot.features
+    return f"{snapshot.provenance.original_format}: {f.vertex_count} vertices, {f.face_count} faces"
+
+
+def _report(ctx: CommandContext, record: dict[str, Any], *, progress: str = "", verbose: bool = False) -> None:
+    if ctx.json_output:
+        ctx.emit_json(record)
+    if record["status"] == "ok":
+        where = f" -> {record['output']}" if record["output"] else ""
+        line = f"{progress} ok {record['path']}{where} ({record['points']} points, {record['ms']} ms)"
+    else:
+        line = f"{progress} FAILED {record['path']}: {record['reason']}: {record['message']}"
+    ctx.err.print(line.strip(), markup=False, soft_wrap=True)
+    if verbose and not ctx.json_output and record["status"] == "ok":
+        ctx.err.print(record["message"], markup=False)

@@ -271,6 +271,7 @@ class ExtractionSupervisor:
                     return
                 if not task.future.set_running_or_notify_cancel():
                     continue
+                task.future.started_at = time.monotonic()  # type: ignore[attr-defined]  # for per-file timings
                 worker = self._run(worker, task)
         finally:
             if worker is not None:

@@ -41,7 +41,9 @@ def other_server() -> Iterator[FakeServer]:
         yield srv
 
 
-def platform_settings(platform: str, base_url: str, *allow: str, rate: str = "200/s", **acquisition: object) -> Settings:
+def platform_settings(
+    platform: str, base_url: str, *allow: str, rate: str = "200/s", **acquisition: object
+) -> Settings:
     """Quick settings with ``platform`` pointed at a fake server."""
     from destill3d_tui.engine.config import PlatformSettings
 

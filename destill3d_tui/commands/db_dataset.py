@@ -3,7 +3,119 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from .context import CommandContext
+
+FORMATS = ("hdf5", "numpy", "parquet", "tfrecord", "modelnet")
 
 
 def register(db_subparsers: argparse._SubParsersAction) -> None:
-    """Adds the dataset subcommands to ``db``; filled in by the similarity/export work."""
+    """Adds the dataset subcommands to ``db``."""
+    similar = db_subparsers.add_parser("similar", help="stored objects most similar in shape to one snapshot")
+    similar.add_argument("snapshot_id", metavar="ID", help="snapshot id or unique prefix")
+    similar.add_argument("--k", type=int, default=10, help="how many neighbours (default 10)")
+    similar.add_argument("--min-similarity", type=float, dest="min_similarity", help="cosine similarity floor")
+    similar.add_argument("--json", action="store_true", dest="json_output")
+    similar.set_defaults(handler=run_similar)
+
+    dups = db_subparsers.add_parser("duplicates", help="clusters of near-duplicates (same file, rescaled, re-meshed)")
+    dups.add_argument("--threshold", type=float, default=0.98, help="similarity for a near-duplicate (default 0.98)")
+    dups.add_argument("--json", action="store_true", dest="json_output")
+    dups.set_defaults(handler=run_duplicates)
+
+    export = db_subparsers.add_parser("export", help="write a training dataset (splits, attribution, card)")
+    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument("--output", required=True, metavar="PATH", help="a new (or empty) folder")
+    export.add_argument("--taxonomy", help="label objects by their top class in this taxonomy (e.g. modelnet40)")
+    export.add_argument("--split", default="0.8:0.1:0.1", help="train:val:test fractions (default 0.8:0.1:0.1)")
+    export.add_argument("--platform")
+    export.add_argument("--label", help="only objects with this label")
+    export.add_argument("--min-confidence", type=float, dest="min_confidence")
+    export.add_argument("--license-policy", choices=("research", "commercial", "any"), default="research",
+                        dest="license_policy")  # fmt: skip
+    export.add_argument("--views", action="store_true", help="include depth views where snapshots have them")
+    export.add_argument("--json", action="store_true", dest="json_output")
+    export.set_defaults(handler=run_export)
+
+
+def _titles(ctx: CommandContext, ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = {}
+    for sid in ids:
+        row = ctx.engine().db.row(sid)
+        rows[sid] = {"title": row.get("title") or row.get("model_id") or "", "label": row.get("label") or "",
+                     "platform": row.get("platform") or ""}  # fmt: skip
+    return rows
+
+
+def run_similar(args: argparse.Namespace, ctx: CommandContext) -> int:
+    hits = ctx.engine().db.find_similar(args.snapshot_id, k=args.k, min_similarity=args.min_similarity)
+    info = _titles(ctx, [sid for sid, _ in hits])
+    if ctx.json_output:
+        for rank, (sid, score) in enumerate(hits, 1):
+            ctx.emit_json({"rank": rank, "snapshot_id": sid, "similarity": round(score, 6), **info[sid]})
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table()
+    for column in ("#", "id", "similarity", "label", "platform", "title"):
+        table.add_column(column, overflow="fold")
+    for rank, (sid, score) in enumerate(hits, 1):
+        row = info[sid]
+        table.add_row(str(rank), sid[:8], f"{score:.4f}", Text(row["label"]), Text(row["platform"]), Text(row["title"]))
+    ctx.out.print(table)
+    return 0
+
+
+def run_duplicates(args: argparse.Namespace, ctx: CommandContext) -> int:
+    clusters = ctx.engine().db.duplicates(threshold=args.threshold)
+    if ctx.json_output:
+        for n, cluster in enumerate(clusters, 1):
+            ctx.emit_json({"cluster": n, "size": len(cluster), "snapshot_ids": cluster})
+        return 0
+    if not clusters:
+        ctx.err.print(f"no near-duplicates at threshold {args.threshold}", markup=False)
+        return 0
+    from rich.text import Text
+
+    for n, cluster in enumerate(clusters, 1):
+        ctx.out.print(Text(f"cluster {n} ({len(cluster)} objects, first stored first)"))
+        for sid, row in _titles(ctx, cluster).items():
+            ctx.out.print(Text(f"  {sid[:8]}  {row['platform']:<12} {row['title']}"))
+    return 0
+
+
+def run_export(args: argparse.Namespace, ctx: CommandContext) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..engine.events import ExportProgressed
+
+    d3d = ctx.engine()
+    progress = Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=ctx.err, transient=True)  # fmt: skip
+    task = progress.add_task("export", total=None)
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, ExportProgressed) and event.total:
+            progress.update(task, completed=event.done, total=event.total)
+
+    unsubscribe = d3d.events.subscribe(on_event)
+    try:
+        with progress:
+            result = d3d.db.export(
+                args.format, args.output, taxonomy=args.taxonomy, split=args.split, platform=args.platform,
+                label=args.label, min_confidence=args.min_confidence, license_policy=args.license_policy,
+                views=args.views,
+            )  # fmt: skip
+    finally:
+        unsubscribe()
+    if ctx.json_output:
+        ctx.emit_json(result.to_dict())
+        return 0
+    splits = ", ".join(f"{name} {n}" for name, n in result.split_counts.items())
+    ctx.out.print(f"exported {result.count} objects ({splits}) in {len(result.label_names)} classes "
+                  f"to {result.output} in {result.seconds:.1f} s", markup=False)  # fmt: skip
+    for reason, n in sorted(result.skipped.items()):
+        ctx.out.print(f"  left out {n}: {reason}", markup=False)
+    return 0

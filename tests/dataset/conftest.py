@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from destill3d_tui.engine.store.db import Store, utcnow
-from destill3d_tui.engine.store.snapshot import Snapshot
+from destill3d_tui.engine.store.db import Store
+from destill3d_tui.engine.store.snapshot import Prediction, Snapshot
 
 BASE_MESHES = ("stl/teapot.stl", "off/socket.off", "obj/fandisk.obj", "stl/featuretype.STL")
 
@@ -30,36 +30,26 @@ def store_snapshot(
     title: str = "",
     embedding: np.ndarray | None = None,
     embedding_model: str = "",
+    taxonomy: str = "modelnet40",
 ) -> str:
-    """Insert a snapshot the way the store writes one (blob + denormalised columns)."""
-    now = utcnow()
-    store.Snapshots.insert(
-        snapshot_id=snap.snapshot_id,
-        model_id=snap.model_id or f"{platform}:{snap.snapshot_id}",
-        platform=platform,
-        source_url=snap.provenance.source_url or f"https://example.org/{snap.snapshot_id}",
-        title=title or snap.provenance.title,
-        author="Ada Author",
-        license=license,
-        license_spdx=license_spdx,
-        original_format=snap.provenance.original_format,
-        original_file_hash=snap.provenance.original_file_hash,
-        snapshot_data=snap.to_bytes(),
-        snapshot_version=1,
-        point_count=snap.geometry.point_count,
-        acquired_at=now,
-        processed_at=now,
-        label=label,
-        confidence=confidence,
-    ).execute()
+    """Store a snapshot through the store's own writer (blob, denormalised columns, predictions, embedding)."""
+    from destill3d_tui.engine.acquire import licenses
+    from destill3d_tui.engine.store.service import insert_snapshot
+
+    snap = Snapshot.from_bytes(snap.to_bytes())  # leave the caller's (session-wide) object untouched
+    p = snap.provenance
+    p.platform, p.license, p.license_spdx = platform, license, license_spdx
+    p.license_flags = licenses.flags_dict(licenses.from_spdx(license_spdx, raw=license)) if license_spdx else {}
+    p.title, p.author = title or p.title, "Ada Author"
+    p.source_url = p.source_url or f"https://example.org/{snap.snapshot_id}"
+    snap.predictions = []
+    if label is not None:
+        conf = 0.9 if confidence is None else confidence
+        snap.predictions = [Prediction(label=label, confidence=conf, taxonomy=taxonomy, model_name="test-model")]
     if embedding is not None:
-        store.Embeddings.insert(
-            snapshot_id=snap.snapshot_id,
-            model_id=embedding_model,
-            embedding=np.asarray(embedding, "<f4").tobytes(),
-            embedding_dim=len(embedding),
-            created_at=utcnow(),
-        ).execute()
+        snap.embedding, snap.embedding_model = np.asarray(embedding, np.float32), embedding_model
+    with store.atomic():
+        insert_snapshot(store, snap, snap.to_bytes())
     return snap.snapshot_id
 
 
@@ -108,7 +98,7 @@ def clone(snap: Snapshot) -> Snapshot:
     import hashlib
     import uuid
 
-    copy = Snapshot.from_bytes(snap.to_bytes("exact"))
+    copy = Snapshot.from_bytes(snap.to_bytes())
     copy.snapshot_id = str(uuid.uuid4())
     copy.model_id = ""
     copy.provenance.original_file_hash = hashlib.sha256(copy.snapshot_id.encode()).hexdigest()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,3 +400,32 @@ def _split_counts(rows: list[dict[str, Any]], splits: dict[str, str]) -> dict[st
     """Records per split, only splits that get any, in train/val/test order."""
     counts = Counter(splits[r["snapshot_id"]] for r in rows)
     return {s: counts[s] for s in common.SPLIT_NAMES if counts[s]}
+
+
+# ---------------------------------------------------------------- the d3d.db attachment point
+
+_SERVICES: weakref.WeakKeyDictionary[Any, DatasetService] = weakref.WeakKeyDictionary()
+_SERVICES_LOCK = threading.Lock()
+
+
+def service_for(d3d: Any) -> DatasetService:
+    """The DatasetService of an engine (one per ``Destill3D``, so indexes stay open between calls)."""
+    with _SERVICES_LOCK:
+        service = _SERVICES.get(d3d)
+        if service is None:
+            service = DatasetService(d3d.store, d3d.settings, d3d.events)
+            _SERVICES[d3d] = service
+        return service
+
+
+def find_similar(d3d: Any, snapshot_id: str, k: int = 10, min_similarity: float | None = None,
+                 space: str = "auto") -> list[tuple[str, float]]:
+    return service_for(d3d).find_similar(snapshot_id, k=k, min_similarity=min_similarity, space=space)
+
+
+def duplicates(d3d: Any, threshold: float = 0.98) -> list[list[str]]:
+    return service_for(d3d).duplicates(threshold=threshold)
+
+
+def export(d3d: Any, format: str, output: str | Path | None = None, **options: Any) -> ExportResult:
+    return service_for(d3d).export(format, output, **options)

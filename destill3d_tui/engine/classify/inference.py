@@ -1,0 +1,225 @@
+"""Batched ONNX inference: snapshot points -> calibrated top-k predictions + embedding.
+
+Per snapshot: the model's up axis is enforced (converted, or guessed when the snapshot does not
+say), the points are reduced by farthest point sampling to the model's input size
+(deterministic: the first pick is the point farthest from the centroid), centred and scaled to
+the unit sphere. Optional test-time augmentation averages rotations about the up axis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InferenceError, ModelIntegrityError
+from ..store.snapshot import Prediction, Snapshot
+from . import upaxis
+from .registry import RegisteredModel, check_graph, verify_file
+from .uncertainty import normalised_entropy, softmax, tta_spread
+
+UNKNOWN_LABEL = "unknown"
+
+
+def fps(points: np.ndarray, n: int) -> np.ndarray:
+    """Farthest point sampling indices, batched.
+
+    Parameters
+    ----------
+    points : (B, N, 3) float32
+    n : samples per cloud (N < n repeats the order cyclically so shapes stay fixed)
+
+    Returns
+    -------
+    (B, n) int64, the same rule as the training script (start = farthest from the centroid).
+    """
+    b, count, _ = points.shape
+    if count <= n:
+        return np.tile(np.arange(count), (b, math.ceil(n / count)))[:, :n]
+    rows = np.arange(b)
+    idx = ((points - points.mean(axis=1, keepdims=True)) ** 2).sum(-1).argmax(axis=1)
+    mind = np.full((b, count), np.inf, dtype=np.float32)
+    out = np.empty((b, n), dtype=np.int64)
+    for i in range(n):
+        out[:, i] = idx
+        last = points[rows, idx][:, None, :]
+        mind = np.minimum(mind, ((points - last) ** 2).sum(-1))
+        idx = mind.argmax(axis=1)
+    return out
+
+
+def normalise(points: np.ndarray) -> np.ndarray:
+    """(B, N, 3) -> centred on the mean, max radius 1 (the training data's normalisation)."""
+    centred = points - points.mean(axis=1, keepdims=True)
+    radius = np.sqrt((centred**2).sum(-1)).max(axis=1)
+    return (centred / np.maximum(radius, 1e-9)[:, None, None]).astype(np.float32)
+
+
+def rotate_about_z(points: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return (points @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32).T).astype(np.float32)
+
+
+def open_session(path: Path, device: str = "auto", threads: int = 1) -> Any:
+    """onnxruntime session: CUDA when asked or available (auto), else CPU; ``threads`` intra-op."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # CUDA provider missing on CPU hosts is expected, not a warning
+    providers = ["CPUExecutionProvider"]
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own types for unparsable graphs
+        raise ModelIntegrityError(f"{path.name} is not a loadable ONNX model: {exc}", reason="model_corrupt") from exc
+
+
+@dataclass
+class ClassificationResult:
+    """One snapshot's outcome."""
+
+    predictions: list[Prediction]
+    probs: np.ndarray  # (C,) calibrated, averaged over TTA passes
+    embedding: np.ndarray  # (E,) penultimate layer, averaged over TTA passes
+    uncertainty: float
+    uncertainty_method: str  # entropy | tta_std
+    up_axis: str
+    up_guessed: bool
+    notes: list[str] = field(default_factory=list)
+
+
+class OnnxClassifier:
+    """A verified model + session. ``classify_batch`` fills snapshots in place (pipeline hook)."""
+
+    def __init__(
+        self,
+        model: RegisteredModel,
+        *,
+        device: str = "auto",
+        threads: int = 1,
+        tta: int = 1,
+        top_k: int = 5,
+        unknown_threshold: float = 0.0,
+        session_path: Path | None = None,
+    ) -> None:
+        verify_file(model)
+        self.model = model
+        self.model_id = model.model_id
+        self.session = open_session(session_path or model.weights_path, device, threads)  # type: ignore[arg-type]
+        check_graph(model, self.session)
+        self.tta = max(1, int(tta))
+        self.top_k = max(1, int(top_k))
+        self.unknown_threshold = float(unknown_threshold)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    # ---------------------------------------------------------------- arrays
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, P, 3) model-ready points -> logits (B, C), embedding (B, E)."""
+        m = self.model
+        try:
+            logits, emb = self.session.run([m.logits_name, m.embedding_name], {m.input_name: batch})
+        except Exception as exc:
+            raise InferenceError(f"{m.model_id}: inference failed: {exc}") from exc
+        return logits, emb
+
+    def prepare(self, clouds: np.ndarray) -> np.ndarray:
+        """(B, N, 3) points already in the model's up axis -> (B, P, 3) FPS-reduced, normalised."""
+        idx = fps(clouds.astype(np.float32), self.model.input_points)
+        return normalise(np.take_along_axis(clouds.astype(np.float32), idx[..., None], axis=1))
+
+    def predict_arrays(self, ready: np.ndarray, tta: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrated probs (T, B, C) per TTA pass, mean embedding (B, E), mean logits (B, C)."""
+        passes = self.tta if tta is None else max(1, tta)
+        probs, embs, logits_all = [], [], []
+        for t in range(passes):
+            x = ready if t == 0 else rotate_about_z(ready, 2 * math.pi * t / passes)
+            logits, emb = self.forward(x)
+            probs.append(softmax(logits, self.model.temperature))
+            embs.append(emb)
+            logits_all.append(logits)
+        return np.stack(probs), np.mean(embs, axis=0), np.mean(logits_all, axis=0)
+
+    # ---------------------------------------------------------------- snapshots
+    def _prepare_many(self, clouds: list[np.ndarray]) -> np.ndarray:
+        """Clouds of possibly different sizes -> (B, P, 3); equal sizes share one batched FPS."""
+        ready = np.empty((len(clouds), self.model.input_points, 3), np.float32)
+        by_size: dict[int, list[int]] = {}
+        for i, c in enumerate(clouds):
+            by_size.setdefault(len(c), []).append(i)
+        for members in by_size.values():
+            ready[members] = self.prepare(np.stack([clouds[i] for i in members]))
+        return ready
+
+    def _oriented(self, snapshots: list[Snapshot]) -> tuple[np.ndarray, list[str], list[bool]]:
+        """Model-ready (B, P, 3) points, the source up axis of each and whether it was guessed."""
+        target = self.model.up_axis
+        axes = [s.processing.up_axis if s.processing.up_axis in upaxis.AXES else "" for s in snapshots]
+        guessed = [a == "" for a in axes]
+        clouds = [upaxis.convert(s.geometry.points.astype(np.float32), a or target, target)
+                  for s, a in zip(snapshots, axes, strict=True)]  # fmt: skip
+        ready = self._prepare_many(clouds)
+        for i in (i for i, g in enumerate(guessed) if g):
+            axes[i], ready[i] = self._guess_up(snapshots[i].geometry.points.astype(np.float32), target)
+        return ready, axes, guessed
+
+    def _guess_up(self, cloud: np.ndarray, target: str) -> tuple[str, np.ndarray]:
+        """For a cloud of unknown orientation: the up axis whose conversion the model is surest of."""
+        cands = self._prepare_many([upaxis.convert(cloud, a, target) for a in upaxis.AXES])
+        probs, _, _ = self.predict_arrays(cands, tta=1)
+        best = int(probs[0].max(axis=1).argmax())
+        return upaxis.AXES[best], cands[best]
+
+    def classify(self, snapshots: list[Snapshot]) -> list[ClassificationResult]:
+        """Classify without touching the snapshots."""
+        if not snapshots:
+            return []
+        ready, axes, guessed = self._oriented(snapshots)
+        probs_t, emb, _ = self.predict_arrays(ready)
+        probs = probs_t.mean(axis=0)
+        if self.tta > 1:
+            unc, method = tta_spread(probs_t), "tta_std"
+        else:
+            unc, method = normalised_entropy(probs), "entropy"
+        results = []
+        for b in range(len(snapshots)):
+            preds = self._top_k(probs[b], float(unc[b]))
+            note = upaxis.describe(axes[b], self.model.up_axis, guessed[b])
+            results.append(ClassificationResult(preds, probs[b], emb[b].astype(np.float32), float(unc[b]), method,
+                                                axes[b], guessed[b], [note]))  # fmt: skip
+        return results
+
+    def _top_k(self, probs: np.ndarray, uncertainty: float) -> list[Prediction]:
+        order = np.argsort(-probs, kind="stable")[: self.top_k]
+        labels = self.model.labels
+        preds = [
+            Prediction(label=labels[i], confidence=float(probs[i]), taxonomy=self.model.taxonomy,
+                       model_name=self.model_id, rank=r + 1, uncertainty=uncertainty, source="classifier")
+            for r, i in enumerate(order)
+        ]  # fmt: skip
+        if preds[0].confidence < self.unknown_threshold:
+            for p in preds:
+                p.rank += 1
+            preds.insert(0, Prediction(label=UNKNOWN_LABEL, confidence=preds[0].confidence,
+                                       taxonomy=self.model.taxonomy, model_name=self.model_id, rank=1,
+                                       uncertainty=uncertainty, source="classifier"))  # fmt: skip
+        return preds
+
+    def classify_batch(self, snapshots: list[Snapshot]) -> None:
+        """Pipeline hook: predictions, embedding, embedding_model and the up-axis note, in place."""
+        for snap, res in zip(snapshots, self.classify(snapshots), strict=True):
+            snap.predictions = [p for p in snap.predictions if p.model_name != self.model_id] + res.predictions
+            snap.embedding = res.embedding
+            snap.embedding_model = self.model_id
+            snap.processing.transforms = [t for t in snap.processing.transforms
+                                          if not t.startswith("classifier input:")] + res.notes  # fmt: skip
+

@@ -1,0 +1,331 @@
+"""Train the shipped point-cloud classifier on ModelNet40 (CPU-friendly) and export it to ONNX.
+
+Architecture: a compact PointNet++-style network ("pn2knn").  Centroids come from farthest
+point sampling and neighbourhoods from k nearest neighbours, both written as plain tensor ops
+(``argmax``/``min`` unrolled, ``topk`` on pairwise distances), so the ONNX graph has no custom
+ops and runs on onnxruntime's CPU and CUDA providers.  During training the FPS order is
+precomputed once per shape (FPS is invariant to rotation about the up axis, the main
+augmentation), which gives the same centroids as the in-graph FPS the export uses.
+
+Usage (reproduces the shipped model)::
+
+    .venv/bin/pip install torch==2.13.0
+    nice -n 10 .venv/bin/python tools/train_classifier.py --out runs/mn40 --minutes 65
+
+Torch is needed only here: the application runs the exported ONNX file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "modelnet40_train_1024.npz"
+
+
+# ----------------------------------------------------------------------------- geometry ops
+def fps_torch(xyz: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Farthest point sampling as plain tensor ops.
+
+    Parameters
+    ----------
+    xyz : (B, N, 3) float tensor.
+    n_samples : number of points to pick.
+
+    Returns
+    -------
+    (B, n_samples) int64 indices. The first pick is the point farthest from the centroid,
+    so the result does not depend on the input order (up to exact ties).
+    """
+    centre = xyz.mean(dim=1, keepdim=True)
+    far = ((xyz - centre) ** 2).sum(-1).argmax(dim=1)  # (B,)
+    mind = torch.full(xyz.shape[:2], 1e10, dtype=xyz.dtype, device=xyz.device)
+    picks = []
+    idx = far
+    for _ in range(n_samples):
+        picks.append(idx)
+        last = torch.gather(xyz, 1, idx.view(-1, 1, 1).expand(-1, 1, 3))  # (B,1,3)
+        mind = torch.minimum(mind, ((xyz - last) ** 2).sum(-1))
+        idx = mind.argmax(dim=1)
+    return torch.stack(picks, dim=1)
+
+
+def fps_numpy(xyz: np.ndarray, n_samples: int) -> np.ndarray:
+    """Batched FPS in numpy with the same rule as :func:`fps_torch`. xyz (B, N, 3) -> (B, n_samples)."""
+    b = xyz.shape[0]
+    centre = xyz.mean(axis=1, keepdims=True)
+    idx = ((xyz - centre) ** 2).sum(-1).argmax(axis=1)
+    mind = np.full(xyz.shape[:2], 1e10, dtype=np.float32)
+    out = np.empty((b, n_samples), dtype=np.int64)
+    rows = np.arange(b)
+    for i in range(n_samples):
+        out[:, i] = idx
+        last = xyz[rows, idx][:, None, :]
+        mind = np.minimum(mind, ((xyz - last) ** 2).sum(-1))
+        idx = mind.argmax(axis=1)
+    return out
+
+
+def gather_points(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """x (B, N, C), idx (B, S) or (B, S, K) -> (B, S, C) or (B, S, K, C)."""
+    b, _, c = x.shape
+    flat = idx.reshape(b, -1)
+    out = torch.gather(x, 1, flat.unsqueeze(-1).expand(-1, -1, c))
+    return out.reshape(*idx.shape, c)
+
+
+def knn(query: torch.Tensor, ref: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k nearest ``ref`` points for each ``query`` point: (B,S,3),(B,N,3) -> (B,S,k)."""
+    d = (query * query).sum(-1, keepdim=True) - 2 * query @ ref.transpose(1, 2) + (ref * ref).sum(-1).unsqueeze(1)
+    return d.topk(k, dim=-1, largest=False).indices
+
+
+# ----------------------------------------------------------------------------- network
+class MLP(nn.Sequential):
+    """Shared per-point MLP on the last dim with BatchNorm over channels."""
+
+    def __init__(self, dims: list[int]) -> None:
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:], strict=True):
+            layers += [nn.Linear(a, b, bias=False), BNLast(b), nn.ReLU(inplace=True)]
+        super().__init__(*layers)
+
+
+class BNLast(nn.BatchNorm1d):
+    """BatchNorm over the last dimension of an (..., C) tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        return super().forward(x.reshape(-1, shape[-1])).reshape(shape)
+
+
+class SetAbstraction(nn.Module):
+    def __init__(self, n_centroids: int, k: int, dims: list[int]) -> None:
+        super().__init__()
+        self.n_centroids, self.k = n_centroids, k
+        self.mlp = MLP(dims)
+
+    def forward(self, xyz: torch.Tensor, feats: torch.Tensor | None, ordered: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if ordered:  # input already FPS-ordered: the prefix is the FPS sample
+            new_xyz = xyz[:, : self.n_centroids]
+        else:
+            new_xyz = gather_points(xyz, fps_torch(xyz, self.n_centroids))
+        idx = knn(new_xyz, xyz, self.k)  # (B,S,K)
+        rel = gather_points(xyz, idx) - new_xyz.unsqueeze(2)  # (B,S,K,3)
+        grouped = rel if feats is None else torch.cat([rel, gather_points(feats, idx)], dim=-1)
+        return new_xyz, self.mlp(grouped).amax(dim=2)
+
+
+class PN2KNN(nn.Module):
+    """Compact PointNet++ (kNN grouping). forward(points (B,N,3)) -> (logits (B,C), embedding (B,E))."""
+
+    def __init__(self, n_classes: int = 40, width: int = 1, s1: int = 128, s2: int = 32, k: int = 16) -> None:
+        super().__init__()
+        w = width
+        self.sa1 = SetAbstraction(s1, k, [3, 32 * w, 32 * w, 64 * w])
+        self.sa2 = SetAbstraction(s2, k, [64 * w + 3, 128 * w, 128 * w])
+        self.glob = MLP([128 * w + 3, 256 * w, 512 * w])
+        emb = 256
+        self.head = nn.Sequential(nn.Linear(512 * w, emb, bias=False), nn.BatchNorm1d(emb), nn.ReLU(inplace=True))
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(emb, n_classes)
+        self.ordered = False  # training sets True (precomputed FPS order); export leaves False
+
+    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xyz1, f1 = self.sa1(points, None, self.ordered)
+        # FPS of an FPS-prefix is its own prefix, so the ordered shortcut stays valid one level down
+        xyz2, f2 = self.sa2(xyz1, f1, self.ordered)
+        g = self.glob(torch.cat([xyz2, f2], dim=-1)).amax(dim=1)
+        emb = self.head(g)
+        return self.fc(self.drop(emb)), emb
+
+
+# ----------------------------------------------------------------------------- data
+def stratified_split(labels: np.ndarray, val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    tr, va = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n_val = max(1, round(len(idx) * val_frac))
+        va.append(idx[:n_val])
+        tr.append(idx[n_val:])
+    return np.sort(np.concatenate(tr)), np.sort(np.concatenate(va))
+
+
+def augment(pts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rotation about z (up), anisotropic scale 0.8-1.25, small translation, clipped jitter. (B,N,3)."""
+    b = pts.shape[0]
+    th = rng.uniform(0, 2 * np.pi, b)
+    c, s = np.cos(th), np.sin(th)
+    rot = np.zeros((b, 3, 3), np.float32)
+    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1
+    out = pts @ rot.transpose(0, 2, 1)
+    out = out * rng.uniform(0.8, 1.25, (b, 1, 3)).astype(np.float32)
+    out = out + rng.uniform(-0.1, 0.1, (b, 1, 3)).astype(np.float32)
+    out = out + np.clip(rng.normal(0, 0.01, out.shape), -0.03, 0.03).astype(np.float32)
+    return out.astype(np.float32)
+
+
+def rotate_z(pts: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32)
+    return (pts @ rot.T).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- train / eval
+@torch.no_grad()
+def predict(model: PN2KNN, pts: np.ndarray, bs: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    logits, embs = [], []
+    for i in range(0, len(pts), bs):
+        lo, em = model(torch.from_numpy(pts[i : i + bs]))
+        logits.append(lo.numpy())
+        embs.append(em.numpy())
+    return np.concatenate(logits), np.concatenate(embs)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[float, float]:
+    pred = logits.argmax(1)
+    per = [float((pred[labels == c] == c).mean()) for c in range(n_classes) if (labels == c).any()]
+    return float((pred == labels).mean()), float(np.mean(per))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--points", type=int, default=512, help="model input size (FPS from the 1024 given)")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--minutes", type=float, default=0, help="wall budget; the cosine schedule is sized to it")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--width", type=int, default=1)
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--s1", type=int, default=128)
+    ap.add_argument("--s2", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--val-frac", type=float, default=0.1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--holdout", type=str, default="", help="comma-separated classes left out (zero/few-shot study)")
+    ap.add_argument("--fps-cache", type=Path, default=None, help="where the precomputed FPS order is cached")
+    ap.add_argument("--bench", action="store_true", help="time a few steps and exit")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = open(args.out / "train.log", "a", buffering=1)  # noqa: SIM115
+
+    def say(msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        log.write(line + "\n")
+
+    data = np.load(args.data)
+    pts_all = data["points"].astype(np.float32)
+    labels_all = data["labels"].astype(np.int64)
+    classes = [str(c) for c in data["classes"]]
+    keep_classes = list(range(len(classes)))
+    if args.holdout:
+        held = {classes.index(c.strip()) for c in args.holdout.split(",")}
+        keep_classes = [c for c in keep_classes if c not in held]
+    tr_idx, va_idx = stratified_split(labels_all, args.val_frac, args.seed)
+    np.savez(args.out / "split.npz", train=tr_idx, val=va_idx)
+    remap = {c: i for i, c in enumerate(keep_classes)}
+    tr_idx = np.array([i for i in tr_idx if labels_all[i] in remap])
+    va_idx_k = np.array([i for i in va_idx if labels_all[i] in remap])
+    n_classes = len(keep_classes)
+
+    cache = args.fps_cache or Path("/tmp") / f"d3d_fps_order_{args.points}.npy"
+    if cache.exists():
+        order = np.load(cache)
+    else:
+        say(f"FPS-ordering {len(pts_all)} shapes to {args.points} points")
+        t0 = time.time()
+        order = np.concatenate([fps_numpy(pts_all[i : i + 1024], args.points) for i in range(0, len(pts_all), 1024)])
+        np.save(str(cache) + ".tmp.npy", order)
+        Path(str(cache) + ".tmp.npy").rename(cache)
+        say(f"  done in {time.time() - t0:.0f}s")
+    pts_fps = np.take_along_axis(pts_all, order[..., None], axis=1)  # (M, P, 3), FPS-ordered
+
+    ytr = np.array([remap[c] for c in labels_all[tr_idx]])
+    yva = np.array([remap[c] for c in labels_all[va_idx_k]])
+    xtr, xva = pts_fps[tr_idx], pts_fps[va_idx_k]
+
+    model = PN2KNN(n_classes, args.width, args.s1, args.s2, args.k)
+    model.ordered = True
+    n_par = sum(p.numel() for p in model.parameters())
+    say(f"params {n_par} train {len(xtr)} val {len(xva)} classes {n_classes} args {vars(args)}")
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
+    steps_per_epoch = len(xtr) // args.batch
+
+    if args.bench:
+        model.train()
+        for i in range(6):
+            if i == 1:
+                t0 = time.time()
+            sel = rng.choice(len(xtr), args.batch)
+            logits, _ = model(torch.from_numpy(augment(xtr[sel], rng)))
+            loss = F.cross_entropy(logits, torch.from_numpy(ytr[sel]), label_smoothing=0.2)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        dt = (time.time() - t0) / 5
+        say(f"bench: {dt * 1000:.0f} ms/step, {dt * steps_per_epoch / 60:.2f} min/epoch, params {n_par}")
+        return
+
+    # Size the schedule: with a wall budget, measure the first epoch and fix the epoch count.
+    total_epochs = args.epochs
+    best = -1.0
+    t_start = time.time()
+    epoch = 0
+    while epoch < total_epochs:
+        model.train()
+        perm = rng.permutation(len(xtr))
+        t_ep = time.time()
+        tot_loss = 0.0
+        for s in range(steps_per_epoch):
+            progress = (epoch * steps_per_epoch + s) / (total_epochs * steps_per_epoch)
+            lr = args.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+            if epoch == 0:
+                lr *= min(1.0, (s + 1) / (steps_per_epoch * 0.5))  # warm-up over half an epoch
+            for g in opt.param_groups:
+                g["lr"] = lr
+            sel = perm[s * args.batch : (s + 1) * args.batch]
+            logits, _ = model(torch.from_numpy(augment(xtr[sel], rng)))
+            loss = F.cross_entropy(logits, torch.from_numpy(ytr[sel]), label_smoothing=0.2)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot_loss += float(loss)
+        ep_min = (time.time() - t_ep) / 60
+        if epoch == 0 and args.minutes:
+            total_epochs = max(2, int(args.minutes / (ep_min * 1.04)))  # 4 % for evaluation
+            say(f"epoch takes {ep_min:.2f} min -> schedule of {total_epochs} epochs")
+        logits, _ = predict(model, xva)
+        oa, macc = accuracy(logits, yva, n_classes)
+        say(f"epoch {epoch + 1}/{total_epochs} loss {tot_loss / steps_per_epoch:.3f} lr {lr:.2e} "
+            f"val {oa:.4f} mAcc {macc:.4f} ({ep_min:.2f} min, {(time.time() - t_start) / 60:.1f} total)")
+        torch.save({"model": model.state_dict(), "epoch": epoch, "args": vars(args), "classes": classes,
+                    "keep_classes": keep_classes}, args.out / "last.pt")
+        if oa >= best:
+            best = oa
+            torch.save({"model": model.state_dict(), "epoch": epoch, "args": vars(args), "classes": classes,
+                        "keep_classes": keep_classes, "val_oa": oa, "val_macc": macc}, args.out / "best.pt")
+        epoch += 1
+    (args.out / "done.json").write_text(json.dumps({"best_val_oa": best, "epochs": total_epochs}))
+    say(f"finished: best val {best:.4f}")
+
+
+if __name__ == "__main__":
+    main()

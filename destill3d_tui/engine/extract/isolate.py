@@ -23,7 +23,9 @@ import importlib
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from concurrent.futures import Future
@@ -34,9 +36,10 @@ from typing import Any
 from .. import errors
 from ..errors import Destill3DError, ExtractionError
 
-DEFAULT_TARGET = "destill3d_tui.engine.extract:extract_file"
+DEFAULT_TARGET = "destill3d_tui.engine.extract.isolate:extract_item"
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
               "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS", "TBB_NUM_THREADS")  # fmt: skip
+ARCHIVE_MAX_ENTRIES = 5000  # a model's archive holds a few files; thousands of entries is an attack
 POLL_S = 0.05  # how often the supervisor samples a busy child's memory and checks the clock
 NEAR_CAP = 0.8  # a native abort with virtual memory above this share of the cap counts as memory_limit
 _ENV_LOCK = threading.Lock()
@@ -52,6 +55,34 @@ class _Task:
 
 
 # ---------------------------------------------------------------- the child side
+
+
+def extract_item(path: str, *, options: Any = None, provenance: Any = None) -> Any:
+    """The default child target: ``extract_file``, unpacking an archive into the item dir first.
+
+    A zip/tar (that is not itself a 3D format such as 3MF) is unpacked with the acquisition
+    layer's safe unpacker into the current directory, which the supervisor made the item's temp
+    dir, and its best model file is extracted.
+    """
+    from ..errors import FormatError
+    from . import extract_file
+    from .formats import detect_format
+
+    try:
+        detect_format(path)
+    except FormatError as exc:
+        from ..acquire.archive import ArchiveLimits, choose_model_files, is_archive, safe_extract
+
+        if exc.reason != "format_unsupported" or not is_archive(Path(path)):
+            raise
+        limits = ArchiveLimits(max_entries=ARCHIVE_MAX_ENTRIES)
+        models = choose_model_files(safe_extract(Path(path), Path.cwd() / "unpacked", limits))
+        if not models:
+            raise FormatError(
+                f"{Path(path).name}: the archive holds no model file", reason="format_unsupported"
+            ) from None
+        path = str(models[0])
+    return extract_file(path, options=options, provenance=provenance)
 
 
 def _child_setup(memory_limit_mb: int, temp_root: str) -> None:
@@ -212,7 +243,10 @@ class ExtractionSupervisor:
         self.memory_limit_mb = int(memory_limit_mb)
         self.target = target
         self.start_timeout_s = start_timeout_s
-        self.temp_root = str(temp_root or locations.ensure_dir(locations.temp_root() / f"extract-{os.getpid()}"))
+        self._own_temp_root = temp_root is None  # removed on close when the supervisor made it
+        self.temp_root = str(
+            temp_root or tempfile.mkdtemp(prefix="extract-", dir=locations.ensure_dir(locations.temp_root()))
+        )
         self._ctx = multiprocessing.get_context("spawn")
         self._tasks: queue.Queue[_Task | None] = queue.Queue()
         self._closed = False
@@ -243,6 +277,8 @@ class ExtractionSupervisor:
             self._tasks.put(None)
         for thread in self._threads:
             thread.join()
+        if self._own_temp_root:
+            shutil.rmtree(self.temp_root, ignore_errors=True)
 
     def __enter__(self) -> ExtractionSupervisor:
         return self

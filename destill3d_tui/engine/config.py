@@ -70,6 +70,7 @@ class ClassificationSettings:
     unknown_threshold: float = 0.0  # below this calibrated confidence -> "unknown"
     tta: int = 1  # number of rotations about the up axis averaged (1 = off)
     models_url: str = ""  # where `models download` fetches from; never used implicitly
+    zero_shot_encoder: str = ""  # model id of an imported OpenShape-style point encoder (kind point_encoder)
 
 
 @dataclass

@@ -287,7 +287,7 @@ class Pipeline:
         self._classifier = self._load_classifier()
         self._loop = asyncio.new_event_loop()
         self._download_slots = asyncio.Semaphore(max(1, self.settings.acquisition.max_concurrent_downloads))
-        self.queue.reap()  # leases of dead processes are reclaimed on start (spec 12.3)
+        self._reap()  # leases of dead processes are reclaimed on start (spec 12.3)
         for name, target in (("writer", self._writer_loop), ("acquire", self._loop.run_forever),
                              ("classify", self._classify_loop)):  # fmt: skip
             thread = threading.Thread(target=target, name=f"d3d-{name}", daemon=True)
@@ -541,7 +541,7 @@ class Pipeline:
                         self.queue.heartbeat(self.owner)
                         next_beat = now + beat_every
                     if now >= next_reap:
-                        self.queue.reap()
+                        self._reap()
                         next_reap = now + reap_every
                     if not self._paused.is_set() and now >= next_claim:
                         got = self._claim()
@@ -554,6 +554,11 @@ class Pipeline:
                     time.sleep(0.5)
         finally:
             self.store.close()
+
+    def _reap(self) -> None:
+        """Free stale leases; items that ran out of attempts that way count as failed in this run."""
+        _freed, failed = self.queue.reap()
+        self._summary.failed += failed
 
     def _drain_ops(self) -> list[_Op]:
         ops: list[_Op] = []

@@ -42,7 +42,7 @@ class DatabaseScreen(EngineScreen):
         yield Header()
         with Horizontal(id="db-form"):
             for key, label in FILTERS:
-                yield Input(placeholder=label, id=f"q-{key}", classes="db-filter")
+                yield Input(placeholder=label, id=f"q-{key}", classes="db-filter", compact=True)
         yield Static("", id="db-status", markup=False)
         with TabbedContent(id="db-tabs"):
             with TabPane("Results", id="tab-results"):

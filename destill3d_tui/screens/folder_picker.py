@@ -30,7 +30,7 @@ class FolderPicker(ModalScreen[list[Path] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-box"):
             yield Label("Pick files or folders · space marks · u uses them · escape cancels", id="picker-title")
-            yield Input(str(self.root), placeholder="folder (enter jumps there)", id="picker-root")
+            yield Input(str(self.root), placeholder="folder (enter jumps there)", id="picker-root", compact=True)
             yield DirectoryTree(self.root, id="picker-tree")
             yield Static("nothing marked: u uses the highlighted folder", id="picker-marked", markup=False)
 

@@ -148,10 +148,10 @@ class QueueScreen(EngineScreen):
         ratio = stats.get("compression_ratio")
         live = self.d3d_app.live
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"downloaded {human_bytes(downloaded)} · kept {human_bytes(kept)}")
-        text.append(f" · ratio {ratio:.1f}×" if ratio else " · ratio –", style="bold")
-        text.append(f"\npipeline {live.pipeline_state} · this session: {live.session_stored} stored, "
-                    f"{live.session_failed} failed, {live.session_duplicates} duplicates")
+        text.append(f"in {human_bytes(downloaded)} → kept {human_bytes(kept)}")
+        text.append(f" · {ratio:.1f}× smaller" if ratio else " · ratio –", style="bold")
+        text.append(f"\nsession: {live.session_stored} stored · {live.session_failed} failed · "
+                    f"{live.session_duplicates} dup")
         self.query_one("#bytes-label", Static).update(text)
 
     def got_rates(self, rates: dict[str, Any]) -> None:

@@ -18,6 +18,11 @@ from .base import EngineScreen
 LICENSE_POLICIES = ("research", "commercial", "any")
 SORTS = ("relevant", "newest", "popular")
 MARK = "✓"
+HOW_TO = (
+    "Pick a platform (tab to the selector), type a query and press enter.\n\n"
+    "For files on this machine choose 'local' and press o to pick files or folders.\n\n"
+    "space selects a result, a queues the selection, F3 shows the queue working on it."
+)
 
 
 class SearchScreen(EngineScreen):
@@ -43,16 +48,18 @@ class SearchScreen(EngineScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="search-form"):
-            yield Select([("local", "local")], value="local", allow_blank=False, id="platform")
-            yield Input(placeholder="/ query (enter searches)", id="query")
+            yield Select([("local", "local")], value="local", allow_blank=False, id="platform", compact=True)
+            yield Input(placeholder="/ query (enter searches)", id="query", compact=True)
         with Horizontal(id="search-filters"):
-            yield Select([(p, p) for p in LICENSE_POLICIES], value="research", allow_blank=False, id="policy")
-            yield Input(placeholder="formats: stl,step", id="formats")
-            yield Select([(s, s) for s in SORTS], value="relevant", allow_blank=False, id="sort")
+            yield Select([(f"licence: {p}", p) for p in LICENSE_POLICIES], value="research", allow_blank=False,
+                         id="policy", compact=True)
+            yield Input(placeholder="formats: stl,step", id="formats", compact=True)
+            yield Select([(f"sort: {s}", s) for s in SORTS], value="relevant", allow_blank=False, id="sort",
+                         compact=True)
         yield Static("", id="rate-status")
         with Horizontal(id="search-main"):
             yield DataTable(id="results", cursor_type="row", zebra_stripes=True)
-            yield VerticalScroll(Static("", id="detail"), id="detail-box")
+            yield VerticalScroll(Static(HOW_TO, id="detail"), id="detail-box")
         yield Footer()
 
     def on_mount(self) -> None:

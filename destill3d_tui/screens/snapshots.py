@@ -46,7 +46,7 @@ class SnapshotsScreen(EngineScreen):
         yield Header()
         with Horizontal(id="snap-main"):
             with Vertical(id="snap-left"):
-                yield Input(placeholder="/ filter: title, label, platform…", id="snap-filter")
+                yield Input(placeholder="/ filter: title, label, platform…", id="snap-filter", compact=True)
                 yield DataTable(id="snap-list", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="snap-count", markup=False)
             with TabbedContent(id="snap-tabs"):

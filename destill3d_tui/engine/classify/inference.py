@@ -132,6 +132,15 @@ class OnnxClassifier:
             raise InferenceError(f"{m.model_id}: inference failed: {exc}") from exc
         return logits, emb
 
+    def embed(self, ready: np.ndarray) -> np.ndarray:
+        """(B, P, 3) -> (B, E) from the embedding output only (point encoders have no logits)."""
+        m = self.model
+        try:
+            (emb,) = self.session.run([m.embedding_name], {m.input_name: ready})
+        except Exception as exc:
+            raise InferenceError(f"{m.model_id}: inference failed: {exc}") from exc
+        return emb
+
     def prepare(self, clouds: np.ndarray) -> np.ndarray:
         """(B, N, 3) points already in the model's up axis -> (B, P, 3) FPS-reduced, normalised."""
         idx = fps(clouds.astype(np.float32), self.model.input_points)

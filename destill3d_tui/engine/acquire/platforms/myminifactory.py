@@ -93,7 +93,8 @@ class MyMiniFactoryAdapter(HttpAdapter):
                 raise DownloadError(f"object {source_id} has no model files", reason="no_model_file",
                                     kind="permanent")
             file_id = meta.files[0].file_id
-        record, _ = await self.get_json(self.api(f"/files/{file_id}"), auth=auth, headers={"Accept": "application/json"})
+        accept = {"Accept": "application/json"}
+        record, _ = await self.get_json(self.api(f"/files/{file_id}"), auth=auth, headers=accept)
         info = self._file(record)
         if not info.download_url:
             raise PlatformError(f"myminifactory returned no download_url for file {file_id} (OAuth token refused?)",

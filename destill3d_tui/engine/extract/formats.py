@@ -31,6 +31,7 @@ EXTENSIONS = {
 
 HEAD_BYTES = 4096  # enough for every header we look at; never read a whole file to sniff it
 _OBJ_KEYS = frozenset(b"v vt vn vp f l p o g s mtllib usemtl cstype deg curv surf parm end".split())
+_GLTF_KEYS = (b'"asset"', b'"accessors"', b'"bufferViews"', b'"meshes"', b'"scenes"')
 _NUMBER_ROW = re.compile(rb"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?([\s,;]+\S+){2,}\s*$")
 
 
@@ -106,6 +107,9 @@ def _is_3mf(path: Path) -> bool:
 
 def _by_content(head: bytes) -> str | None:
     """Text formats without a fixed signature, judged from their first lines."""
+    first = head.split(b"\n", 1)[0].rstrip(b"\r")
+    if len(first) >= 73 and first[72:73] == b"S" and first[73:80].strip().isdigit():
+        return "IGES"  # fixed 80-column records, start section flagged in column 73
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     low = text[:512].lower()
     if low.startswith(b"solid") and b"facet" in low:
@@ -114,7 +118,7 @@ def _by_content(head: bytes) -> str | None:
         if b"<collada" in low or b"<collada" in head.lower():
             return "DAE"
         return None
-    if low.startswith(b"{") and b'"asset"' in head:
+    if low.startswith(b"{") and any(key in head for key in _GLTF_KEYS):
         return "GLTF"
     if low.startswith(b"; fbx") or b"fbxheaderextension" in low:
         return "FBX"
@@ -133,8 +137,6 @@ def _by_lines(lines: list[bytes]) -> str | None:
         return "PCD"
     if re.match(rb"^[A-Z]*OFF\b", first) or first.startswith(b"OFF"):
         return "OFF"
-    if len(first) >= 73 and first[72:73] == b"S" and first[73:80].strip().isdigit():
-        return "IGES"
     content = [ln for ln in lines if not ln.startswith(b"#")]
     if any(ln.startswith(b"v ") for ln in content) and all(ln.split(None, 1)[0] in _OBJ_KEYS for ln in content[:10]):
         return "OBJ"

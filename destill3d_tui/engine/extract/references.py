@@ -43,7 +43,7 @@ def check_references(path: str | Path, format: str | None = None) -> list[str]:
     for ref in checker(path):
         if ref is not None:
             refs.append(ensure_inside(path, ref))
-    return refs
+    return list(dict.fromkeys(refs))
 
 
 def ensure_inside(model: Path, ref: str, *, encoded: bool = False) -> str:

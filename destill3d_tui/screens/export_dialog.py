@@ -3,6 +3,7 @@ progress bar and ends by saying where the files are."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -14,13 +15,14 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
 
-from ..app import EngineReplied
+from ..app import EngineReplied, describe_error
 
 if TYPE_CHECKING:
     from ..engine.events import Event
     from ..live import LiveState
 
 FORMATS = ("hdf5", "numpy", "parquet", "tfrecord", "modelnet")
+POLICIES = ("research", "commercial", "any")
 
 
 def parse_split(text: str) -> tuple[float, float, float]:
@@ -43,6 +45,7 @@ class ExportModal(ModalScreen[None]):
         self.filters = filters
         self.default_dir = default_dir or str(Path.cwd() / "destill3d_export")
         self.running = False
+        self.cancel = threading.Event()
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box"):
@@ -54,6 +57,8 @@ class ExportModal(ModalScreen[None]):
                 yield Input(self.default_dir, placeholder="output path", id="export-path")
             with Horizontal(classes="export-row"):
                 yield Input("0.8,0.1,0.1", placeholder="train,val,test", id="export-split")
+                yield Select([(f"licences: {p}", p) for p in POLICIES], value="research", allow_blank=False,
+                             id="export-policy")
                 yield Checkbox("depth views", id="export-views")
             yield ProgressBar(total=None, id="export-progress", show_eta=False)
             yield Static("ctrl+s starts · escape closes", id="export-status", markup=False)
@@ -79,12 +84,17 @@ class ExportModal(ModalScreen[None]):
         fmt = str(self.query_one("#export-format", Select).value)
         output = self.query_one("#export-path", Input).value.strip() or self.default_dir
         views = self.query_one("#export-views", Checkbox).value
+        policy = str(self.query_one("#export-policy", Select).value)
         filters = {k: v for k, v in self.filters.items() if k in ("platform", "label", "min_confidence")}
-        self.running = True
-        self.query_one("#export-status", Static).update(f"exporting {fmt} to {output}…")
+        self.running, cancel = True, self.cancel
+        self.query_one("#export-status", Static).update(f"exporting {fmt} to {output}… (escape cancels)")
 
         def export(d3d: Any) -> Any:
-            return d3d.db.export(fmt, output, split=split, views=views, **filters)
+            try:
+                return d3d.db.export(fmt, output, split=split, views=views, license_policy=policy, cancel=cancel,
+                                     **filters)
+            except Exception as exc:  # shown in this dialog and in the error modal, not swallowed
+                return exc
 
         self.app.bridge.call(export, reply_to=self, tag="exported", group="export",  # type: ignore[attr-defined]
                              title="Export failed", modal=True)
@@ -92,7 +102,8 @@ class ExportModal(ModalScreen[None]):
     @on(Button.Pressed, "#export-close")
     def action_close(self) -> None:
         if self.running:
-            self.notify("The export keeps running; its result shows when it ends.", title="Export")
+            self.cancel.set()  # the export stops between snapshots; files written so far stay
+            self.notify("Export cancelled.", title="Export")
         self.dismiss(None)
 
     def apply_live(self, live: LiveState, events: Iterable[Event]) -> None:
@@ -105,11 +116,25 @@ class ExportModal(ModalScreen[None]):
         message.stop()
         self.running = False
         result = message.result
+        if isinstance(result, Exception):
+            text = describe_error(result)
+            self.query_one("#export-status", Static).update(f"export failed: {text}")
+            self.app.show_error("Export failed", text)  # type: ignore[attr-defined]
+            return
+        if getattr(result, "interrupted", False):
+            self.query_one("#export-status", Static).update("export cancelled; files written so far are kept")
+            return
         output = getattr(result, "output", None) or getattr(result, "path", None) or \
             self.query_one("#export-path", Input).value
         count = getattr(result, "count", None)
         bar = self.query_one(ProgressBar)
         bar.update(total=max(count or 1, 1), progress=max(count or 1, 1))
         where = f"{count} snapshots written to {output}" if count is not None else f"written to {output}"
+        files = [Path(f).name for f in getattr(result, "files", None) or []]
+        if files:
+            where += " (" + ", ".join(files[:6]) + (", …" if len(files) > 6 else "") + ")"
+        skipped = getattr(result, "skipped_total", 0)
+        if skipped:
+            where += f"; {skipped} skipped by the filters or licence policy"
         self.query_one("#export-status", Static).update(where)
         self.notify(where, title="Export finished", markup=False, timeout=15)

@@ -133,3 +133,29 @@ async def test_queueing_local_files_they_reach_stored_on_the_board(engine: Desti
         board = app.screen.query_one(StageBoard)
         await wait_for(pilot, lambda: board.counts.get("stored") == 2, timeout=90)
         await app.workers.wait_for_complete()
+
+
+async def test_exporting_a_dataset_from_the_database_screen(seeded: Destill3D, tmp_path: Path) -> None:
+    from textual.widgets import ProgressBar, Static
+
+    from destill3d_tui.screens.export_dialog import ExportModal
+
+    app = make_app(seeded, initial_mode="database")
+    out = tmp_path / "dataset"
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#db-results", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        table.focus()
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, ExportModal)
+        dialog = app.screen
+        dialog.query_one("#export-path", Input).value = str(out)
+        await pilot.press("ctrl+s")
+        status = dialog.query_one("#export-status", Static)
+        await wait_for(pilot, lambda: "written to" in str(status.render()), timeout=60)
+        assert str(out) in str(status.render()) and "4 snapshots" in str(status.render())
+        bar = dialog.query_one(ProgressBar)
+        assert bar.total and bar.progress == bar.total
+        await app.workers.wait_for_complete()
+    assert out.is_dir() and any(out.iterdir())

@@ -51,8 +51,9 @@ class PrototypeStore:
         locations.ensure_dir(self.path.parent)
         names = sorted(protos)
         tmp = self.path.with_name(self.path.stem + ".part.npz")
-        np.savez(tmp, names=np.array(names), vectors=np.stack([protos[n].vector for n in names]) if names else
-                 np.zeros((0, 0), np.float32), examples=np.array([",".join(protos[n].examples) for n in names]))  # fmt: skip
+        vectors = np.stack([protos[n].vector for n in names]) if names else np.zeros((0, 0), np.float32)
+        examples = np.array([",".join(protos[n].examples) for n in names])
+        np.savez(tmp, names=np.array(names), vectors=vectors, examples=examples)
         tmp.replace(self.path)
 
     def add(self, proto: Prototype) -> None:

@@ -50,8 +50,8 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         if name == "__metadata__":
             continue
         a, b = meta["data_offsets"]
-        arr = np.frombuffer(raw, dtype=_DTYPES[meta["dtype"]], count=(b - a) // np.dtype(_DTYPES[meta["dtype"]]).itemsize,
-                            offset=base + a)
+        dtype = np.dtype(_DTYPES[meta["dtype"]])
+        arr = np.frombuffer(raw, dtype=dtype, count=(b - a) // dtype.itemsize, offset=base + a)
         out[name] = arr.reshape(meta["shape"]).astype(np.float32)
     return out
 
@@ -148,7 +148,8 @@ class MiniLM:
             att /= att.sum(-1, keepdims=True)
             ctx = (att @ v).transpose(1, 0, 2).reshape(n, -1)
             h = ctx @ p(pre + "attention.output.dense.weight").T + p(pre + "attention.output.dense.bias")
-            x = _layer_norm(h + x, p(pre + "attention.output.LayerNorm.weight"), p(pre + "attention.output.LayerNorm.bias"))
+            ln = pre + "attention.output.LayerNorm."
+            x = _layer_norm(h + x, p(ln + "weight"), p(ln + "bias"))
             h = _gelu(x @ p(pre + "intermediate.dense.weight").T + p(pre + "intermediate.dense.bias"))
             h = h @ p(pre + "output.dense.weight").T + p(pre + "output.dense.bias")
             x = _layer_norm(h + x, p(pre + "output.LayerNorm.weight"), p(pre + "output.LayerNorm.bias"))

@@ -96,10 +96,16 @@ def edge_stats(faces: np.ndarray, n_vertices: int) -> EdgeStats:
     if len(faces) == 0:
         return EdgeStats(False, False, True, True)
     directed, undirected = _edge_keys(faces, n_vertices)
-    _, counts = np.unique(undirected, return_counts=True)
-    watertight = bool((counts == 2).all())
-    consistent = bool(len(np.unique(directed)) == len(directed))
-    return EdgeStats(watertight, bool((counts > 2).any()), bool((counts == 1).any()), consistent)
+    counts = _run_lengths(np.sort(undirected))
+    directed.sort()
+    consistent = not bool((directed[1:] == directed[:-1]).any())
+    return EdgeStats(bool((counts == 2).all()), bool((counts > 2).any()), bool((counts == 1).any()), consistent)
+
+
+def _run_lengths(sorted_keys: np.ndarray) -> np.ndarray:
+    """Lengths of the runs of equal values in a sorted array (sort-based: numpy's hash unique is slower)."""
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    return np.diff(np.r_[starts, len(sorted_keys)])
 
 
 def face_components(faces: np.ndarray, n_vertices: int) -> tuple[int, np.ndarray]:
@@ -110,17 +116,15 @@ def face_components(faces: np.ndarray, n_vertices: int) -> tuple[int, np.ndarray
     count : int
     labels : (m,) int32 component of each face
     """
-    m = len(faces)
-    if m == 0:
+    if len(faces) == 0:
         return 0, np.zeros(0, dtype=np.int32)
-    rows = np.repeat(np.arange(m), 3)
-    graph = sparse.coo_matrix((np.ones(3 * m, dtype=np.int8), (rows, faces.ravel())), shape=(m, n_vertices))
-    # faces and vertices as one bipartite graph; the face nodes' labels are the components
-    bip = sparse.bmat([[None, graph], [graph.T, None]]).tocsr()
-    _, labels = csgraph.connected_components(bip, directed=False)
-    face_labels = labels[:m]
-    _, face_labels = np.unique(face_labels, return_inverse=True)
-    return int(face_labels.max()) + 1, face_labels.astype(np.int32)
+    # the vertex graph of edges a-b and b-c links all three corners of every face
+    rows = np.r_[faces[:, 0], faces[:, 1]]
+    cols = np.r_[faces[:, 1], faces[:, 2]]
+    graph = sparse.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n_vertices, n_vertices))
+    _, vertex_labels = csgraph.connected_components(graph, directed=False)
+    _, labels = np.unique(vertex_labels[faces[:, 0]], return_inverse=True)
+    return int(labels.max()) + 1, labels.astype(np.int32)
 
 
 def _face_adjacency(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -89,6 +89,8 @@ class DatasetService:
 
     def resolve_id(self, snapshot_id: str) -> str:
         """A full snapshot id from an id or a unique prefix (NotFoundError otherwise)."""
+        if self.store.execute("SELECT 1 FROM snapshots WHERE snapshot_id = ?", (snapshot_id,)).fetchone():
+            return snapshot_id  # the common case: a full id, one primary-key probe
         rows = self.store.execute(
             "SELECT snapshot_id FROM snapshots WHERE snapshot_id LIKE ? ESCAPE '\\' ORDER BY snapshot_id LIMIT 2",
             (snapshot_id.replace("\\", "").replace("%", "\\%").replace("_", "\\_") + "%",),

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -116,10 +115,13 @@ class GeometricSource:
         self.name = f"{database_key(store)}-{GEOMETRIC_SPACE}-{DESCRIPTOR_VERSION}"
 
     def fingerprint(self) -> str:
-        row = self.store.execute(
-            "SELECT COUNT(*), MAX(processed_at), MIN(snapshot_id), MAX(snapshot_id) FROM snapshots"
-        ).fetchone()
-        return json.dumps([str(v) for v in row])
+        """Newest ``processed_at`` (indexed by the store's schema); deletions are caught by hit checks."""
+        return str(self.store.execute("SELECT MAX(processed_at) FROM snapshots").fetchone()[0])
+
+    def existing(self, ids: list[str]) -> set[str]:
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT snapshot_id FROM snapshots WHERE snapshot_id IN ({marks})"
+        return {r[0] for r in self.store.execute(sql, tuple(ids)).fetchall()}
 
     def versions(self) -> dict[str, str]:
         cursor = self.store.execute("SELECT snapshot_id, processed_at FROM snapshots")

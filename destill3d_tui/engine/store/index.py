@@ -7,8 +7,10 @@ reconciles it with its :class:`VectorSource` first:
 - on :meth:`EmbeddingIndex.open` the full ``id -> version`` map of the source is compared with
   the one saved beside the vectors (added, removed and changed ids are patched in, or the index
   is rebuilt when the change is large or the file is unreadable);
-- before each query a cheap fingerprint of the source (row count, newest version, id range) is
-  compared with the index's; only when it moved is the full diff done.
+- before each query a cheap fingerprint of the source (its newest version stamp, an indexed
+  ``MAX``) is compared with the index's; only when it moved is the full diff done;
+- after each query the hits are checked to still exist (primary-key lookups of k ids): a
+  deleted row, which does not move the fingerprint, triggers the full diff and a new search.
 
 So a crash between the database commit and the index write (or during the index write) leaves
 a file whose fingerprint no longer matches the database, and the next reader patches it: a
@@ -52,13 +54,16 @@ class VectorSource(Protocol):
     name: str  # file-name-safe, unique per database and vector space
 
     def fingerprint(self) -> str:
-        """A cheap summary that changes whenever rows are added, removed or replaced."""
+        """A cheap summary (O(log n)) that changes whenever rows are added or replaced."""
 
     def versions(self) -> dict[str, str]:
         """snapshot_id -> version stamp of its vector, for every row."""
 
     def vectors(self, ids: list[str]) -> np.ndarray:
         """(len(ids), d) float32 vectors of ``ids`` in that order (not yet normalised)."""
+
+    def existing(self, ids: list[str]) -> set[str]:
+        """The subset of ``ids`` still present."""
 
 
 def crash_point(name: str) -> None:
@@ -241,9 +246,19 @@ class EmbeddingIndex:
                 return [[] for _ in range(len(q))]
             if q.shape[1] != self.dim:
                 raise ValueError(f"query of dimension {q.shape[1]}, index {self.source.name} has {self.dim}")
-            fetch = min(k + self._tombstones, len(self._ids))
-            scores, labels = self._index.search(q, fetch)
-            return [self._resolve(s, ls, k) for s, ls in zip(scores, labels, strict=True)]
+            results = self._search(q, k)
+            found = {sid for hits in results for sid, _ in hits}
+            if found and self.source.existing(sorted(found)) != found:  # deleted rows: patch, then again
+                self._full_reconcile(self.source.fingerprint())
+                results = self._search(q, k)
+            return results
+
+    def _search(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        if self._index is None or not self._label:
+            return [[] for _ in range(len(q))]
+        fetch = min(k + self._tombstones, len(self._ids))
+        scores, labels = self._index.search(q, fetch)
+        return [self._resolve(s, ls, k) for s, ls in zip(scores, labels, strict=True)]
 
     def _resolve(self, scores: np.ndarray, labels: np.ndarray, k: int) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
@@ -335,13 +350,21 @@ class EmbeddingTableSource:
         self.store = store
         self.model_id = model_id
         self.name = f"{name_prefix}emb-{safe_file_part(model_id)}"
+        self._indexed = False
 
     def fingerprint(self) -> str:
-        row = self.store.execute(
-            "SELECT COUNT(*), MAX(created_at), MIN(snapshot_id), MAX(snapshot_id) FROM embeddings WHERE model_id = ?",
-            (self.model_id,),
-        ).fetchone()
-        return json.dumps([str(v) for v in row])
+        if not self._indexed:  # MAX over (model_id, created_at) is an index probe, not a scan of the blobs
+            self.store.execute(
+                "CREATE INDEX IF NOT EXISTS idx_embeddings_model_created ON embeddings(model_id, created_at)"
+            )
+            self._indexed = True
+        row = self.store.execute("SELECT MAX(created_at) FROM embeddings WHERE model_id = ?", (self.model_id,))
+        return str(row.fetchone()[0])
+
+    def existing(self, ids: list[str]) -> set[str]:
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT snapshot_id FROM embeddings WHERE model_id = ? AND snapshot_id IN ({marks})"
+        return {r[0] for r in self.store.execute(sql, (self.model_id, *ids)).fetchall()}
 
     def versions(self) -> dict[str, str]:
         sql = "SELECT snapshot_id, created_at FROM embeddings WHERE model_id = ?"

@@ -27,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(handler=init_config)
 
+    from .credentials import register as register_credentials
+
+    register_credentials(sub)
+
 
 def _config_path(args: argparse.Namespace) -> Path:
     from ..engine import locations

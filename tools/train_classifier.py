@@ -18,6 +18,7 @@ Torch is needed only here: the application runs the exported ONNX file.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import time
@@ -42,11 +43,11 @@ def fps_torch(xyz: torch.Tensor, n_samples: int) -> torch.Tensor:
 
     Returns
     -------
-    (B, n_samples) int64 indices. The first pick is the point farthest from the centroid,
-    so the result does not depend on the input order (up to exact ties).
+    (B, n_samples) int64 indices. The first pick is point 0, so on an input that is already
+    FPS-ordered (the engine's preparation) the result is exactly the prefix, the same centroids
+    the training saw; on any other order it is still a farthest point sample.
     """
-    centre = xyz.mean(dim=1, keepdim=True)
-    far = ((xyz - centre) ** 2).sum(-1).argmax(dim=1)  # (B,)
+    far = torch.zeros(xyz.shape[0], dtype=torch.long, device=xyz.device)
     mind = torch.full(xyz.shape[:2], 1e10, dtype=xyz.dtype, device=xyz.device)
     picks = []
     idx = far
@@ -94,7 +95,7 @@ class MLP(nn.Sequential):
 
     def __init__(self, dims: list[int]) -> None:
         layers: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:], strict=True):
+        for a, b in itertools.pairwise(dims):
             layers += [nn.Linear(a, b, bias=False), BNLast(b), nn.ReLU(inplace=True)]
         super().__init__(*layers)
 
@@ -113,7 +114,9 @@ class SetAbstraction(nn.Module):
         self.n_centroids, self.k = n_centroids, k
         self.mlp = MLP(dims)
 
-    def forward(self, xyz: torch.Tensor, feats: torch.Tensor | None, ordered: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, xyz: torch.Tensor, feats: torch.Tensor | None, ordered: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if ordered:  # input already FPS-ordered: the prefix is the FPS sample
             new_xyz = xyz[:, : self.n_centroids]
         else:

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InferenceError, ModelIntegrityError
 from ..store.snapshot import Prediction, Snapshot
 from . import upaxis
-from .registry import RegisteredModel, check_graph, verify_file
+from .registry import RegisteredModel, check_graph, verify_fast, verify_file
 from .uncertainty import normalised_entropy, softmax, tta_spread
 
 UNKNOWN_LABEL = "unknown"
@@ -112,7 +112,9 @@ class OnnxClassifier:
         verify_file(model)
         self.model = model
         self.model_id = model.model_id
-        self.session = open_session(session_path or model.weights_path, device, threads)  # type: ignore[arg-type]
+        # the engine feeds FPS-ordered points, so the graph without in-graph FPS gives the same outputs faster
+        self.session_path = session_path or verify_fast(model) or model.weights_path
+        self.session = open_session(self.session_path, device, threads)  # type: ignore[arg-type]
         check_graph(model, self.session)
         self.tta = max(1, int(tta))
         self.top_k = max(1, int(top_k))
@@ -173,7 +175,8 @@ class OnnxClassifier:
         """Model-ready (B, P, 3) points, the source up axis of each and whether it was guessed."""
         target = self.model.up_axis
         axes = [s.processing.up_axis if s.processing.up_axis in upaxis.AXES else "" for s in snapshots]
-        guessed = [a == "" for a in axes]
+        # only a classifier can judge orientations; an encoder takes unknown clouds as they are
+        guessed = [a == "" and self.model.kind == "classifier" for a in axes]
         clouds = [upaxis.convert(s.geometry.points.astype(np.float32), a or target, target)
                   for s, a in zip(snapshots, axes, strict=True)]  # fmt: skip
         ready = self._prepare_many(clouds)

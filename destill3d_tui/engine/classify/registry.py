@@ -135,6 +135,20 @@ def verify_file(model: RegisteredModel) -> Path:
     return path
 
 
+def verify_fast(model: RegisteredModel) -> Path | None:
+    """The card's ``fast_file`` (same weights, for FPS-ordered input) when present and intact."""
+    name, digest = model.card.get("fast_file"), model.card.get("fast_sha256")
+    if not name or not digest or model.card_path is None:
+        return None
+    path = model.card_path.parent / str(name)
+    if not path.exists():
+        return None  # optional: the self-contained graph serves alone
+    if sha256_file(path) != str(digest).lower():
+        raise ModelIntegrityError(f"model {model.model_id}: {path.name} does not match its card's fast_sha256",
+                                  reason="model_corrupt")  # fmt: skip
+    return path
+
+
 def check_graph(model: RegisteredModel, session: Any) -> None:
     """The ONNX graph's inputs/outputs agree with the card (points count, classes, embedding size)."""
     inputs = {i.name: i.shape for i in session.get_inputs()}

@@ -1,0 +1,115 @@
+"""Classifier latency and accuracy: the engine's path against plain fp32 onnxruntime on the same model.
+
+Baseline ("plain"): the shipped self-contained graph (FPS and kNN in the graph), onnxruntime
+CPU, default session options, one intra-op thread. Candidates:
+
+- "ordered": the same weights as a smaller graph for FPS-ordered input (the engine prepares
+  every cloud with FPS anyway, so the in-graph FPS is the identity and is skipped);
+- "ordered+int8": that graph with dynamic int8 quantisation of its MatMuls.
+
+Per-sample latency at batch 1 and 32 and accuracy on the validation split the training script
+holds out (stratified, seed 0, 10 %), the same split the model card reports. Run::
+
+    .venv/bin/python bench/classify.py [--limit 985] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from destill3d_tui.engine.classify.inference import fps, normalise
+from destill3d_tui.engine.classify.registry import ModelRegistry
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "modelnet40_train_1024.npz"
+
+
+def validation_split(labels: np.ndarray, frac: float = 0.1, seed: int = 0) -> np.ndarray:
+    """The training script's stratified split (same rng calls), validation indices sorted."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        val.append(idx[: max(1, round(len(idx) * frac))])
+    return np.sort(np.concatenate(val))
+
+
+def session(path: Path, plain: bool) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    if not plain:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def per_sample_ms(sess: ort.InferenceSession, x: np.ndarray, batch: int, repeat: int) -> float:
+    chunks = [x[i : i + batch] for i in range(0, len(x) - batch + 1, batch)][: max(1, 64 // batch)]
+    sess.run(["logits"], {"points": chunks[0]})  # warm-up
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for c in chunks:
+            sess.run(["logits"], {"points": c})
+        best = min(best, (time.perf_counter() - t) / (len(chunks) * batch))
+    return best * 1000
+
+
+def accuracy(sess: ort.InferenceSession, x: np.ndarray, y: np.ndarray) -> float:
+    pred = np.concatenate([sess.run(["logits"], {"points": x[i : i + 64]})[0].argmax(1) for i in range(0, len(x), 64)])
+    return float((pred == y).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--limit", type=int, default=0, help="validation shapes for accuracy (0 = all)")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    model = ModelRegistry().get("destill3d_pointnet_mn40")
+    data = np.load(DATA)
+    labels = data["labels"].astype(np.int64)
+    val = validation_split(labels)
+    if args.limit:
+        val = val[np.random.default_rng(0).permutation(len(val))[: args.limit]]
+    pts = data["points"][val].astype(np.float32)
+    x = normalise(np.take_along_axis(pts, fps(pts, model.input_points)[..., None], axis=1))
+    y = labels[val]
+
+    fast_path = model.card_path.parent / model.card["fast_file"]
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = Path(tempfile.mkdtemp())
+    quantize_dynamic(str(fast_path), str(tmp / "int8.onnx"), weight_type=QuantType.QInt8)
+    variants = {
+        "plain fp32 (shipped graph)": session(model.weights_path, plain=True),
+        "ordered graph": session(fast_path, plain=False),
+        "ordered graph + int8": session(tmp / "int8.onnx", plain=False),
+    }
+    rows = {}
+    for name, sess in variants.items():
+        rows[name] = {
+            "ms_per_sample_b1": per_sample_ms(sess, x, 1, args.repeat),
+            "ms_per_sample_b32": per_sample_ms(sess, x, 32, args.repeat),
+            "val_accuracy": accuracy(sess, x, y),
+        }
+    base = rows["plain fp32 (shipped graph)"]
+    print(f"CPU, 1 intra-op thread, {len(y)} validation shapes, {model.input_points} points")
+    print(f"{'variant':30s} {'b1 ms':>8s} {'b32 ms':>8s} {'x b1':>6s} {'x b32':>6s} {'acc':>7s}")
+    for name, r in rows.items():
+        r["ratio_b1"] = r["ms_per_sample_b1"] / base["ms_per_sample_b1"]
+        r["ratio_b32"] = r["ms_per_sample_b32"] / base["ms_per_sample_b32"]
+        print(f"{name:30s} {r['ms_per_sample_b1']:8.2f} {r['ms_per_sample_b32']:8.2f} {r['ratio_b1']:6.2f} "
+              f"{r['ratio_b32']:6.2f} {r['val_accuracy']:7.4f}")  # fmt: skip
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Real inference with the shipped model on snapshots extracted from corpus files."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from destill3d_tui.engine.classify import upaxis
+from destill3d_tui.engine.classify.inference import OnnxClassifier, fps, normalise
+from destill3d_tui.engine.classify.stage import load_stage_classifier
+from destill3d_tui.engine.classify.uncertainty import normalised_entropy
+from destill3d_tui.engine.config import Settings
+from destill3d_tui.engine.store.snapshot import Snapshot
+
+
+def test_shipped_model_is_small_and_verified(shipped) -> None:
+    assert shipped.weights_path.stat().st_size <= 5 * 1024 * 1024
+    assert len(shipped.labels) == 40 and shipped.input_points == 512 and shipped.up_axis == "z"
+    assert shipped.card["metrics"]["val_overall_accuracy"] > 0.829  # beats the plain-PointNet floor
+
+
+def test_classifies_corpus_snapshots_on_cpu(shipped, snapshots) -> None:
+    clf = OnnxClassifier(shipped, device="cpu", top_k=5)
+    assert clf.providers == ["CPUExecutionProvider"]
+    results = clf.classify(snapshots)
+    assert len(results) == len(snapshots)
+    for res in results:
+        assert [p.rank for p in res.predictions] == [1, 2, 3, 4, 5]
+        confs = [p.confidence for p in res.predictions]
+        assert confs == sorted(confs, reverse=True) and 0 < confs[0] <= 1
+        assert abs(res.probs.sum() - 1) < 1e-4
+        assert {p.label for p in res.predictions} <= set(shipped.labels)
+        assert res.embedding.shape == (shipped.embedding_dim,) and np.isfinite(res.embedding).all()
+        assert 0 <= res.uncertainty <= 1 and res.uncertainty_method == "entropy"
+        assert res.uncertainty == pytest.approx(float(normalised_entropy(res.probs)), abs=1e-6)
+
+
+def test_batch_equals_single_and_is_deterministic(shipped, snapshots) -> None:
+    clf = OnnxClassifier(shipped, device="cpu")
+    batch = clf.classify(snapshots)
+    again = clf.classify(snapshots)
+    for i, snap in enumerate(snapshots):
+        single = clf.classify([snap])[0]
+        np.testing.assert_allclose(single.probs, batch[i].probs, atol=1e-5)
+        np.testing.assert_allclose(single.embedding, batch[i].embedding, atol=1e-4)
+        assert [p.label for p in single.predictions] == [p.label for p in batch[i].predictions]
+        assert np.array_equal(again[i].probs, batch[i].probs)
+
+
+def test_fast_graph_equals_self_contained_graph(shipped, snapshots) -> None:
+    """The ordered graph (FPS outside) and the full graph (FPS inside) agree on engine-prepared input."""
+    fast = OnnxClassifier(shipped, device="cpu")
+    full = OnnxClassifier(shipped, device="cpu", session_path=shipped.weights_path)
+    assert fast.session_path != full.session_path
+    ready = fast.prepare(np.stack([s.geometry.points for s in snapshots]))
+    for a, b in zip(fast.forward(ready), full.forward(ready), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    # the full graph also takes points in any order (it samples its own centroids)
+    perm = np.random.default_rng(0).permutation(ready.shape[1])
+    logits_perm, _ = full.forward(ready[:, perm])
+    assert (logits_perm.argmax(1) == fast.forward(ready)[0].argmax(1)).mean() >= 0.6
+
+
+def test_fps_is_deterministic_and_spread() -> None:
+    pts = np.random.default_rng(3).normal(size=(2, 2048, 3)).astype(np.float32)
+    a, b = fps(pts, 512), fps(pts, 512)
+    assert np.array_equal(a, b) and all(len(set(row)) == 512 for row in a)
+    ready = normalise(np.take_along_axis(pts, a[..., None], axis=1))
+    assert np.allclose(ready.mean(axis=1), 0, atol=1e-5)
+    assert np.allclose(np.linalg.norm(ready, axis=2).max(axis=1), 1, atol=1e-5)
+
+
+def test_up_axis_conversion_is_recorded_and_consistent(shipped, snapshots) -> None:
+    clf = OnnxClassifier(shipped, device="cpu")
+    snap = snapshots[1]  # the glTF truck says y-up
+    assert snap.processing.up_axis == "y"
+    clf.classify_batch([snap])
+    assert any("rotated y-up to z-up" in t for t in snap.processing.transforms)
+    # the same shape stated in z-up gives the same answer
+    z_snap = Snapshot.from_bytes(snap.to_bytes("exact"))
+    z_snap.geometry.points = upaxis.convert(z_snap.geometry.points, "y", "z")
+    z_snap.processing.up_axis = "z"
+    z_res = clf.classify([z_snap])[0]
+    np.testing.assert_allclose(z_res.probs, clf.classify([snap])[0].probs, atol=1e-4)
+    # unknown up axis: a guess among x/y/z, recorded as a guess
+    unknown = Snapshot.from_bytes(snap.to_bytes("exact"))
+    unknown.processing.up_axis = ""
+    res = clf.classify([unknown])[0]
+    assert res.up_guessed and res.up_axis in upaxis.AXES and "guessed" in res.notes[0]
+
+
+def test_rotation_helpers_are_proper() -> None:
+    for a in upaxis.AXES:
+        r = upaxis.rotation(a, "z")
+        assert np.allclose(r @ r.T, np.eye(3)) and np.isclose(np.linalg.det(r), 1)
+        unit = np.eye(3, dtype=np.float32)["xyz".index(a)]
+        assert np.allclose(upaxis.convert(unit[None], a, "z")[0], [0, 0, 1])
+
+
+def test_tta_averages_rotations_and_reports_spread(shipped, snapshots) -> None:
+    clf = OnnxClassifier(shipped, device="cpu", tta=4)
+    res = clf.classify(snapshots[:2])
+    for r in res:
+        assert r.uncertainty_method == "tta_std" and 0 <= r.uncertainty <= 1
+    probs_t, _, _ = clf.predict_arrays(clf.prepare(np.stack([s.geometry.points for s in snapshots[:2]])))
+    assert probs_t.shape[0] == 4 and not np.allclose(probs_t[0], probs_t[1])
+    np.testing.assert_allclose(res[0].probs, probs_t.mean(axis=0)[0], atol=1e-5)
+
+
+def test_unknown_below_threshold(shipped, snapshots) -> None:
+    clf = OnnxClassifier(shipped, device="cpu", unknown_threshold=1.01)
+    preds = clf.classify(snapshots[:1])[0].predictions
+    assert preds[0].label == "unknown" and preds[0].rank == 1 and preds[1].rank == 2
+    assert preds[0].confidence == preds[1].confidence
+
+
+def test_calibrated_confidence_uses_card_temperature(shipped, snapshots) -> None:
+    clf = OnnxClassifier(shipped, device="cpu")
+    ready = clf.prepare(np.stack([s.geometry.points for s in snapshots]))
+    logits, _ = clf.forward(ready)
+    res = clf.classify(snapshots)
+    z = logits / shipped.temperature
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(np.stack([r.probs for r in res]), p, atol=1e-5)
+    assert shipped.temperature != 1.0
+
+
+def test_stage_classifier_fills_snapshots(snapshots) -> None:
+    stage = load_stage_classifier(Settings())
+    assert stage is not None and stage.model_id == "destill3d_pointnet_mn40"
+    stage.classify_batch(snapshots)
+    for s in snapshots:
+        assert s.top_prediction() is not None and s.embedding is not None
+        assert s.embedding_model == stage.model_id
+    off = Settings()
+    off.classification.default_model = "no_such_model"
+    assert load_stage_classifier(off) is None
+
+
+def test_session_uses_one_thread_and_cpu_when_asked(shipped) -> None:
+    clf = OnnxClassifier(shipped, device="cpu", threads=1)
+    assert clf.session.get_providers() == ["CPUExecutionProvider"]
+    assert "CPUExecutionProvider" in ort.get_available_providers()

@@ -1,0 +1,91 @@
+"""Predictions, uncertainty and embeddings land in the database, `snapshot show` and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from destill3d_tui.cli import main
+from destill3d_tui.engine import Destill3D
+from destill3d_tui.engine.store.service import insert_snapshot
+from destill3d_tui.engine.store.snapshot import Snapshot
+
+MODEL_ID = "destill3d_pointnet_mn40"
+
+
+def _lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
+
+
+@pytest.fixture
+def stored(tmp_path: Path, snapshots: list[Snapshot]) -> tuple[Path, list[str]]:
+    """A SQLite database holding the corpus snapshots, unclassified."""
+    db = tmp_path / "d.db"
+    with Destill3D(db=db) as d3d, d3d.store.atomic():
+        for s in snapshots:
+            insert_snapshot(d3d.store, s, s.to_bytes())
+    return db, [s.snapshot_id for s in snapshots]
+
+
+def test_classify_snapshot_writes_db(stored: tuple[Path, list[str]]) -> None:
+    db, ids = stored
+    with Destill3D(db=db) as d3d:
+        preds = d3d.classify.snapshot(ids[0], top_k=3)
+        assert [p.rank for p in preds] == [1, 2, 3] and all(p.model_name == MODEL_ID for p in preds)
+        C, E, S = d3d.store.Classifications, d3d.store.Embeddings, d3d.store.Snapshots
+        rows = list(C.select().where(C.snapshot_id == ids[0]).order_by(C.rank).dicts())
+        assert [r["label"] for r in rows] == [p.label for p in preds]
+        assert all(r["uncertainty"] is not None and 0 <= r["uncertainty"] <= 1 for r in rows)
+        assert all(r["source"] == "classifier" for r in rows)
+        emb = E.get(E.snapshot_id == ids[0])
+        assert emb.embedding_dim == 256 and emb.model_id == MODEL_ID
+        assert len(emb.embedding) == 256 * 4
+        row = S.get(S.snapshot_id == ids[0])
+        assert row.label == preds[0].label and row.confidence == pytest.approx(preds[0].confidence)
+        again = d3d.db.get(ids[0])  # the stored blob carries them too
+        assert again.top_prediction().label == preds[0].label and again.embedding.shape == (256,)
+        np.testing.assert_allclose(np.frombuffer(emb.embedding, "<f4"), again.embedding, atol=1e-6)
+
+
+def test_classify_all_then_cli_json(stored: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+    db, ids = stored
+    assert main(["--db", str(db), "classify", "all", "--json"]) == 0
+    assert _lines(capsys.readouterr().out) == [{"classified": len(ids), "model": MODEL_ID}]
+    with Destill3D(db=db) as d3d:
+        assert d3d.db.stats()["classification_coverage"] in (1.0, len(ids), f"{len(ids)}/{len(ids)}") or all(
+            d3d.db.get(i).top_prediction() for i in ids)
+        E = d3d.store.Embeddings
+        assert E.select().count() == len(ids)
+    assert main(["--db", str(db), "classify", "snapshot", ids[1][:8], "--top-k", "2", "--json"]) == 0
+    out = _lines(capsys.readouterr().out)[0]
+    assert len(out["predictions"]) == 2 and out["predictions"][0]["model_name"] == MODEL_ID
+
+
+def test_file_predictions_show_in_snapshot_show(tmp_path: Path, snapshots: list[Snapshot],
+                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    path = tmp_path / "cup.d3d"
+    snapshots[0].save(path)
+    before = path.read_bytes()
+    assert main(["classify", "snapshot", str(path), "--json"]) == 0  # a file is read, not changed
+    assert path.read_bytes() == before
+    assert main(["classify", "snapshot", str(path), "--write", "--json"]) == 0
+    written = _lines(capsys.readouterr().out)[-1]["predictions"]
+    assert main(["snapshot", "show", str(path), "--json"]) == 0
+    shown = _lines(capsys.readouterr().out)[0]
+    assert [p["label"] for p in shown["predictions"]] == [p["label"] for p in written]
+    assert shown["embedding"] == {"dim": 256, "model": MODEL_ID}
+    assert any("classifier input" in t for t in shown["processing"]["transforms"])
+
+
+def test_models_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "list", "--json"]) == 0
+    models = _lines(capsys.readouterr().out)[0]["models"]
+    assert any(m["model_id"] == MODEL_ID and m["num_classes"] == 40 for m in models)
+    assert main(["models", "info", MODEL_ID, "--json"]) == 0
+    info = _lines(capsys.readouterr().out)[0]
+    assert info["verified"] is True and info["card"]["input"]["points"] == 512
+    assert main(["models", "download", "anything"]) == 1  # no models_url configured: a clear error
+    assert "models_url" in capsys.readouterr().err

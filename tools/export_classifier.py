@@ -1,0 +1,191 @@
+"""Export a checkpoint from tools/train_classifier.py to the shipped ONNX model + card.
+
+Steps: evaluate on the validation split (plain and with test-time augmentation), fit the
+calibration temperature on that split (ECE before/after), compute per-label prototypes from
+training embeddings (used by few-shot scoring), export two graphs (opset 17):
+
+- ``<id>.onnx``: self-contained; FPS centroids and kNN grouping inside the graph as plain ops.
+- ``<id>.ordered.onnx``: the same weights for inputs already in FPS order (the engine prepares
+  them so): the in-graph FPS is the identity there, so it is skipped. Outputs are equal.
+
+Both are checked against torch in onnxruntime (CPU) to 1e-4, then the card (TOML) is written.
+
+Usage::
+
+    .venv/bin/python tools/export_classifier.py --ckpt runs/mn40/best.pt \\
+        --out destill3d_tui/engine/classify/models --model-id destill3d_pointnet_mn40
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from train_classifier import DATA, PN2KNN, accuracy, fps_numpy, predict, rotate_z
+
+from destill3d_tui.engine.classify.registry import dumps_toml
+from destill3d_tui.engine.classify.uncertainty import (
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+)
+
+DATA_SHA256 = "a4c4787f9860a83e34146b9663ec9c9f4ec9824e7c3b021e0c47377efcbe220c"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tta_logits(model: PN2KNN, pts: np.ndarray, n: int) -> np.ndarray:
+    """Mean softmax-free logits over n rotations about z (the engine averages probabilities)."""
+    return np.mean([predict(model, rotate_z(pts, 2 * np.pi * t / n))[0] for t in range(n)], axis=0)
+
+
+def tta_probs(model: PN2KNN, pts: np.ndarray, n: int, temperature: float) -> np.ndarray:
+    return np.mean([softmax(predict(model, rotate_z(pts, 2 * np.pi * t / n))[0], temperature) for t in range(n)],
+                   axis=0)  # fmt: skip
+
+
+def export_onnx(model: PN2KNN, path: Path, points: int, ordered: bool) -> None:
+    model.eval()
+    model.ordered = ordered
+    dummy = torch.from_numpy(np.random.default_rng(0).normal(size=(2, points, 3)).astype(np.float32))
+    torch.onnx.export(model, (dummy,), str(path), input_names=["points"], output_names=["logits", "embedding"],
+                      dynamic_axes={"points": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+                      opset_version=17, dynamo=False)  # fmt: skip
+    model.ordered = True
+
+
+def check_onnx(model: PN2KNN, path: Path, pts: np.ndarray) -> float:
+    """Max abs difference of logits and embedding between torch and onnxruntime CPU."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    lo, em = sess.run(None, {"points": pts})
+    model.eval()
+    model.ordered = True
+    with torch.no_grad():
+        tl, te = model(torch.from_numpy(pts))
+    return float(max(np.abs(lo - tl.numpy()).max(), np.abs(em - te.numpy()).max()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--model-id", default="destill3d_pointnet_mn40")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-command", default="")
+    ap.add_argument("--quick", action="store_true", help="skip the TTA evaluation (provisional exports)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
+    targs = ck["args"]
+    keep = ck["keep_classes"]
+    labels = [ck["classes"][c] for c in keep]
+    model = PN2KNN(len(keep), targs["width"], targs["s1"], targs["s2"], targs["k"])
+    model.load_state_dict(ck["model"])
+    model.eval()
+    model.ordered = True
+
+    data = np.load(args.data)
+    pts_all = data["points"].astype(np.float32)
+    lab_all = data["labels"].astype(np.int64)
+    split = np.load(args.ckpt.parent / "split.npz")
+    remap = {c: i for i, c in enumerate(keep)}
+    va = np.array([i for i in split["val"] if lab_all[i] in remap])
+    tr = np.array([i for i in split["train"] if lab_all[i] in remap])
+    p = targs["points"]
+    xva = np.take_along_axis(pts_all[va], fps_numpy(pts_all[va], p)[..., None], axis=1)
+    yva = np.array([remap[c] for c in lab_all[va]])
+
+    logits, _ = predict(model, xva)
+    oa, macc = accuracy(logits, yva, len(keep))
+    temp = fit_temperature(logits, yva)
+    ece_before = expected_calibration_error(softmax(logits), yva)
+    ece_after = expected_calibration_error(softmax(logits, temp), yva)
+    tta = {4: (float("nan"), float("nan")), 8: (float("nan"), float("nan"))}
+    for n in () if args.quick else (4, 8):
+        pr = tta_probs(model, xva, n, temp)
+        tta[n] = accuracy(np.log(pr + 1e-12), yva, len(keep))
+    print(f"val OA {oa:.4f} mAcc {macc:.4f} T {temp:.3f} ECE {ece_before:.4f}->{ece_after:.4f} TTA {tta}")
+
+    # label prototypes from (up to 60 per class) training shapes
+    rng = np.random.default_rng(0)
+    chosen = np.concatenate([rng.permutation(tr[lab_all[tr] == c])[:60] for c in keep])
+    xtr = np.take_along_axis(pts_all[chosen], fps_numpy(pts_all[chosen], p)[..., None], axis=1)
+    _, emb = predict(model, xtr)
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    ytr = np.array([remap[c] for c in lab_all[chosen]])
+    protos = np.stack([emb[ytr == i].mean(0) for i in range(len(keep))]).astype(np.float32)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    mid = args.model_id
+    full, fast = args.out / f"{mid}.onnx", args.out / f"{mid}.ordered.onnx"
+    export_onnx(model, full, p, ordered=False)
+    export_onnx(model, fast, p, ordered=True)
+    diff_full, diff_fast = check_onnx(model, full, xva[:64]), check_onnx(model, fast, xva[:64])
+    print(f"onnx vs torch max abs diff: full {diff_full:.2e} ordered {diff_fast:.2e}")
+    assert diff_full < 1e-4 and diff_fast < 1e-4, "ONNX export disagrees with torch"
+    np.save(args.out / f"{mid}.prototypes.npy", protos)
+
+    n_params = sum(x.numel() for x in model.parameters())
+    card = {
+        "model_id": mid,
+        "name": "Destill3D compact PointNet++ (kNN), ModelNet40" if len(keep) == 40 else f"{mid} ({len(keep)} classes)",
+        "kind": "classifier",
+        "taxonomy": "modelnet40" if len(keep) == 40 else "modelnet40_subset",
+        "architecture": "pn2knn",
+        "format": "onnx",
+        "file": full.name,
+        "sha256": sha256(full),
+        "fast_file": fast.name,
+        "fast_sha256": sha256(fast),
+        "label_prototypes": f"{mid}.prototypes.npy",
+        "label_prototypes_sha256": sha256(args.out / f"{mid}.prototypes.npy"),
+        "weights_url": "",
+        "parameters": n_params,
+        "labels": labels,
+        "license_note": ("Trained on ModelNet40 (Princeton; Wu et al., '3D ShapeNets', CVPR 2015). ModelNet's CAD "
+                         "models are offered for research: use this model for research only."),
+        "input": {
+            "name": "points", "points": p, "features": ["xyz"], "requires_normals": False, "up_axis": "z",
+            "normalisation": "unit_sphere", "order": "any (full graph); FPS order for fast_file",
+            "normalisation_detail": "centred on the mean, scaled so the farthest point has radius 1",
+        },
+        "output": {"logits": "logits", "embedding": "embedding", "embedding_dim": int(emb.shape[1])},
+        "calibration": {"temperature": round(temp, 4), "ece_before": round(ece_before, 4),
+                        "ece_after": round(ece_after, 4), "bins": 15, "fitted_on": "validation split"},
+        "metrics": {
+            "split": f"stratified seeded validation split of the ModelNet40 training set (seed {targs['seed']}, "
+                     f"{targs['val_frac']:.0%}, {len(va)} shapes); the official test split was never used",
+            "val_overall_accuracy": round(oa, 4), "val_mean_class_accuracy": round(macc, 4),
+            "val_overall_accuracy_tta4": round(tta[4][0], 4), "val_mean_class_accuracy_tta4": round(tta[4][1], 4),
+            "val_overall_accuracy_tta8": round(tta[8][0], 4), "val_mean_class_accuracy_tta8": round(tta[8][1], 4),
+            "epochs": int(ck["epoch"]) + 1, "onnx_max_abs_diff_vs_torch": max(diff_full, diff_fast),
+        },
+        "training": {
+            "data": f"modelnet40_train_1024.npz (sha256 {DATA_SHA256})",
+            "command": args.train_command or "see tools/train_classifier.py",
+            "seed": int(targs["seed"]), "args": json.dumps({k: str(v) for k, v in targs.items()}),
+        },
+    }
+    (args.out / f"{mid}.toml").write_text(dumps_toml(card), encoding="utf-8")
+    print(json.dumps({"val_oa": oa, "val_macc": macc, "temperature": temp, "ece": [ece_before, ece_after],
+                      "tta": tta, "bytes": full.stat().st_size}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -22,6 +22,7 @@ from . import features as gf
 from .pointfeatures import compute_point_features
 from .preprocess import PreparedGeometry, preprocess
 from .sampling import sample
+from .topology import column_bounds
 from .types import ExtractOptions, LoadedGeometry
 
 EXTRACTOR_VERSION = "1.0.0"  # bump when any array of a snapshot would change for the same input
@@ -146,8 +147,7 @@ def _check_finite(*arrays: np.ndarray) -> None:
 
 
 def _features(prepared: PreparedGeometry, measures: gf.MeshMeasures, global_vector: np.ndarray) -> Features:
-    lo = prepared.vertices.min(axis=0)
-    hi = prepared.vertices.max(axis=0)
+    lo, hi = column_bounds(prepared.vertices)
     return Features(
         global_features=global_vector,
         bbox_min=tuple(map(float, lo)),

@@ -26,11 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .preprocess import PreparedGeometry
+from .topology import column_mean
 
 FEATURE_COUNT = 32
 HISTOGRAM_BINS = 10
 CURVATURE_MAX = 1.0 / 3.0
-HULL_MAX_VERTICES = 2_000_000  # above this the hull is taken over a seeded subset of vertices
+HULL_MAX_VERTICES = 2048  # above this the hull is taken over a seeded subset plus extreme vertices
+HULL_DIRECTIONS = 64  # directions whose extreme vertex always joins the hull subset
 
 
 @dataclass
@@ -56,23 +58,40 @@ def mesh_measures(prepared: PreparedGeometry, seed: int = 0) -> MeshMeasures:
 
 def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     """Sum of signed tetrahedra (origin at the vertex centroid, for precision)."""
-    v = vertices - vertices.mean(axis=0)
+    v = vertices - column_mean(vertices)
     a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
 
 def convex_hull_volume(vertices: np.ndarray, seed: int = 0) -> float:
-    """Volume of the convex hull of ``vertices`` (n, 3) via Qhull; 0 when flat or degenerate."""
+    """Volume of the convex hull of ``vertices`` (n, 3) via Qhull; 0 when flat or degenerate.
+
+    Above ``HULL_MAX_VERTICES`` the hull is taken over a seeded random subset plus the extreme
+    vertex along each of ``HULL_DIRECTIONS`` directions. Qhull's cost grows with the number of
+    hull vertices (a 40K-vertex sphere takes ~0.5 s, 2K vertices ~15 ms); the subset's hull is inside the true one
+    and, for smooth shapes, within about 1% of its volume (convexity is clamped to 1).
+    """
     from scipy.spatial import ConvexHull, QhullError
 
-    pts = vertices - vertices.mean(axis=0)
+    pts = vertices - column_mean(vertices)
     if len(pts) > HULL_MAX_VERTICES:
         rng = np.random.default_rng(seed)
-        pts = pts[np.sort(rng.choice(len(pts), HULL_MAX_VERTICES, replace=False))]
+        # one matrix-vector product per direction: a (n, 64) product + argmax(axis=0) is 20x slower
+        extremes = [int(np.argmax(pts @ d)) for d in _sphere_directions(HULL_DIRECTIONS)]
+        pts = pts[np.union1d(rng.choice(len(pts), HULL_MAX_VERTICES, replace=False), extremes)]
     try:
         return float(ConvexHull(pts).volume)
     except (QhullError, ValueError):
         return 0.0
+
+
+def _sphere_directions(count: int) -> np.ndarray:
+    """(count, 3) unit vectors spread evenly over the sphere (Fibonacci lattice)."""
+    i = np.arange(count) + 0.5
+    z = 1.0 - 2.0 * i / count
+    r = np.sqrt(1.0 - z * z)
+    phi = np.pi * (1.0 + 5**0.5) * i
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
 def global_features(points: np.ndarray, curvature: np.ndarray, measures: MeshMeasures, scale: float) -> np.ndarray:

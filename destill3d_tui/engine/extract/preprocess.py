@@ -96,7 +96,8 @@ def _prepare_cloud(points: np.ndarray, normals: np.ndarray | None) -> PreparedGe
             normals = None
         else:
             normals = normals / length[:, None]
-    if not (points.max(axis=0) - points.min(axis=0)).any():
+    lo, hi = topo.column_bounds(points)
+    if not (hi - lo).any():
         raise GeometryError("all points coincide", reason="degenerate")
     distinct = _distinct_count(points, MIN_POINTS)
     quality = QualityFlags(open=True, component_count=1, too_simple=distinct < MIN_POINTS, is_point_cloud=True)
@@ -120,33 +121,36 @@ def _prepare_mesh(vertices: np.ndarray, faces: np.ndarray, options: ExtractOptio
         raise GeometryError("the mesh has no faces with valid vertex indices", reason="empty_geometry")
     vertices, faces = topo.compact_vertices(vertices, faces)
     vertices, faces = topo.weld_vertices(vertices, faces)
-    faces, dropped = _drop_degenerate(vertices, faces)
+    faces, cross, dropped = _drop_degenerate(vertices, faces)
     if len(faces) == 0:
         raise GeometryError(f"all {original_faces} faces are degenerate (zero area)", reason="degenerate")
     vertices, faces = topo.compact_vertices(vertices, faces)
     if len(faces) > options.max_faces:
         vertices, faces = _simplify(vertices, faces, min(SIMPLIFY_TARGET, options.max_faces))
+        cross = face_cross(vertices, faces)
         transforms.append(f"simplified:quadric:{original_faces}->{len(faces)}")
     stats = topo.edge_stats(faces, len(vertices))
-    faces, flipped = topo.orient_faces(vertices, faces, stats)
-    if flipped:
-        transforms.append(f"rewound:{flipped}")
+    flip = topo.orient_faces(vertices, faces, stats, cross)
+    if flip.any():
+        faces = np.where(flip[:, None], faces[:, ::-1], faces)
+        cross[flip] *= -1.0
+        transforms.append(f"rewound:{int(flip.sum())}")
         if stats.watertight and not stats.winding_consistent:
             stats = topo.edge_stats(faces, len(vertices))  # a non-orientable surface stays inconsistent
     components, _ = topo.face_components(faces, len(vertices))
-    normals, areas = _face_normals(vertices, faces)
-    share = dropped / original_faces if original_faces else 0.0
-    if share > 0:
+    length = np.sqrt(np.einsum("ij,ij->i", cross, cross))
+    normals = cross / length[:, None]  # degenerate faces are gone: every length > 0
+    if dropped:
         warnings.append(f"dropped {dropped} degenerate or duplicate faces of {original_faces}")
     quality = QualityFlags(
-        degenerate_share=float(share),
+        degenerate_share=float(dropped / original_faces),
         non_manifold=stats.non_manifold,
         open=not stats.watertight,
         component_count=components,
         too_simple=len(faces) < MIN_FACES,
     )
     return PreparedGeometry(
-        vertices, faces, face_normals=normals, face_areas=areas, watertight=stats.watertight,
+        vertices, faces, face_normals=normals, face_areas=0.5 * length, watertight=stats.watertight,
         winding_consistent=stats.winding_consistent, quality=quality,
         original_vertex_count=len(vertices), original_face_count=original_faces,
         warnings=warnings, transforms=transforms,
@@ -160,32 +164,42 @@ def _checked_faces(faces: np.ndarray, n_vertices: int, warnings: list[str]) -> n
     if faces.ndim != 2 or faces.shape[1] != 3:
         raise GeometryError(f"faces must be (m, 3) triangles, got {faces.shape}", reason="degenerate")
     f = faces.astype(np.int64, copy=False)
+    if f.min() >= 0 and f.max() < n_vertices:  # the common case, without a per-row pass
+        return f
     in_range = ((f >= 0) & (f < n_vertices)).all(axis=1)
-    if not in_range.all():
-        warnings.append(f"dropped {int((~in_range).sum())} faces with vertex indices out of range")
-        f = f[in_range]
-    return f
+    warnings.append(f"dropped {int((~in_range).sum())} faces with vertex indices out of range")
+    return f[in_range]
 
 
-def _drop_degenerate(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, int]:
-    """Drop faces that welding collapsed, faces of (near) zero area and duplicate faces."""
+def face_cross(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(m, 3) cross products (v1 - v0) x (v2 - v0): twice the area along the winding normal."""
+    v0, v1, v2 = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    e1, e2 = v1 - v0, v2 - v0
+    out = np.empty_like(e1)
+    out[:, 0] = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
+    out[:, 1] = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
+    out[:, 2] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    return out
+
+
+def _drop_degenerate(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Drop faces that welding collapsed, faces of (near) zero area and duplicate faces.
+
+    Returns
+    -------
+    faces : (k, 3) int64, cross : (k, 3) float64 of the kept faces, dropped : int
+    """
     m = len(faces)
     distinct = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
     faces = faces[distinct]
-    _, areas = _face_normals(vertices, faces)
-    diagonal = float(np.linalg.norm(vertices.max(axis=0) - vertices.min(axis=0)))
-    faces = faces[areas > AREA_EPS * diagonal * diagonal]
-    faces = faces[topo.unique_faces(faces, len(vertices))] if len(faces) else faces
-    return faces, m - len(faces)
-
-
-def _face_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit normals (m, 3) from the winding, and areas (m,)."""
-    tri = vertices[faces]
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    length = np.linalg.norm(cross, axis=1)
-    normals = cross / np.where(length > 0, length, 1.0)[:, None]
-    return normals, 0.5 * length
+    cross = face_cross(vertices, faces)
+    lo, hi = topo.column_bounds(vertices)
+    diagonal = float(np.linalg.norm(hi - lo))
+    limit = (2.0 * AREA_EPS * diagonal * diagonal) ** 2
+    keep = np.flatnonzero(np.einsum("ij,ij->i", cross, cross) > limit)
+    if len(keep):
+        keep = keep[topo.unique_faces(faces[keep], len(vertices))]
+    return faces[keep], cross[keep], m - len(keep)
 
 
 def _simplify(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,5 +211,5 @@ def _simplify(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.
     small = mesh.simplify_quadric_decimation(target_number_of_triangles=int(target))
     v = np.asarray(small.vertices, dtype=np.float64)
     f = np.asarray(small.triangles, dtype=np.int64)
-    f, _ = _drop_degenerate(v, f)
+    f, _, _ = _drop_degenerate(v, f)
     return topo.compact_vertices(v, f)

@@ -16,6 +16,16 @@ from scipy.sparse import csgraph
 WELD_BITS = 21  # grid levels per axis for welding: 3 * 21 bits fit one int64 key
 
 
+def column_bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column min and max of (n, 3): column by column is ~20x faster than ``min(axis=0)``."""
+    return np.array([a[:, i].min() for i in range(3)]), np.array([a[:, i].max() for i in range(3)])
+
+
+def column_mean(a: np.ndarray) -> np.ndarray:
+    """Per-column mean of (n, 3), column by column (see :func:`column_bounds`)."""
+    return np.array([a[:, i].mean() for i in range(3)])
+
+
 @dataclass
 class EdgeStats:
     """Counts over undirected edges of a welded mesh."""
@@ -50,7 +60,8 @@ def weld_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     """Merge vertices that fall in the same cell of a 2**21 grid over the bounding box.
 
     Soups (STL, per-face CAD tessellations) share no indices; topology checks need shared ones.
-    The kept coordinate of a merged group is the first one in key order (deterministic).
+    A merged group keeps the coordinates of its lowest original index, whatever the sort
+    algorithm did with ties, so the result is deterministic.
 
     Returns
     -------
@@ -58,28 +69,51 @@ def weld_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     """
     if len(vertices) == 0:
         return vertices, faces
-    lo = vertices.min(axis=0)
-    extent = float((vertices.max(axis=0) - lo).max()) or 1.0
+    lo, hi = column_bounds(vertices)
+    extent = float((hi - lo).max()) or 1.0
     levels = (1 << WELD_BITS) - 1
     grid = np.rint((vertices - lo) * (levels / extent)).astype(np.int64)
     key = (grid[:, 0] << (2 * WELD_BITS)) | (grid[:, 1] << WELD_BITS) | grid[:, 2]
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return vertices[first], inverse.reshape(-1)[faces]
+    order, starts, group = _groups(key)
+    first = np.minimum.reduceat(order, starts)
+    inverse = np.empty(len(key), dtype=np.int64)
+    inverse[order] = group
+    return vertices[first], inverse[faces]
+
+
+def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort ``key`` (n,) int64 once: (order, start of each run of equal keys, run id per sorted slot).
+
+    An unstable argsort plus run detection is about twice as fast as ``np.unique`` with
+    ``return_index``/``return_inverse`` (which sorts stably).
+    """
+    order = np.argsort(key)
+    sorted_key = key[order]
+    new = np.empty(len(key), dtype=bool)
+    new[0] = True
+    np.not_equal(sorted_key[1:], sorted_key[:-1], out=new[1:])
+    return order, np.flatnonzero(new), np.cumsum(new) - 1
 
 
 def unique_faces(faces: np.ndarray, n_vertices: int) -> np.ndarray:
-    """Indices of faces to keep so that no two faces use the same three vertices.
+    """Indices of faces to keep so that no two faces use the same three vertices (the first kept).
 
     Returns
     -------
     keep : (k,) int64, sorted
     """
-    s = np.sort(faces, axis=1)
+    if len(faces) == 0:
+        return np.zeros(0, dtype=np.int64)
+    a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
+    lo = np.minimum(np.minimum(a, b), c)
+    hi = np.maximum(np.maximum(a, b), c)
+    mid = a + b + c - lo - hi
     if n_vertices < (1 << 21):
-        key = (s[:, 0] << 42) | (s[:, 1] << 21) | s[:, 2]
-        _, keep = np.unique(key, return_index=True)
-    else:
-        _, keep = np.unique(s, axis=0, return_index=True)
+        order, starts, _ = _groups((lo << 42) | (mid << 21) | hi)
+        if len(starts) == len(faces):
+            return np.arange(len(faces), dtype=np.int64)
+        return np.sort(np.minimum.reduceat(order, starts))
+    _, keep = np.unique(np.stack([lo, mid, hi], axis=1), axis=0, return_index=True)
     return np.sort(keep)
 
 
@@ -208,41 +242,43 @@ def _pair_lookup(n: int, i: np.ndarray, j: np.ndarray, flip: np.ndarray):
     return lookup
 
 
-def _outward_scores(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Per face ``2 * area * n . (c_f - C)``: sums to 6x the signed volume over a closed patch."""
-    tri = vertices[faces]
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    centers = tri.mean(axis=1)
-    area2 = np.linalg.norm(cross, axis=1)
-    middle = (centers * area2[:, None]).sum(axis=0) / (area2.sum() or 1.0)
-    return np.einsum("ij,ij->i", cross, centers - middle)
+def _outward_scores(vertices: np.ndarray, faces: np.ndarray, cross: np.ndarray) -> np.ndarray:
+    """Per face ``cross . (v0 - C)``, C the vertex mean: sums to 6x the signed volume over a closed patch.
+
+    Any point of the face gives the same value as its centre (the difference lies in the face's
+    plane), so the first corner saves gathering the other two.
+    """
+    reference = column_mean(vertices)
+    return np.einsum("ij,ij->i", cross, vertices[faces[:, 0]] - reference)
 
 
-def orient_faces(vertices: np.ndarray, faces: np.ndarray, stats: EdgeStats) -> tuple[np.ndarray, int]:
-    """Faces rewound so neighbours agree and the surface faces outward.
+def orient_faces(vertices: np.ndarray, faces: np.ndarray, stats: EdgeStats, cross: np.ndarray) -> np.ndarray:
+    """Which faces to rewind so that neighbours agree and the surface faces outward.
 
     A watertight, consistently wound mesh is flipped as a whole when its signed volume is
     negative (keeps the inward-facing walls of hollow solids). Otherwise winding is propagated
     over manifold edges, then each patch is pointed outward by the sign of the sum over its
-    faces of ``area * n . (c_f - C)`` (C the area-weighted centroid of the mesh): its signed
-    volume when closed, "away from the middle of the model" when open.
+    faces of ``area * n . (c_f - C)``: its signed volume when closed, "away from the middle of
+    the model" when open.
+
+    Parameters
+    ----------
+    cross : (m, 3) face cross products along the current winding
 
     Returns
     -------
-    faces : (m, 3) int64, flipped : number of faces whose winding changed
+    flip : (m,) bool
     """
     n_faces = len(faces)
     if n_faces == 0:
-        return faces, 0
+        return np.zeros(0, dtype=bool)
     if stats.winding_consistent and stats.watertight:
-        if _outward_scores(vertices, faces).sum() >= 0:
-            return faces, 0
-        return faces[:, ::-1].copy(), n_faces
+        inverted = _outward_scores(vertices, faces, cross).sum() < 0
+        return np.full(n_faces, inverted, dtype=bool)
     f0, f1, disagree = _face_adjacency(faces, len(vertices))
     parity = tree_parity(n_faces, f0, f1, _pair_lookup(n_faces, f0, f1, disagree))
-    graph = sparse.coo_matrix((np.ones(len(f0)), (f0, f1)), shape=(n_faces, n_faces))
+    graph = sparse.csr_matrix((np.ones(len(f0)), (f0, f1)), shape=(n_faces, n_faces))
     _, labels = csgraph.connected_components(graph, directed=False)
-    fixed = np.where(parity[:, None], faces[:, ::-1], faces)
-    flip_patch = np.bincount(labels, weights=_outward_scores(vertices, fixed)) < 0
-    final_flip = parity ^ flip_patch[labels]
-    return np.where(final_flip[:, None], faces[:, ::-1], faces), int(final_flip.sum())
+    score = _outward_scores(vertices, faces, cross)
+    flip_patch = np.bincount(labels, weights=np.where(parity, -score, score)) < 0
+    return parity ^ flip_patch[labels]

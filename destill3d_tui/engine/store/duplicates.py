@@ -119,9 +119,12 @@ class GeometricSource:
         return str(self.store.execute("SELECT MAX(processed_at) FROM snapshots").fetchone()[0])
 
     def existing(self, ids: list[str]) -> set[str]:
-        marks = ",".join("?" * len(ids))
-        sql = f"SELECT snapshot_id FROM snapshots WHERE snapshot_id IN ({marks})"
-        return {r[0] for r in self.store.execute(sql, tuple(ids)).fetchall()}
+        found: set[str] = set()
+        for chunk in _in_chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT snapshot_id FROM snapshots WHERE snapshot_id IN ({marks})"
+            found.update(r[0] for r in self.store.execute(sql, tuple(chunk)).fetchall())
+        return found
 
     def versions(self) -> dict[str, str]:
         cursor = self.store.execute("SELECT snapshot_id, processed_at FROM snapshots")

@@ -23,6 +23,8 @@ import numpy as np
 from .common import Exporter, ExportLayout, ExportRecord
 
 STR = h5py.string_dtype(encoding="utf-8")
+WRITE_BLOCK = 64
+"""Records buffered per split before one slab write (64 x 2048 x 3 float32 = 1.5 MB per array)."""
 
 
 class HDF5Exporter(Exporter):
@@ -33,6 +35,7 @@ class HDF5Exporter(Exporter):
         super().begin(layout)
         self._files: dict[str, h5py.File] = {}
         self._cursor: dict[str, int] = {}
+        self._pending: dict[str, list[ExportRecord]] = {}
         for split, count in layout.split_counts.items():
             self._files[split] = self._create(layout, split, count)
             self._cursor[split] = 0
@@ -40,7 +43,7 @@ class HDF5Exporter(Exporter):
     def _create(self, layout: ExportLayout, split: str, n: int) -> h5py.File:
         p = layout.points_per_object
         f = h5py.File(layout.output / f"ply_data_{split}0.h5", "w")
-        chunk = (max(1, min(n, 64)), p, 3)
+        chunk = (max(1, min(n, WRITE_BLOCK)), p, 3)
         f.create_dataset("points", (n, p, 3), np.float32, chunks=chunk if n else None)
         f.create_dataset("normals", (n, p, 3), np.float32, chunks=chunk if n else None)
         f.create_dataset("labels", (n,), np.int32)
@@ -57,23 +60,40 @@ class HDF5Exporter(Exporter):
         return f
 
     def write(self, record: ExportRecord) -> str:
-        f = self._files[record.split]
-        i = self._cursor[record.split]
-        f["points"][i] = record.points
-        f["normals"][i] = record.normals
-        f["labels"][i] = record.label_index
-        f["label"][i, 0] = record.label_index
-        f["snapshot_ids"][i] = record.snapshot_id
-        f["metadata"][i] = json.dumps(record.metadata, ensure_ascii=False, default=str)
-        if "views" in f and record.views is not None:
-            f["views"][i] = record.views
-        self._cursor[record.split] = i + 1
-        return f"ply_data_{record.split}0.h5#{i}"
+        pending = self._pending.setdefault(record.split, [])
+        pending.append(record)
+        row = self._cursor[record.split] + len(pending) - 1
+        if len(pending) >= WRITE_BLOCK:
+            self._flush(record.split)
+        return f"ply_data_{record.split}0.h5#{row}"
+
+    def _flush(self, split: str) -> None:
+        """Write the buffered records as one slab per dataset (row-by-row writes re-touch whole chunks)."""
+        records = self._pending.pop(split, [])
+        if not records:
+            return
+        f = self._files[split]
+        start = self._cursor[split]
+        end = start + len(records)
+        labels = np.array([r.label_index for r in records])
+        f["points"][start:end] = np.stack([r.points for r in records])
+        f["normals"][start:end] = np.stack([r.normals for r in records])
+        f["labels"][start:end] = labels
+        f["label"][start:end, 0] = labels
+        f["snapshot_ids"][start:end] = np.array([r.snapshot_id for r in records], dtype=object)
+        meta = [json.dumps(r.metadata, ensure_ascii=False, default=str) for r in records]
+        f["metadata"][start:end] = np.array(meta, dtype=object)
+        if "views" in f:
+            shape = f["views"].shape[1:]
+            f["views"][start:end] = np.stack([r.views if r.views is not None else np.zeros(shape, np.uint8)
+                                              for r in records])  # fmt: skip
+        self._cursor[split] = end
 
     def finish(self) -> list[Path]:
         assert self.layout is not None
         paths = []
         for split, f in self._files.items():
+            self._flush(split)
             paths.append(Path(f.filename))
             f.close()
             (self.layout.output / f"{split}_files.txt").write_text(f"ply_data_{split}0.h5\n")

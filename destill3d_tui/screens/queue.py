@@ -7,6 +7,7 @@ so a queue of 100,000 items costs one page of widgets, not 100,000.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -57,6 +58,7 @@ class QueueScreen(EngineScreen):
         self.total_in_view = 0
         self._last_refresh = 0.0
         self._refresh_pending = False
+        self._priority_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -129,10 +131,13 @@ class QueueScreen(EngineScreen):
                     table.update_cell(str(row.queue_id), column, value)
             return
         cursor = table.cursor_row
+        selected = _cursor_key(table)
         table.clear()
         for row in rows:
             table.add_row(*_queue_cells(row), key=str(row.queue_id))
-        if rows:
+        if selected in keys:  # the cursor follows its item when the order changes (priority)
+            table.move_cursor(row=keys.index(selected))
+        elif rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
 
     def got_failures(self, rows: list[Any]) -> None:
@@ -257,12 +262,15 @@ class QueueScreen(EngineScreen):
         if queue_id is None:
             return
 
-        def bump(d3d: Any) -> int:
-            priority = d3d.queue.get(queue_id).priority + delta
-            d3d.queue.set_priority(queue_id, priority)
-            return priority
+        lock = self._priority_lock
 
-        self.ask("priority", bump, title="Could not change the priority")
+        def bump(d3d: Any) -> int:
+            with lock:  # quick repeated presses each count: read-modify-write one at a time
+                priority = d3d.queue.get(queue_id).priority + delta
+                d3d.queue.set_priority(queue_id, priority)
+                return priority
+
+        self.ask("priority", bump, title="Could not change the priority", exclusive=False)
 
     def got_priority(self, priority: int) -> None:
         self.notify(f"priority now {priority}", title="Priority")
@@ -296,6 +304,12 @@ class QueueScreen(EngineScreen):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id in ("queue-table", "failures-table"):
             self.action_details()
+
+
+def _cursor_key(table: DataTable) -> str | None:
+    if table.row_count == 0:
+        return None
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
 
 def _first_line(text: str | None) -> str:

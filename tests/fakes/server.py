@@ -61,6 +61,13 @@ def redirect(location: str, status: int = 302) -> Reply:
 App = Callable[[Request], Reply]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up (timeouts, kills, fault tests) are expected here: no tracebacks."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 class FakeServer:
     def __init__(self, app: App | None = None) -> None:
         self.app: App = app or (lambda request: Reply(404, "Not Found"))
@@ -86,7 +93,7 @@ class FakeServer:
 
             do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()

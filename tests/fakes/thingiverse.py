@@ -22,8 +22,8 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 FIXTURES = SHARED / "platforms" / "fixtures" / "thingiverse"
 CORPUS = SHARED / "corpus"
 
-# Small binary STLs from the corpus that load cleanly.
-CORPUS_STLS = ("stl/unit_cube.STL", "stl/20mm-xyz-cube.stl", "stl/multibody.stl", "stl/Spider_binary.stl",
+# Small binary STLs from the corpus that load cleanly (binary: the 80-byte header is rewritten).
+CORPUS_STLS = ("stl/unit_cube.STL", "stl/20mm-xyz-cube.stl", "stl/featuretype.STL", "stl/Spider_binary.stl",
                "stl/low_poly_benchy.stl", "stl/teapot.stl")
 LICENSES = ("Creative Commons - Attribution", "Creative Commons - Attribution - Share Alike",
             "Creative Commons - Attribution - Non-Commercial", "Creative Commons - Public Domain Dedication")
@@ -97,7 +97,7 @@ class FakeThingiverse:
                 if name.endswith(".stl"):
                     blob = unique_stl(stls[index % len(stls)], f"{thing['id']}-{record['id']}")
                 elif name.endswith(".3mf"):
-                    blob = zipped({"3D/3dmodel.model": b"<model/>"})
+                    blob = (CORPUS / "3mf" / "box.3mf").read_bytes()
                 else:
                     blob = f"file {name}".encode()
                 self._add_file(thing["id"], record["id"], name, blob, printable=record["direct_url"] is not None)

@@ -5,6 +5,7 @@ Scenes are flattened with their node transforms, so instanced parts appear once 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,8 @@ def _load_scene(path: Path, fmt: str):
     import trimesh
     from trimesh.resolvers import FilePathResolver
 
+    log = logging.getLogger("trimesh")
+    was_disabled, log.disabled = log.disabled, True  # a missing texture is logged as a traceback; not ours
     try:
         return trimesh.load(
             str(path),
@@ -62,6 +65,8 @@ def _load_scene(path: Path, fmt: str):
         raise FormatError(
             f"{path.name}: cannot parse {fmt}: {type(exc).__name__}: {exc}"[:500], format=fmt, reason="parse_error"
         ) from exc
+    finally:
+        log.disabled = was_disabled
 
 
 def _flatten(scene, warnings: list[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:

@@ -6,6 +6,7 @@ of them written as new STL files, so near-copies are genuine different files of 
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from destill3d_tui.engine.store.db import Store
 from destill3d_tui.engine.store.snapshot import Prediction, Snapshot
 
+_pg_counter = itertools.count()
 BASE_MESHES = ("stl/teapot.stl", "off/socket.off", "obj/fandisk.obj", "stl/featuretype.STL")
 
 
@@ -103,3 +105,28 @@ def clone(snap: Snapshot) -> Snapshot:
     copy.model_id = ""
     copy.provenance.original_file_hash = hashlib.sha256(copy.snapshot_id.encode()).hexdigest()
     return copy
+
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+@pytest.fixture
+def pg_store() -> Store:
+    """A Store on a throwaway PostgreSQL database (the real server; never skipped)."""
+    import os
+
+    import psycopg
+
+    name = f"destill3d_dataset_{os.getpid()}_{next(_pg_counter)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:  # pragma: no cover - the message is the point
+        pytest.fail(f"PostgreSQL is required at 127.0.0.1:5432 (user postgres): {exc}")
+    with admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    s = Store(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    yield s
+    s.close()
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -244,7 +244,7 @@ def find_clusters(
         uf.union(a, b)
     geo = geometric_index(store, settings.index)
     models = _embedding_models(store) if embedding_index else {}
-    ids = sorted(geo._label)
+    ids = geo.ids()
     for chunk in _in_chunks(ids, 1024):
         queries = np.stack([geo.vector(i) for i in chunk])
         for sid, hits in zip(chunk, geo.search(queries, k=neighbours), strict=True):

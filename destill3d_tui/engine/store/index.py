@@ -46,7 +46,7 @@ PATCH_LIMIT_SHARE = 0.5
 """Rebuild instead of patching when more than this share of the index would change."""
 FETCH_CHUNK = 2048
 """Vectors read from the source per round trip while (re)building."""
-SMALL_BATCH = 16
+SMALL_BATCH = 64
 """Below this many queries a search runs on one thread."""
 
 
@@ -278,6 +278,11 @@ class EmbeddingIndex:
             if len(out) == k:
                 break
         return out
+
+    def ids(self) -> list[str]:
+        """Every indexed snapshot id (sorted)."""
+        with self._lock:
+            return sorted(self._label)
 
     def vector(self, snapshot_id: str) -> np.ndarray | None:
         """The normalised (d,) vector stored for ``snapshot_id``, None when it is not indexed."""

@@ -56,6 +56,7 @@ def _load_scene(path: Path, fmt: str):
             process=False,
             resolver=FilePathResolver(str(path)),
             allow_remote=False,
+            skip_materials=True,  # textures are never needed for geometry, and never read
         )
     except (GeometryError, FormatError):
         raise

@@ -10,13 +10,25 @@ from textual.widgets import DataTable, TabbedContent
 
 from destill3d_tui.app import Destill3DApp
 from destill3d_tui.engine.api import Destill3D
-from destill3d_tui.engine.queue import QueueEntry
 from destill3d_tui.screens.queue import PAGE_SIZE
 from destill3d_tui.screens.queue_detail import QueueItemModal
 from destill3d_tui.widgets.stage_board import StageBoard
 
 from .conftest import frozen_clock
 from .test_app_pilot import SIZE, wait_for
+
+
+def bulk_queue(engine: Destill3D, total: int) -> None:
+    """``total`` queued rows generated inside SQLite (the columns ``Queue.add_entries`` writes)."""
+    table = engine.store.ProcessingQueue._meta.table_name
+    engine.store.execute(
+        f"INSERT INTO {table} (model_id, platform, source_url, source_id, stage, priority, retry_count, "
+        "max_retries, metadata, bytes_in, created_at, updated_at) "
+        "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < ?) "
+        "SELECT 'test:' || i, 'test', 'http://127.0.0.1/' || i, CAST(i AS TEXT), 'queued', 0, 0, 3, '{}', 0, "
+        "datetime('now'), datetime('now') FROM seq",
+        (total - 1,),
+    )
 
 
 def board_app(engine: Destill3D, start: bool = False) -> Destill3DApp:
@@ -77,9 +89,8 @@ async def test_failures_retry_pause_resume_and_quit_drains(engine: Destill3D, tm
 
 
 async def test_a_large_queue_is_paged_not_loaded(engine: Destill3D) -> None:
-    total = 20_000
-    engine.queue.add_entries([QueueEntry(model_id=f"test:{i}", platform="test", source_url=f"http://127.0.0.1/{i}")
-                              for i in range(total)])
+    total = 100_000
+    bulk_queue(engine, total)
     app = board_app(engine)
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one("#queue-table", DataTable)

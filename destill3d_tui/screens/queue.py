@@ -108,6 +108,8 @@ class QueueScreen(EngineScreen):
                  title="Could not read the failures")
         if self.bridge.has("db.stats"):
             self.ask("stats", lambda d3d: d3d.db.stats(), title="Could not read the totals")
+        if self.bridge.has("acquire"):
+            self.ask("rates", lambda d3d: d3d.acquire.rate_status(), title="Could not read the rate budgets")
 
     def got_counts(self, counts: dict[str, int]) -> None:
         self.query_one(StageBoard).set_counts(counts)

@@ -13,6 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
+from ..engine.errors import Destill3DError
 from ..widgets.bars import confidence_line
 from ..widgets.depth_view import DepthView
 from ..widgets.pointcloud import PointCloudView
@@ -145,8 +146,11 @@ class SnapshotsScreen(EngineScreen):
             return
         note.update("enter opens a similar model")
 
-        def fetch(d3d: Any) -> list[tuple[Any, float]]:
-            found = d3d.db.find_similar(snapshot_id, k=10)
+        def fetch(d3d: Any) -> list[tuple[Any, float]] | str:
+            try:
+                found = d3d.db.find_similar(snapshot_id, k=10)
+            except Destill3DError as exc:  # e.g. no vector for this snapshot: say so in the tab
+                return f"No similar models: {exc}"
             out = []
             for other_id, score in found:
                 try:
@@ -157,9 +161,12 @@ class SnapshotsScreen(EngineScreen):
 
         self.ask("similar", fetch, title="Could not find similar models")
 
-    def got_similar(self, found: list[tuple[Any, float]]) -> None:
+    def got_similar(self, found: list[tuple[Any, float]] | str) -> None:
         table = self.query_one("#similar", DataTable)
         table.clear()
+        if isinstance(found, str):
+            self.query_one("#similar-note", Static).update(found)
+            return
         for snap, score in found:
             top = snap.top_prediction()
             table.add_row(plain(f"{score:.3f}"), plain(snap.provenance.title or snap.model_id),

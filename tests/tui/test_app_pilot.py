@@ -159,3 +159,25 @@ async def test_exporting_a_dataset_from_the_database_screen(seeded: Destill3D, t
         assert bar.total and bar.progress == bar.total
         await app.workers.wait_for_complete()
     assert out.is_dir() and any(out.iterdir())
+
+
+async def test_similar_models_and_enter_jumps_to_one(seeded: Destill3D) -> None:
+    from textual.widgets import TabbedContent
+
+    app = make_app(seeded, initial_mode="snapshots")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.current is not None)
+        first = screen.current.snapshot_id
+        screen.query_one(TabbedContent).active = "tab-similar"
+        similar = screen.query_one("#similar", DataTable)
+        await wait_for(pilot, lambda: similar.row_count == 3, timeout=60)
+        target = similar.coordinate_to_cell_key((0, 0)).row_key.value
+        assert target != first
+        similar.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.current is not None and screen.current.snapshot_id == target)
+        assert screen.query_one(TabbedContent).active == "tab-cloud"
+        listing = screen.query_one("#snap-list", DataTable)
+        assert listing.coordinate_to_cell_key(listing.cursor_coordinate).row_key.value == target
+        await app.workers.wait_for_complete()

@@ -30,25 +30,25 @@ def fps(points: np.ndarray, n: int) -> np.ndarray:
     Parameters
     ----------
     points : (B, N, 3) float32
-    n : samples per cloud (N < n repeats the order cyclically so shapes stay fixed)
+    n : samples per cloud (N < n repeats the FPS order cyclically so shapes stay fixed)
 
     Returns
     -------
     (B, n) int64, the same rule as the training script (start = farthest from the centroid).
     """
     b, count, _ = points.shape
-    if count <= n:
-        return np.tile(np.arange(count), (b, math.ceil(n / count)))[:, :n]
+    picks = min(n, count)
     rows = np.arange(b)
     idx = ((points - points.mean(axis=1, keepdims=True)) ** 2).sum(-1).argmax(axis=1)
     mind = np.full((b, count), np.inf, dtype=np.float32)
-    out = np.empty((b, n), dtype=np.int64)
-    for i in range(n):
+    out = np.empty((b, picks), dtype=np.int64)
+    for i in range(picks):
         out[:, i] = idx
         last = points[rows, idx][:, None, :]
         mind = np.minimum(mind, ((points - last) ** 2).sum(-1))
         idx = mind.argmax(axis=1)
-    return out
+    # fewer points than the model takes: repeat the FPS order (the prefix stays a farthest point sample)
+    return out if picks == n else np.tile(out, (1, math.ceil(n / picks)))[:, :n]
 
 
 def normalise(points: np.ndarray) -> np.ndarray:

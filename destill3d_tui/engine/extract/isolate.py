@@ -250,6 +250,7 @@ class ExtractionSupervisor:
         self._ctx = multiprocessing.get_context("spawn")
         self._tasks: queue.Queue[_Task | None] = queue.Queue()
         self._closed = False
+        self._abort = threading.Event()
         self._threads = [
             threading.Thread(target=self._slot, name=f"extract-slot-{i}", daemon=True) for i in range(self.workers)
         ]
@@ -266,11 +267,17 @@ class ExtractionSupervisor:
         self._tasks.put(_Task(key, str(path), options, provenance, future))
         return future
 
-    def close(self, cancel_pending: bool = True) -> None:
-        """Stop the children; queued files not yet started are cancelled (or finished when not)."""
+    def close(self, cancel_pending: bool = True, *, kill: bool = False) -> None:
+        """Stop the children; queued files not yet started are cancelled (or finished when not).
+
+        ``kill`` also stops the files in progress at once (their futures fail with reason
+        ``cancelled``): what Ctrl-C or an error in the caller wants.
+        """
         if self._closed:
             return
         self._closed = True
+        if kill:
+            self._abort.set()
         if cancel_pending:
             self._cancel_queued()
         for _ in self._threads:
@@ -283,8 +290,8 @@ class ExtractionSupervisor:
     def __enter__(self) -> ExtractionSupervisor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(kill=exc_type is not None)
 
     # ------------------------------------------------------------ slots
 
@@ -350,6 +357,9 @@ class ExtractionSupervisor:
                     return self._died(worker, task, peak), None
             if not worker.proc.is_alive() and not worker.conn.poll(0):
                 return self._died(worker, task, peak), None
+            if self._abort.is_set():
+                worker.kill()
+                return ("error", ("ExtractionError", "cancelled", "extraction cancelled")), None
             if time.monotonic() > deadline:
                 worker.kill()
                 message = f"no result within {self.timeout_s:g} s; worker killed"

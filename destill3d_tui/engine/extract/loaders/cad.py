@@ -166,8 +166,10 @@ def _tessellate(shape, tess: TessellationOptions) -> dict[str, float | bool | st
     from OCP.BRepMesh import BRepMesh_IncrementalMesh
 
     used = deflections(shape, tess)
+    # the constructor meshes the shape (calling Perform() again would mesh it twice); one thread per child
     mesher = BRepMesh_IncrementalMesh(shape, used["linear_deflection"], False, used["angular_deflection"], False)
-    mesher.Perform()
+    if not mesher.IsDone():
+        raise TessellationError("BRepMesh_IncrementalMesh did not finish")
     return used
 
 

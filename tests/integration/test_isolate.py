@@ -70,3 +70,18 @@ def test_child_works_in_item_temp_dir_and_cleans_it(tmp_path: Path, corpus_dir: 
     assert not (Path.cwd() / "written_by_child.txt").exists()
     assert list(root.rglob("written_by_child.txt")) == []  # item dir removed after the file
     assert snap_or_exc is not None
+
+
+def test_close_with_kill_stops_a_running_file(files: dict[str, Path], tmp_path: Path) -> None:
+    sup = ExtractionSupervisor(1, timeout_s=300, memory_limit_mb=3072, target=TARGET, temp_root=tmp_path / "w")
+    running = sup.submit("hang", files["hang.stl"])
+    queued = sup.submit("cube", files["Cube.off"])
+    deadline = time.monotonic() + 120
+    while not running.running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # the child is inside the file now
+    started = time.monotonic()
+    sup.close(kill=True)
+    assert time.monotonic() - started < 30
+    assert running.exception(timeout=1).reason == "cancelled"
+    assert queued.cancelled()

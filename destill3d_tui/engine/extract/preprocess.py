@@ -79,6 +79,8 @@ def _checked_vertices(vertices: np.ndarray) -> np.ndarray:
         raise GeometryError("the file holds no vertices or points", reason="empty_geometry")
     if v.ndim != 2 or v.shape[1] != 3:
         raise GeometryError(f"vertices must be (n, 3), got {v.shape}", reason="empty_geometry")
+    if np.isfinite(v).all():  # the common case, without a per-row pass
+        return v
     bad = ~np.isfinite(v).all(axis=1)
     if bad.any():
         raise GeometryError(f"{int(bad.sum())} of {len(v)} vertices have NaN/inf coordinates", reason="non_finite")

@@ -227,3 +227,36 @@ def test_filters_return_arrays_and_errors(dataset: DatasetService, tmp_path: Pat
     with pytest.raises(ExportError):
         dataset.export("hdf5", tmp_path / "full")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+def test_views_exported_when_asked(store: Store, family_snapshots: dict[str, list[Snapshot]], tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    views = {}
+    for n, snap in enumerate(family_snapshots["socket"]):
+        copy = clone(snap)
+        if n < 2:
+            copy.geometry.views = rng.integers(0, 256, (12, 32, 32), dtype=np.uint8)
+        views[store_snapshot(store, copy, label="socket", license_spdx="MIT")] = copy.geometry.views
+    service = DatasetService(store)
+    service.export("hdf5", tmp_path / "h", split="1:0:0", views=True)
+    with h5py.File(tmp_path / "h" / "ply_data_train0.h5") as f:
+        assert f["views"].shape == (3, 12, 32, 32)
+        for i, sid in enumerate(f["snapshot_ids"][:]):
+            expected = views[sid.decode()]
+            meta = json.loads(f["metadata"][i])
+            if expected is None:
+                assert not f["views"][i].any() and meta["has_views"] is False
+            else:
+                assert np.array_equal(f["views"][i], expected)
+    arrays = service.export("numpy", views=True, return_arrays=True).arrays
+    for sid, got in zip(arrays["snapshot_ids"], arrays["views"], strict=True):
+        assert np.array_equal(got, views[str(sid)] if views[str(sid)] is not None else np.zeros_like(got))
+    service.export("parquet", tmp_path / "p", split="1:0:0", views=True)
+    table = pq.read_table(tmp_path / "p" / "train.parquet").to_pylist()
+    for row in table:
+        expected = views[row["snapshot_id"]]
+        if expected is not None:
+            assert np.frombuffer(row["views"], np.uint8).reshape(12, 32, 32).tolist() == expected.tolist()
+    without = service.export("hdf5", tmp_path / "n", split="1:0:0")
+    with h5py.File(without.files[0]) as f:
+        assert "views" not in f

@@ -110,3 +110,16 @@ def test_choose_prefers_single_file_formats(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"x" * size)
     chosen = choose_model_files(tmp_path.iterdir())
     assert [p.name for p in chosen] == ["part.stl", "mesh.obj", "scene.gltf"]
+
+
+def test_duplicate_member_names_are_refused(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("m/part.stl", b"first")
+        z.writestr("m/part.stl", b"second, overwriting the first")
+    path = tmp_path / "dupes.zip"
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(ArchiveError) as info:
+        safe_extract(path, item_dir(tmp_path))
+    assert info.value.reason == "unsafe_archive"
+    assert not any(p.is_file() for p in item_dir(tmp_path).rglob("*"))

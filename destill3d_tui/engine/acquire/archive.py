@@ -98,8 +98,13 @@ def _check_totals(count: int, declared: int, packed: int, limits: ArchiveLimits)
 def _write_stream(source, target: Path, budget: int, declared: int | None) -> int:  # type: ignore[no-untyped-def]
     """Copy with a byte budget; headers that under-declare are caught here."""
     written = 0
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("xb") as out:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        out = target.open("xb")
+    except (FileExistsError, NotADirectoryError):
+        raise ArchiveError(f"archive holds {target.name} twice (or a file and a folder of that name)",
+                           reason="unsafe_archive") from None
+    with out:
         while chunk := source.read(_CHUNK):
             written += len(chunk)
             if written > budget or (declared is not None and written > declared):

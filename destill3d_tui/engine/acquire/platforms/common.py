@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ class HttpAdapter:
         """Unpack an archive safely (model files only) and pick the primary model file."""
         files = [downloaded.path]
         if is_archive(downloaded.path) and model_format(downloaded.path.name) != "3mf":
+            # a run killed while unpacking leaves a partial folder behind: start it afresh
+            shutil.rmtree(target_dir / "unpacked", ignore_errors=True)
             unpacked = safe_extract(downloaded.path, target_dir / "unpacked",
                                     ArchiveLimits.from_settings(self.settings.acquisition))
             files = choose_model_files(unpacked)

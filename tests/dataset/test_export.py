@@ -260,3 +260,22 @@ def test_views_exported_when_asked(store: Store, family_snapshots: dict[str, lis
     without = service.export("hdf5", tmp_path / "n", split="1:0:0")
     with h5py.File(without.files[0]) as f:
         assert "views" not in f
+
+
+def test_tfrecord_wire_format_matches_protobuf_and_reference_writer() -> None:
+    from tfrecord import example_pb2
+    from tfrecord.writer import TFRecordWriter
+
+    from destill3d_tui.engine.store.export import tfrecord as tfr
+
+    values = np.array([0.5, -1.25, 3.0e-8, 7.0], np.float32)
+    payload = tfr.example({"f": tfr.float_feature(values), "i": tfr.int64_feature([0, 300, -2, 2**40]),
+                           "b": tfr.bytes_feature([b"abc", "é".encode()])})
+    parsed = example_pb2.Example.FromString(payload)
+    feature = parsed.features.feature
+    assert list(feature["f"].float_list.value) == values.tolist()
+    assert list(feature["i"].int64_list.value) == [0, 300, -2, 2**40]
+    assert list(feature["b"].bytes_list.value) == [b"abc", "é".encode()]
+    length = struct.pack("<Q", len(payload))
+    reference = length + TFRecordWriter.masked_crc(length) + payload + TFRecordWriter.masked_crc(payload)
+    assert tfr.frame(payload) == reference

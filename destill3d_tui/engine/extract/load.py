@@ -107,9 +107,12 @@ def _check_extent(points: np.ndarray, name: str) -> None:
 
 
 def _has_area(vertices: np.ndarray, faces: np.ndarray) -> bool:
-    """True when at least one triangle (m, 3) has a non-zero area."""
-    a, b, c = (vertices[faces[:, i]] for i in range(3))
-    return bool(np.any(np.linalg.norm(np.cross(b - a, c - a), axis=1) > 0))
+    """True when at least one triangle (m, 3) has a non-zero area (the first few usually decide)."""
+    for chunk in (faces[:1024], faces[1024:]):
+        a, b, c = (vertices[chunk[:, i]] for i in range(3))
+        if len(chunk) and np.any(np.abs(np.cross(b - a, c - a)).sum(axis=1) > 0):
+            return True
+    return False
 
 
 def _finalize_points(geometry: LoadedGeometry, vertices: np.ndarray, name: str) -> LoadedGeometry:

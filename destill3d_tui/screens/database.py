@@ -30,6 +30,8 @@ class DatabaseScreen(EngineScreen):
         Binding("e", "export", "Export", tooltip="Export the matching snapshots as a dataset"),
         Binding("s", "show_stats", "Statistics", tooltip="Bar charts by platform, format, label, stage"),
         Binding("slash", "focus_form", "Query form", key_display="/"),
+        Binding("1", "show_results", "Results tab", show=False),
+        Binding("2", "show_stats", "Statistics tab", show=False),
     ]
 
     def __init__(self) -> None:
@@ -45,9 +47,9 @@ class DatabaseScreen(EngineScreen):
                 yield Input(placeholder=label, id=f"q-{key}", classes="db-filter", compact=True)
         yield Static("", id="db-status", markup=False)
         with TabbedContent(id="db-tabs"):
-            with TabPane("Results", id="tab-results"):
+            with TabPane("1 Results", id="tab-results"):
                 yield DataTable(id="db-results", cursor_type="row", zebra_stripes=True)
-            with TabPane("Statistics", id="tab-stats"), Vertical():
+            with TabPane("2 Statistics", id="tab-stats"), Vertical():
                 yield Static("", id="db-totals", markup=False)
                 with Grid(id="db-charts"):
                     for key in ("platform", "format", "label", "stage"):
@@ -136,6 +138,10 @@ class DatabaseScreen(EngineScreen):
         self.query_one("#q-platform", Input).focus()
 
     # ------------------------------------------------------------ statistics
+
+    def action_show_results(self) -> None:
+        self.query_one(TabbedContent).active = "tab-results"
+        self.query_one("#db-results", DataTable).focus()
 
     def action_show_stats(self) -> None:
         self.query_one(TabbedContent).active = "tab-stats"

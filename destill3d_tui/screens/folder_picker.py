@@ -18,7 +18,8 @@ from textual.widgets import DirectoryTree, Input, Label, Static
 class FolderPicker(ModalScreen[list[Path] | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss_none", "Cancel"),
-        Binding("space", "mark", "Mark", tooltip="Mark the highlighted file or folder"),
+        # priority: the tree would otherwise take space to fold a folder (enter does that too)
+        Binding("space", "mark", "Mark", tooltip="Mark the highlighted file or folder", priority=True),
         Binding("u", "use", "Use marked", tooltip="Queue the marked paths (or the highlighted folder)"),
     ]
 

@@ -13,11 +13,6 @@ from textual.widgets import DataTable, Label
 from ..widgets.text import plain
 
 
-def key_label(key: str) -> str:
-    return key.replace("ctrl+", "^").replace("shift+", "⇧").replace("left_square_bracket", "[") \
-        .replace("right_square_bracket", "]").replace("space", "space")
-
-
 class HelpModal(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,f1,q", "dismiss", "Close")]
 
@@ -35,6 +30,6 @@ class HelpModal(ModalScreen[None]):
         table.add_columns("Where", "Key", "Does")
         for section, bindings in self.sections:
             for binding in bindings:
-                table.add_row(plain(section), plain(key_label(binding.key_display or binding.key)),
+                table.add_row(plain(section), plain(self.app.get_key_display(binding)),
                               plain(binding.description or binding.action))
         table.focus()

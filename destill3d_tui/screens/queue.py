@@ -34,6 +34,8 @@ PAGE_SIZE = 200
 REFRESH_S = 1.0
 """Counts and the visible page are re-read at most once a second while events arrive."""
 STAGE_FILTERS = (None, *STAGE_ORDER)
+TABS = {"tab-queue": "Queue", "tab-active": "Active", "tab-failures": "Failures", "tab-rates": "Rates"}
+"""Tab ids and their names; keys 1-4 open them."""
 
 
 class QueueScreen(EngineScreen):
@@ -49,6 +51,8 @@ class QueueScreen(EngineScreen):
         Binding("right_square_bracket", "page(1)", "Next page", key_display="]"),
         Binding("left_square_bracket", "page(-1)", "Prev page", key_display="["),
         Binding("enter", "details", "Details", show=False, tooltip="Why an item failed, attempts, next retry"),
+        *[Binding(str(n), f"show_tab('{tab}')", f"{label} tab", show=False)
+          for n, (tab, label) in enumerate(TABS.items(), start=1)],
     ]
 
     def __init__(self) -> None:
@@ -69,14 +73,14 @@ class QueueScreen(EngineScreen):
                 yield Static("", id="throughput-label")
             yield Static("", id="bytes-label")
         with TabbedContent(id="queue-tabs", initial="tab-queue"):
-            with TabPane("Queue", id="tab-queue"):
+            with TabPane("1 Queue", id="tab-queue"):
                 yield Static("", id="queue-page", markup=False)
                 yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
-            with TabPane("Active", id="tab-active"):
+            with TabPane("2 Active", id="tab-active"):
                 yield DataTable(id="active-table", cursor_type="row")
-            with TabPane("Failures", id="tab-failures"):
+            with TabPane("3 Failures", id="tab-failures"):
                 yield DataTable(id="failures-table", cursor_type="row", zebra_stripes=True)
-            with TabPane("Rates", id="tab-rates"):
+            with TabPane("4 Rates", id="tab-rates"):
                 yield RatePanel(id="rates", clock=self.d3d_app.clock)
         yield Footer()
 
@@ -155,8 +159,8 @@ class QueueScreen(EngineScreen):
         ratio = stats.get("compression_ratio")
         live = self.d3d_app.live
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"in {human_bytes(downloaded)} → kept {human_bytes(kept)}")
-        text.append(f" · {ratio:.1f}× smaller" if ratio else " · ratio –", style="bold")
+        text.append(f"{human_bytes(downloaded)} in → {human_bytes(kept)} kept")
+        text.append(f" ({ratio:.1f}×)" if ratio else "", style="bold")
         text.append(f"\nsession: {live.session_stored} stored · {live.session_failed} failed · "
                     f"{live.session_duplicates} dup")
         self.query_one("#bytes-label", Static).update(text)
@@ -177,7 +181,7 @@ class QueueScreen(EngineScreen):
         minutes = live.throughput()
         self.query_one("#throughput", Sparkline).data = minutes
         self.query_one("#throughput-label", Static).update(
-            f"{minutes[-1]:.0f}/min now · {sum(minutes):.0f} in the last {len(minutes)} min · {live.pipeline_state}")
+            f"{minutes[-1]:.0f}/min · {sum(minutes):.0f} in {len(minutes)} min · {live.pipeline_state}")
         self.sub_title = f"pipeline {live.pipeline_state}"
         if events:
             self._refresh_soon()
@@ -284,6 +288,12 @@ class QueueScreen(EngineScreen):
         self.page = 0
         self.query_one(TabbedContent).active = "tab-queue"
         self.refresh_from_engine()
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        table = {"tab-queue": "#queue-table", "tab-active": "#active-table", "tab-failures": "#failures-table"}
+        if tab in table:
+            self.query_one(table[tab], DataTable).focus()
 
     def action_page(self, delta: int) -> None:
         pages = max((self.total_in_view + PAGE_SIZE - 1) // PAGE_SIZE, 1)

@@ -161,7 +161,7 @@ class SearchScreen(EngineScreen):
         self.results = dict(rows)
         for key, item in rows:
             if isinstance(item, Path):
-                cells = (item.name, "local", str(item.parent))
+                cells = (item.name, "(you)", "your own files")
             else:
                 cells = (item.title or item.source_id, item.author, item.license.spdx or item.license.raw or "unknown")
             table.add_row(plain(MARK if key in self.selected else ""), *(plain(c) for c in cells), key=key)
@@ -224,7 +224,7 @@ class SearchScreen(EngineScreen):
                 self.selected = {str(p) for p in paths}
                 self._fill([(str(p), p) for p in paths])
 
-        self.app.push_screen(FolderPicker(Path.home()), picked)
+        self.app.push_screen(FolderPicker(Path.cwd()), picked)
 
     def action_focus_query(self) -> None:
         self.query_one("#query", Input).focus()

@@ -20,6 +20,9 @@ from ..widgets.pointcloud import PointCloudView
 from ..widgets.text import human_bytes, plain
 from .base import EngineScreen
 
+TABS = {"tab-cloud": "Cloud", "tab-features": "Features", "tab-predictions": "Predictions",
+        "tab-provenance": "Source", "tab-similar": "Similar", "tab-views": "Views"}
+"""Tab ids and their names; keys 1-6 open them."""
 LIST_PAGE = 200
 """Snapshots listed per page; the filter narrows further in the database, not in the widget."""
 
@@ -33,6 +36,8 @@ class SnapshotsScreen(EngineScreen):
         Binding("right_square_bracket", "page(1)", "Next page", key_display="]"),
         Binding("left_square_bracket", "page(-1)", "Prev page", key_display="["),
         Binding("escape", "focus_list", "List", show=False),
+        *[Binding(str(n), f"show_tab('{tab}')", f"{label} tab", show=False)
+          for n, (tab, label) in enumerate(TABS.items(), start=1)],
     ]
 
     def __init__(self) -> None:
@@ -51,18 +56,18 @@ class SnapshotsScreen(EngineScreen):
                 yield DataTable(id="snap-list", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="snap-count", markup=False)
             with TabbedContent(id="snap-tabs"):
-                with TabPane("Cloud", id="tab-cloud"):
+                with TabPane("1 Cloud", id="tab-cloud"):
                     yield PointCloudView(id="cloud")
-                with TabPane("Features", id="tab-features"):
+                with TabPane("2 Features", id="tab-features"):
                     yield VerticalScroll(Static("", id="features"))
-                with TabPane("Predict", id="tab-predictions"):
+                with TabPane("3 Predict", id="tab-predictions"):
                     yield VerticalScroll(Static("", id="predictions"))
-                with TabPane("Source", id="tab-provenance"):
+                with TabPane("4 Source", id="tab-provenance"):
                     yield VerticalScroll(Static("", id="provenance"))
-                with TabPane("Similar", id="tab-similar"):
+                with TabPane("5 Similar", id="tab-similar"):
                     yield Static("", id="similar-note", markup=False)
                     yield DataTable(id="similar", cursor_type="row")
-                with TabPane("Views", id="tab-views"):
+                with TabPane("6 Views", id="tab-views"):
                     yield DepthView(id="views")
         yield Footer()
 
@@ -197,6 +202,11 @@ class SnapshotsScreen(EngineScreen):
     def action_focus_cloud(self) -> None:
         self.query_one(TabbedContent).active = "tab-cloud"
         self.query_one(PointCloudView).focus()
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        if tab == "tab-cloud":
+            self.query_one(PointCloudView).focus()
 
     def action_page(self, delta: int) -> None:
         self.page = max(self.page + delta, 0)

@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
 from .topology import tree_parity
@@ -137,9 +135,8 @@ def orient_normals(points: np.ndarray, normals: np.ndarray, neighbours: np.ndarr
     def disagree(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.einsum("ij,ij->i", normals[a], normals[b]) < 0
 
-    parity = tree_parity(n, i, j, disagree, weight)
+    parity, labels = tree_parity(n, i, j, disagree, weight)
     oriented = np.where(parity[:, None], -normals, normals)
-    _, labels = csgraph.connected_components(sparse.csr_matrix((weight, (i, j)), shape=(n, n)), directed=False)
     return _outward(points, oriented, labels)
 
 

@@ -184,7 +184,7 @@ def tree_parity(
     j: np.ndarray,
     flip_of: Callable[[np.ndarray, np.ndarray], np.ndarray],
     weight: np.ndarray | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Per node, whether it must be flipped to agree with the root of its spanning tree.
 
     Takes a spanning forest (the minimum spanning tree on ``weight`` when given, else a
@@ -202,9 +202,10 @@ def tree_parity(
     Returns
     -------
     parity : (n,) bool
+    labels : (n,) int32 connected component of each node
     """
     if len(i) == 0:
-        return np.zeros(n, dtype=bool)
+        return np.zeros(n, dtype=bool), np.arange(n, dtype=np.int32)
     graph = sparse.csr_matrix((weight if weight is not None else np.ones(len(i)), (i, j)), shape=(n, n))
     if weight is not None:
         graph = csgraph.minimum_spanning_tree(graph)
@@ -225,7 +226,7 @@ def tree_parity(
     while not (parent[:n] == n).all():
         acc[:n] ^= acc[parent[:n]]
         parent[:n] = parent[parent[:n]]
-    return acc[:n]
+    return acc[:n], labels
 
 
 def _pair_lookup(n: int, i: np.ndarray, j: np.ndarray, flip: np.ndarray):
@@ -276,9 +277,7 @@ def orient_faces(vertices: np.ndarray, faces: np.ndarray, stats: EdgeStats, cros
         inverted = _outward_scores(vertices, faces, cross).sum() < 0
         return np.full(n_faces, inverted, dtype=bool)
     f0, f1, disagree = _face_adjacency(faces, len(vertices))
-    parity = tree_parity(n_faces, f0, f1, _pair_lookup(n_faces, f0, f1, disagree))
-    graph = sparse.csr_matrix((np.ones(len(f0)), (f0, f1)), shape=(n_faces, n_faces))
-    _, labels = csgraph.connected_components(graph, directed=False)
+    parity, labels = tree_parity(n_faces, f0, f1, _pair_lookup(n_faces, f0, f1, disagree))
     score = _outward_scores(vertices, faces, cross)
     flip_patch = np.bincount(labels, weights=np.where(parity, -score, score)) < 0
     return parity ^ flip_patch[labels]

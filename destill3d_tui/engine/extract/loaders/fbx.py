@@ -1,7 +1,7 @@
 """FBX through Open3D's assimp-based ``read_triangle_model`` (binary and ASCII FBX 7.x).
 
-assimp reads FBX 6.1 (``maya_cube_6100_binary.fbx``) as zero meshes, so files older than 7.0
-are refused up front with ``format_unsupported`` and a hint to re-export. Header sizes are
+assimp reads FBX 6.1 (``maya_cube_6100_binary.fbx``) as zero meshes, so binary files older
+than 7.0 go through :mod:`fbx_legacy`; ASCII FBX 6 is refused with ``format_unsupported``. Header sizes are
 checked against the file first: assimp trusts them and allocates what they claim.
 """
 
@@ -45,16 +45,39 @@ def load_fbx(path: Path) -> LoadedGeometry:
     else:
         check_ascii_arrays(data, path.name)
     if version is not None and version < MIN_VERSION:
-        raise FormatError(
-            f"{path.name}: FBX {version / 1000:.1f} is older than FBX 7; the assimp-based reader finds no meshes in "
-            "it. Re-export the model as FBX 7.x (or glTF/OBJ)",
-            format="FBX",
-            reason="format_unsupported",
-        )
-    geometry = _read_with_open3d(path)
+        geometry = _read_legacy(path, data, encoding, version)
+    else:
+        geometry = _read_with_open3d(path)
     geometry.metadata.update({"fbx_encoding": encoding, "fbx_version": version})
     geometry.up_axis = _up_axis(data)
     return geometry
+
+
+def _read_legacy(path: Path, data: bytes, encoding: str, version: int) -> LoadedGeometry:
+    """FBX 6.x: assimp reads it as zero meshes, so binary files go through our own reader."""
+    from .fbx_legacy import read_fbx6_meshes
+
+    unsupported = FormatError(
+        f"{path.name}: FBX {version / 1000:.1f} {encoding} holds no mesh this reader understands (assimp reads "
+        "FBX 6 as zero meshes; only binary FBX 6 models with Vertices/PolygonVertexIndex are read here). "
+        "Re-export the model as FBX 7.x, glTF or OBJ",
+        format="FBX",
+        reason="format_unsupported",
+    )
+    if encoding != "binary":
+        raise unsupported
+    meshes, warnings = read_fbx6_meshes(data, path.name)
+    meshes = [(v, f) for v, f in meshes if len(f)]
+    if not meshes:
+        raise unsupported
+    offsets = np.cumsum([0] + [len(v) for v, _ in meshes[:-1]])
+    return LoadedGeometry(
+        vertices=np.concatenate([v for v, _ in meshes]),
+        faces=np.concatenate([f + o for (_, f), o in zip(meshes, offsets, strict=True)]),
+        format="FBX",
+        mesh_count=len(meshes),
+        warnings=[*warnings, f"FBX {version / 1000:.1f}: read with Destill3D's FBX 6 reader"],
+    )
 
 
 def _read_with_open3d(path: Path) -> LoadedGeometry:

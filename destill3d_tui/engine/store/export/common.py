@@ -29,15 +29,15 @@ import numpy as np
 
 from ...acquire import licenses
 from ...acquire.base import LicenseInfo
-from ...errors import ConfigError
+from ...errors import Destill3DError
 
 SPLIT_NAMES = ("train", "val", "test")
 UNLABELLED = "unknown"
 ENTRY_POINT_GROUP = "destill3d.exporters"
 
 
-class ExportError(ConfigError):
-    """Bad export request (unknown format, bad split, nothing to export)."""
+class ExportError(Destill3DError):
+    """Bad export request (unknown format, bad split, output in the way, nothing to export)."""
 
     reason = "export_invalid"
 
@@ -198,7 +198,7 @@ def license_refusal(row: dict[str, Any], policy: str) -> str | None:
     try:
         return licenses.why_refused(info, policy)
     except ValueError as exc:
-        raise ExportError(str(exc)) from exc
+        raise ExportError(str(exc)) from exc  # an unknown policy name
 
 
 # ---------------------------------------------------------------- manifest and card

@@ -279,3 +279,12 @@ def test_tfrecord_wire_format_matches_protobuf_and_reference_writer() -> None:
     length = struct.pack("<Q", len(payload))
     reference = length + TFRecordWriter.masked_crc(length) + payload + TFRecordWriter.masked_crc(payload)
     assert tfr.frame(payload) == reference
+
+
+def test_cancelled_export_stops_and_writes_no_card(dataset: DatasetService, tmp_path: Path) -> None:
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    result = dataset.export("tfrecord", tmp_path / "t", cancel=cancel)
+    assert result.interrupted and result.card is None and not (tmp_path / "t" / "README.md").exists()

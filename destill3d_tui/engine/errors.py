@@ -13,10 +13,12 @@ printed in ``--json`` output, shown in the TUI) and a ``kind`` that the retry po
     Destill3DError
     ├── ConfigError                      reason: config_invalid
     ├── AcquisitionError
-    │   ├── PlatformError                reason: platform_error / platform_unavailable / banned / auth_failed
+    │   ├── PlatformError                reason: platform_error / platform_unavailable / banned / auth_failed /
+    │   │                                        forbidden / not_found / unsupported_url
     │   ├── RateLimitError               reason: rate_limited
     │   ├── DownloadError                reason: download_failed / too_large / truncated / expired_url /
-    │   │                                        host_not_allowed / redirect_loop / timeout
+    │   │                                        host_not_allowed / redirect_loop / timeout / connection_failed /
+    │   │                                        no_model_file
     │   ├── ArchiveError                 reason: unsafe_archive / archive_bomb
     │   └── LicenseError                 reason: license_forbidden
     ├── ExtractionError

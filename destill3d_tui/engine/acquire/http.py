@@ -396,10 +396,12 @@ class HttpClient:
 
     def _check_ban(self, platform: str, bucket: RateBucket) -> None:
         if bucket.banned and bucket.pause_remaining() > 0:
-            raise PlatformError(
+            error = PlatformError(
                 f"{platform} is paused after a ban ({bucket.message}); not retrying for "
                 f"{bucket.pause_remaining():.0f} s", platform=platform, status_code=403, reason="banned",
             )
+            error.retry_after = bucket.pause_remaining()  # type: ignore[attr-defined]
+            raise error
 
     async def _pace(self, platform: str, bucket: RateBucket, deadline: float) -> list[float | None] | None:
         """Wait for a slot; the caller hands it back with ``bucket.done(slot)`` when the exchange ends."""
@@ -442,7 +444,9 @@ class HttpClient:
             message = f"{platform} answered with {why}: treating it as a ban, pausing {self.acq.ban_pause_s:.0f} s"
             bucket.pause(self.acq.ban_pause_s, message, banned=True)
             self._emit_budget(platform, bucket)
-            return PlatformError(message, platform=platform, status_code=403, reason="banned")
+            error = PlatformError(message, platform=platform, status_code=403, reason="banned")
+            error.retry_after = self.acq.ban_pause_s  # type: ignore[attr-defined]  # when the queue may try again
+            return error
         return PlatformError(
             f"{platform}: forbidden (403) for {redact(url)}: {redact(body[:200].decode('utf-8', 'replace'))}",
             platform=platform, status_code=403, reason="forbidden", kind="permanent",

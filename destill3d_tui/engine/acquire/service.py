@@ -73,6 +73,20 @@ class AcquireService:
         self._adapters: dict[str, Any] = {}
         self.refused: list[Refusal] = []
 
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run on a short-lived loop and close the HTTP connections opened on it."""
+
+        async def closing() -> T:
+            try:
+                return await coro
+            finally:
+                for adapter in list(self._adapters.values()):
+                    http = getattr(adapter, "http", None)
+                    if http is not None:
+                        await http.aclose()
+
+        return run_sync(closing())
+
     def adapter(self, platform: str) -> Any:
         if platform not in self._adapters:
             self._adapters[platform] = get_adapter(platform, self.settings, emit=self.d3d.events.emit)
@@ -99,7 +113,7 @@ class AcquireService:
 
     def search(self, platform: str, query: str, filters: SearchFilters | None = None, page: Any = 1) -> SearchPage:
         filters = filters or SearchFilters(license_policy=self.settings.acquisition.license_policy)
-        return run_sync(self.adapter(platform).search(query, filters, page))
+        return self._run(self.adapter(platform).search(query, filters, page))
 
     def search_many(self, platform: str, query: str, limit: int, filters: SearchFilters | None = None) -> list[
             ModelMetadata]:
@@ -121,7 +135,7 @@ class AcquireService:
         """Queue the results the licence policy allows: one row per model file, grouped per model."""
         policy = policy or self.settings.acquisition.license_policy
         licenses.why_refused(licenses.LicenseInfo(), policy)  # validates the policy name early
-        detailed = run_sync(self._detail_all(list(results), policy))
+        detailed = self._run(self._detail_all(list(results), policy))
         entries: list[QueueEntry] = []
         for meta in detailed:
             why = licenses.why_refused(meta.license, policy)
@@ -184,7 +198,7 @@ class AcquireService:
             if adapter.platform_id == "local":
                 ids += self.d3d.queue.add_paths([Path(source_id)], priority=priority)
                 continue
-            meta = run_sync(self.adapter(adapter.platform_id).get_metadata(source_id))
+            meta = self._run(self.adapter(adapter.platform_id).get_metadata(source_id))
             remote.append(meta)
         if remote:
             ids += self.queue_results(remote, priority, policy)

@@ -28,8 +28,6 @@ def holds_nothing(entry: dict) -> bool:
     facts = entry["facts"]
     if entry["format"] in CAD:
         return facts.get("faces", 0) == 0
-    if entry["format"] == "fbx":
-        return facts.get("mesh_count", 1) == 0
     return False
 
 
@@ -53,7 +51,17 @@ def test_corpus_file_loads(entry: dict) -> None:
     geometry = load_geometry(path, PREVIEW)
     assert geometry.format == entry["format"].upper()
     assert np.isfinite(geometry.vertices).all()
+    if entry["path"] == "fbx/maya_cube_6100_binary.fbx":
+        _check_fbx61(geometry)
+        return
     {"cad": _check_cad, "cloud": _check_cloud}.get(_family(entry), _check_mesh)(geometry, entry)
+
+
+def _check_fbx61(geometry: LoadedGeometry) -> None:
+    """Open3D (assimp) saw no mesh in FBX 6.1, so the facts hold none; it is the 7.1 file's cube."""
+    assert len(geometry.faces) == 12 and len(geometry.vertices) == 8
+    low, high = _bounds(geometry.vertices)
+    assert np.allclose(low, -0.5) and np.allclose(high, 0.5)
 
 
 def _family(entry: dict) -> str:
@@ -128,15 +136,28 @@ def test_relative_deflection_scales_with_the_part() -> None:
     assert dense.tessellation["linear_deflection"] == pytest.approx(0.001 * diag, rel=0.05)
 
 
-def test_gltf_reports_y_up_and_fbx_61_says_why() -> None:
+def test_gltf_reports_y_up_and_ascii_fbx6_says_why(tmp_path: Path) -> None:
     assert load_geometry(CORPUS / "glb/Duck.glb").up_axis == "y"
+    old = tmp_path / "old.fbx"
+    old.write_text("; FBX 6.1.0 project file\nFBXHeaderExtension:  {\n}\nObjects:  {\n}\n")
     with pytest.raises(ExtractionError) as info:
-        load_geometry(CORPUS / "fbx/maya_cube_6100_binary.fbx")
+        load_geometry(old)
     assert info.value.reason == "format_unsupported"
-    assert "FBX 6.1" in str(info.value) and "7" in str(info.value)
+    assert "FBX 6.1" in str(info.value) and "Re-export" in str(info.value)
 
 
 def test_nan_points_are_dropped_with_a_warning() -> None:
     geometry = load_geometry(CORPUS / "pcd/table_scene_mug_stereo_textured.pcd")
     assert len(geometry.vertices) == 307200 - 97920
     assert any("non-finite" in w for w in geometry.warnings)
+
+
+@pytest.mark.parametrize("cut", [30, 200, 1000, 5000, 9000, 12000])
+def test_truncated_fbx6_fails_cleanly(tmp_path: Path, cut: int) -> None:
+    """Our own FBX 6 reader checks every length against the bytes present."""
+    data = (CORPUS / "fbx/maya_cube_6100_binary.fbx").read_bytes()
+    target = tmp_path / "cut.fbx"
+    target.write_bytes(data[:cut])
+    with pytest.raises(ExtractionError) as info:
+        load_geometry(target)
+    assert info.value.reason in ("parse_error", "too_large", "format_unsupported")

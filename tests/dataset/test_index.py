@@ -81,6 +81,11 @@ def test_added_removed_and_replaced_rows_are_patched_on_query(store: Store, tmp_
     assert "s0000" not in everything and "s0001" not in everything and len(everything) == 103
     top, score = index.search(replaced, k=1)[0][0]
     assert top == "s0010" and score == pytest.approx(1.0, abs=1e-5)
+    reopened = _index(store, tmp_path)  # patches are not written back at once: the file is stale
+    report = reopened.open()
+    assert report.added == 6 and report.removed == 3 and len(reopened) == 103
+    index.close()  # writes the patched index back
+    assert _index(store, tmp_path).open().unchanged
 
 
 def test_hnsw_above_threshold_with_tombstones(store: Store, tmp_path: Path) -> None:
@@ -132,6 +137,7 @@ CHILD = textwrap.dedent(
         store.execute("DELETE FROM embeddings WHERE snapshot_id = 's0003'")
     os.environ["DESTILL3D_CRASH_AT"] = crash_at   # the commit is done; die while updating the index
     index.reconcile()
+    index.save()
     print("survived")
     """
 )

@@ -85,6 +85,12 @@ class DatasetService:
         self._indexes: dict[str, EmbeddingIndex] = {}
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Write back index patches not yet saved (optional: stale files are reconciled on open)."""
+        with self._lock:
+            for index in self._indexes.values():
+                index.close()
+
     # ------------------------------------------------------------------ similarity
 
     def resolve_id(self, snapshot_id: str) -> str:

@@ -29,6 +29,7 @@ import json
 import os
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +49,9 @@ FETCH_CHUNK = 2048
 """Vectors read from the source per round trip while (re)building."""
 SMALL_BATCH = 64
 """Below this many queries a search runs on one thread."""
+SAVE_EVERY_S = 30.0
+"""Patches are written back at most this often: the file is only a head start that is never
+trusted, and rewriting a 400 MB index after every new embedding would cost more than the patch."""
 
 
 class VectorSource(Protocol):
@@ -106,6 +110,8 @@ class EmbeddingIndex:
         self.settings = settings or IndexSettings()
         self.path = self.directory / f"{source.name}.faissidx"
         self._lock = threading.RLock()
+        self._dirty = False
+        self._saved_at = float("-inf")
         self._reset(dim=0)
 
     # ------------------------------------------------------------------ state
@@ -164,7 +170,7 @@ class EmbeddingIndex:
         if not removed and not added and self._index is not None:
             if fingerprint != self._fingerprint:
                 self._fingerprint = fingerprint
-                self._save()
+                self._maybe_save(force=False)
             return ReconcileReport(unchanged=True)
         if self._needs_rebuild(len(truth), len(added) + len(removed)):
             self._rebuild(truth)
@@ -174,9 +180,26 @@ class EmbeddingIndex:
             self._add(added, truth)
             report = ReconcileReport(added=len(added), removed=len(removed))
         self._fingerprint = fingerprint
-        crash_point("index.before_save")
-        self._save()
+        self._maybe_save(force=report.rebuilt)
         return report
+
+    def _maybe_save(self, force: bool) -> None:
+        self._dirty = True
+        if force or time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+            self.save()
+
+    def save(self) -> None:
+        """Write the index file now (patches are otherwise written at most every SAVE_EVERY_S)."""
+        with self._lock:
+            crash_point("index.before_save")
+            self._save()
+            self._dirty = False
+            self._saved_at = time.monotonic()
+
+    def close(self) -> None:
+        """Write back unsaved patches (optional: a stale file is reconciled on the next open)."""
+        if self._dirty:
+            self.save()
 
     def _needs_rebuild(self, target_count: int, changes: int) -> bool:
         if self._index is None or self.dim == 0:

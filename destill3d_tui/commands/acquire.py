@@ -79,22 +79,9 @@ def search_cmd(args: argparse.Namespace, ctx: CommandContext) -> int:
         else:
             _print_results(ctx, results)
         return 0
-    ids = d3d.acquire.queue_results(results, priority=args.priority, policy=policy)
-    if spdx:  # an exact licence was asked for: drop what the platform could not filter itself
-        ids = _keep_spdx(d3d, ids, spdx)
+    ids = d3d.acquire.queue_results(results, priority=args.priority, policy=policy, only_spdx=spdx)
     _report_queued(ctx, ids, d3d.acquire.refused)
     return 0
-
-
-def _keep_spdx(d3d: Any, ids: list[int], spdx: str) -> list[int]:
-    keep, drop = [], []
-    for queue_id in ids:
-        row = d3d.queue.get(queue_id)
-        lic = ((row.metadata or {}).get("license") or {}).get("spdx", "") if hasattr(row, "metadata") else ""
-        (keep if lic.lower() == spdx.lower() else drop).append(queue_id)
-    if drop:
-        d3d.queue.cancel(drop)
-    return keep
 
 
 def _print_results(ctx: CommandContext, results: list[Any]) -> None:

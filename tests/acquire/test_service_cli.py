@@ -168,6 +168,11 @@ def test_cli_search_json_and_queue(fake: FakeThingiverse, capsys: pytest.Capture
                  "research", "--json"]) == 0
     report = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert len(report["queued"]) == 1 and report["refused"] == []
+    assert main(["acquire", "search", "-p", "thingiverse", "-q", "generated", "-n", "8", "--queue", "--license",
+                 "CC0-1.0", "--json"]) == 0
+    exact = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert len(exact["queued"]) == 2  # generated things 3 and 7 carry CC0; the rest are reported, not queued
+    assert len(exact["refused"]) == 6 and all("CC0-1.0" in r["why"] for r in exact["refused"])
     assert main(["acquire", "url", "https://www.thingiverse.com/thing:7000002", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["queued"]) == 1
     assert main(["acquire", "list", "--json"]) == 0

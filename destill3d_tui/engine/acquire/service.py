@@ -131,14 +131,19 @@ class AcquireService:
     # ------------------------------------------------------------ queueing
 
     def queue_results(self, results: Sequence[ModelMetadata], priority: int = 0,
-                      policy: str | None = None) -> list[int]:
-        """Queue the results the licence policy allows: one row per model file, grouped per model."""
+                      policy: str | None = None, only_spdx: str | None = None) -> list[int]:
+        """Queue the results the licence policy allows: one row per model file, grouped per model.
+
+        ``only_spdx`` keeps exactly that licence (for platforms whose search cannot filter by it).
+        """
         policy = policy or self.settings.acquisition.license_policy
         licenses.why_refused(licenses.LicenseInfo(), policy)  # validates the policy name early
         detailed = self._run(self._detail_all(list(results), policy))
         entries: list[QueueEntry] = []
         for meta in detailed:
             why = licenses.why_refused(meta.license, policy)
+            if why is None and only_spdx and meta.license.spdx.lower() != only_spdx.lower():
+                why = f"licence {meta.license.spdx or 'unknown'} is not the requested {only_spdx}"
             if why is not None:
                 self.refused.append(Refusal(meta.platform, meta.source_id, meta.title, why))
                 continue

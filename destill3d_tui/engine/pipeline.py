@@ -256,6 +256,7 @@ class Pipeline:
         self._adapters: dict[str, Any] = {}
         self._summary = RunSummary()
         self._wake = threading.Event()
+        self._stop_deadline = float("inf")
         db_key = hashlib.sha1(store.url.encode()).hexdigest()[:10]
         root = (
             Path(settings.acquisition.temp_directory) if settings.acquisition.temp_directory else locations.temp_root()
@@ -312,6 +313,8 @@ class Pipeline:
         if not self._threads:
             return
         self._set_state("draining")
+        # In-flight stages get this long to reach a commit; then they are handed back unfinished.
+        self._stop_deadline = time.monotonic() + self.settings.extraction.timeout_s + 30.0
         self._stopping.set()
         self._wake.set()
         writer = self._threads[0]
@@ -536,6 +539,10 @@ class Pipeline:
                     if self._stopping.is_set():
                         if self.inflight == 0 and self._ops.empty():
                             return
+                        if now > self._stop_deadline:
+                            with self._lock:
+                                stuck = list(self._inflight.values())
+                            self._release(stuck)
                         continue
                     if now >= next_beat:
                         self.queue.heartbeat(self.owner)

@@ -30,7 +30,7 @@ SMALL_FILES = (
     "stl/two_objects_mixed_case_names.stl",
     "off/Cube.off",
     "off/comments.off",
-    "off/whitespace.off",
+    "off/socket.off",
     "obj/cube.OBJ",
     "obj/wallhole.obj",
 )

@@ -1,0 +1,150 @@
+"""The pipeline in-process: real files through acquire -> extract -> classify -> store."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from destill3d_tui.engine import Destill3D
+from destill3d_tui.engine.events import Event, ItemFailed, ItemStored, PipelineStateChanged, StageStarted
+from destill3d_tui.engine.pipeline import _Op
+
+from .conftest import make_settings
+
+
+def fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
+    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def record(d3d: Destill3D) -> list[Event]:
+    seen: list[Event] = []
+    d3d.events.subscribe(seen.append)
+    return seen
+
+
+def test_folder_goes_in_and_comes_out_stored(db_url: str, small_dir: Path) -> None:
+    before = fingerprint(small_dir)
+    d3d = Destill3D(make_settings(db_url, **{"pipeline.workers": 2}))
+    events = record(d3d)
+    summary = d3d.extract.from_directory(small_dir)
+    files = sorted(small_dir.iterdir())
+    assert summary.stored == len(files) and summary.failed == 0 and not summary.interrupted
+    assert d3d.queue.counts()["stored"] == len(files) and d3d.db.count() == len(files)
+    stored_events = [e for e in events if isinstance(e, ItemStored)]
+    assert sorted(e.queue_id for e in stored_events) == sorted(r.queue_id for r in d3d.queue.list(limit=100))
+    for row in d3d.queue.list(limit=100):
+        snap = d3d.db.get(row.snapshot_id)
+        source = Path(row.source_id)
+        assert snap.model_id == row.model_id and snap.provenance.platform == "local"
+        assert snap.provenance.original_file_hash == hashlib.sha256(source.read_bytes()).hexdigest()
+        assert snap.provenance.original_file_size == source.stat().st_size == row.bytes_in
+        assert snap.provenance.title == source.stem and snap.geometry.point_count == 512
+        assert row.retry_count == 1 and row.lease_owner is None and row.finished_at is not None
+    assert fingerprint(small_dir) == before  # the user's files are never moved, changed or deleted
+    temp_root = d3d.pipeline._get().temp_root
+    assert not temp_root.exists() or not any(temp_root.iterdir())
+    formats = d3d.db.stats()["by_format"]
+    assert formats == {"STL": 3, "OFF": 3, "OBJ": 2}
+    assert [e.state for e in events if isinstance(e, PipelineStateChanged)][-1] == "stopped"
+    d3d.close()
+
+
+def test_identical_files_are_stored_once(tmp_path: Path, small_dir: Path) -> None:
+    shutil.copy(small_dir / "Cube.off", small_dir / "Cube_copy.off")
+    d3d = Destill3D(make_settings(f"sqlite:///{tmp_path / 'd.db'}"))
+    summary = d3d.extract.from_directory(small_dir)
+    assert summary.stored == 9 and summary.duplicates == 1
+    assert d3d.db.count() == 8
+    (dup,) = [r for r in d3d.queue.list(limit=100) if r.reason == "duplicate"]
+    first = d3d.db.get(dup.duplicate_of)
+    assert dup.stage == "stored" and dup.snapshot_id is None and first.provenance.original_filename.startswith("Cube")
+    assert d3d.db.stats()["duplicates"] == 1
+    d3d.close()
+
+
+def test_bad_file_fails_alone_with_its_reason(tmp_path: Path, small_dir: Path) -> None:
+    (small_dir / "broken.stl").write_bytes(b"solid broken\n facet normal 0 0 1\n outer loop\n vertex nan")
+    (small_dir / "empty.obj").write_bytes(b"")
+    d3d = Destill3D(make_settings(f"sqlite:///{tmp_path / 'd.db'}"))
+    events = record(d3d)
+    summary = d3d.extract.from_directory(small_dir)
+    assert summary.stored == 8 and summary.failed == 2
+    failed = d3d.queue.list(stage="failed")
+    assert {Path(r.source_id).name for r in failed} == {"broken.stl", "empty.obj"}
+    for row in failed:
+        assert row.reason and row.reason != "internal_error" and row.last_error and row.retry_count == 1
+    assert sum(isinstance(e, ItemFailed) and not e.will_retry for e in events) == 2
+    d3d.close()
+
+
+def test_pause_resume_and_priority(tmp_path: Path, small_dir: Path) -> None:
+    d3d = Destill3D(make_settings(f"sqlite:///{tmp_path / 'd.db'}"))
+    events = record(d3d)
+    files = sorted(small_dir.iterdir())
+    d3d.queue.add_paths(files[:4])
+    urgent = d3d.queue.add_paths(files[4:], priority=10)
+    d3d.pipeline.pause()
+    d3d.pipeline.start()
+    time.sleep(1.0)
+    assert d3d.pipeline.state == "paused" and d3d.queue.counts()["queued"] == 8
+    d3d.pipeline.resume()
+    summary = d3d.pipeline.run_until_empty()
+    assert summary.stored == 8
+    started = [e.queue_id for e in events if isinstance(e, StageStarted) and e.stage == "acquire"]
+    assert set(started[:4]) == set(urgent)
+    d3d.close()
+
+
+def test_cancel_drains_to_committed_stages(tmp_path: Path, small_dir: Path) -> None:
+    d3d = Destill3D(make_settings(f"sqlite:///{tmp_path / 'd.db'}"))
+    cancel = threading.Event()
+    d3d.events.subscribe(lambda e: cancel.set() if isinstance(e, ItemStored) else None)
+    d3d.queue.add_paths([small_dir])
+    summary = d3d.pipeline.run_until_empty(cancel=cancel)
+    assert summary.interrupted and summary.stored >= 1
+    rows = d3d.queue.list(limit=100)
+    assert all(r.lease_owner is None for r in rows)  # nothing left leased
+    assert all(r.retry_count == (1 if r.stage == "stored" else 0) for r in rows)  # unfinished attempts refunded
+    assert d3d.db.count() == sum(r.stage == "stored" for r in rows)
+    rest = d3d.pipeline.run_until_empty()  # a later run picks up where this one stopped
+    assert rest.stored == 8 - summary.stored and d3d.db.count() == 8
+    d3d.close()
+
+
+@pytest.mark.parametrize("stage", ["extracted", "classified"])
+def test_restart_resumes_from_the_checkpoint(tmp_path: Path, small_dir: Path, stage: str) -> None:
+    """An item committed as extracted/classified is stored from its checkpoint, not extracted again."""
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    d3d = Destill3D(make_settings(url))
+    cancel = threading.Event()
+    d3d.queue.add_paths([small_dir / "Cube.off"])
+    pipeline = d3d.pipeline._get()
+    real_put = pipeline._classify_q.put
+
+    def stop_after_extract(item: object) -> None:  # hand the item back right after its extract commit
+        if item is None:
+            real_put(item)
+            return
+        cancel.set()
+        pipeline._ops.put(_Op("release", item))
+
+    pipeline._classify_q.put = stop_after_extract
+    d3d.pipeline.run_until_empty(cancel=cancel)
+    (row,) = d3d.queue.list()
+    assert row.stage == "extracted" and (Path(row.temp_path) / "snapshot.d3d").is_file()
+    if stage == "classified":
+        d3d.queue_engine.Q.update(stage="classified").execute()
+    d3d.close()
+
+    again = Destill3D(make_settings(url))
+    events = record(again)
+    summary = again.pipeline.run_until_empty()
+    assert summary.stored == 1
+    assert not any(isinstance(e, StageStarted) and e.stage == "extract" for e in events)
+    assert not Path(row.temp_path).exists()
+    again.close()

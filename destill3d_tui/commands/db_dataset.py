@@ -13,7 +13,7 @@ FORMATS = ("hdf5", "numpy", "parquet", "tfrecord", "modelnet")
 def register(db_subparsers: argparse._SubParsersAction) -> None:
     """Adds the dataset subcommands to ``db``."""
     similar = db_subparsers.add_parser("similar", help="stored objects most similar in shape to one snapshot")
-    similar.add_argument("snapshot_id", metavar="ID", help="snapshot id or unique prefix")
+    similar.add_argument("snapshot_id", metavar="ID", help="snapshot id or unique prefix, or a .d3d / 3D file")
     similar.add_argument("--k", type=int, default=10, help="how many neighbours (default 10)")
     similar.add_argument("--min-similarity", type=float, dest="min_similarity", help="cosine similarity floor")
     similar.add_argument("--json", action="store_true", dest="json_output")
@@ -48,8 +48,23 @@ def _titles(ctx: CommandContext, ids: list[str]) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def _query(ctx: CommandContext, text: str) -> Any:
+    """A stored id, or the snapshot of a file (a .d3d snapshot, or any 3D file, extracted now)."""
+    from pathlib import Path
+
+    path = Path(text).expanduser()
+    if not path.is_file():
+        return text
+    if path.suffix.lower() == ".d3d":
+        from ..engine.store.snapshot import Snapshot
+
+        return Snapshot.load(path)
+    return ctx.engine().extract.from_file(path)
+
+
 def run_similar(args: argparse.Namespace, ctx: CommandContext) -> int:
-    hits = ctx.engine().db.find_similar(args.snapshot_id, k=args.k, min_similarity=args.min_similarity)
+    query = _query(ctx, args.snapshot_id)
+    hits = ctx.engine().db.find_similar(query, k=args.k, min_similarity=args.min_similarity)
     info = _titles(ctx, [sid for sid, _ in hits])
     if ctx.json_output:
         for rank, (sid, score) in enumerate(hits, 1):

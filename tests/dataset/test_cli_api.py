@@ -31,8 +31,8 @@ def _json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def test_cli_similar_duplicates_export(db_file: tuple[Path, dict], tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_similar_duplicates_export(db_file: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       family_snapshots: dict[str, list[Snapshot]]) -> None:
     path, ids = db_file
     original, *copies = ids["fandisk"]
     assert main(["--db", str(path), "db", "similar", original[:10], "--k", "3", "--json"]) == 0
@@ -52,6 +52,12 @@ def test_cli_similar_duplicates_export(db_file: tuple[Path, dict], tmp_path: Pat
     assert result["count"] == 12 and result["split_counts"] == {"train": 8, "test": 4}
     with h5py.File(tmp_path / "export" / "ply_data_test0.h5") as f:
         assert f["data"].shape == (4, 2048, 3) and sorted(n.decode() for n in f["label_names"][:]) == sorted(ids)
+
+    copy = tmp_path / "copy.d3d"
+    family_snapshots["fandisk"][1].save(copy)
+    assert main(["--db", str(path), "db", "similar", str(copy), "--k", "3", "--json"]) == 0
+    from_file = {h["snapshot_id"] for h in _json_lines(capsys.readouterr().out)}
+    assert from_file == set(ids["fandisk"])
 
     assert main(["--db", str(path), "db", "similar", original[:10]]) == 0
     table = capsys.readouterr().out

@@ -85,3 +85,12 @@ def test_classifier_embeddings_are_used_when_present(store: Store, family_snapsh
     assert {sid for sid, _ in hits} == set(ids["teapot"][1:])
     geo = service.find_similar(ids["teapot"][0], k=2, space="geometric")
     assert {sid for sid, _ in geo} == set(ids["teapot"][1:])
+
+
+def test_similar_to_an_unstored_snapshot(store: Store, families: dict[str, list[str]],
+                                         family_snapshots: dict[str, list[Snapshot]]) -> None:
+    fresh = clone(family_snapshots["featuretype"][2])  # extracted, never stored
+    hits = DatasetService(store).find_similar(fresh, k=3)
+    assert {sid for sid, _ in hits[:3]} == set(families["featuretype"])
+    with pytest.raises(NotFoundError):
+        DatasetService(store).find_similar(fresh, space="some-encoder")

@@ -129,23 +129,38 @@ class DatasetService:
         return self.embedding_index(space)
 
     def find_similar(
-        self, snapshot_id: str, k: int = 10, min_similarity: float | None = None, space: str = "auto"
+        self, snapshot_id: str | Snapshot, k: int = 10, min_similarity: float | None = None, space: str = "auto"
     ) -> list[tuple[str, float]]:
-        """The ``k`` stored objects most similar to ``snapshot_id`` (itself excluded), best first.
+        """The ``k`` stored objects most similar to a snapshot (itself excluded), best first.
 
-        ``space``: ``auto`` (the snapshot's classifier embedding, else ``geometric``),
-        ``geometric``, or an embedding model id.
+        ``snapshot_id``: a stored id or unique prefix, or a :class:`Snapshot` (stored or not: a
+        freshly extracted file is compared with the collection). ``space``: ``auto`` (the
+        snapshot's classifier embedding, else ``geometric``), ``geometric``, or an embedding model id.
         """
-        sid = self.resolve_id(snapshot_id)
-        space = self.space_of(sid) if space == "auto" else space
-        index = self.index_for(space)
-        index.reconcile()
-        query = index.vector(sid)
-        if query is None:
-            raise NotFoundError(f"snapshot {sid} has no vector in the {space} space")
+        if isinstance(snapshot_id, Snapshot):
+            sid, query, index = self._query_of_snapshot(snapshot_id, space)
+        else:
+            sid = self.resolve_id(snapshot_id)
+            space = self.space_of(sid) if space == "auto" else space
+            index = self.index_for(space)
+            index.reconcile()
+            query = index.vector(sid)
+            if query is None:
+                raise NotFoundError(f"snapshot {sid} has no vector in the {space} space")
         hits = index.search(query, k=k + 1)[0]
         floor = -1.0 if min_similarity is None else float(min_similarity)
         return [(other, score) for other, score in hits if other != sid and score >= floor][:k]
+
+    def _query_of_snapshot(self, snap: Snapshot, space: str) -> tuple[str, np.ndarray, EmbeddingIndex]:
+        """(its id, query vector, index) for an in-memory snapshot."""
+        has_embedding = snap.embedding is not None and snap.embedding_model
+        if space == "auto":
+            space = snap.embedding_model if has_embedding else dup.GEOMETRIC_SPACE
+        if space == dup.GEOMETRIC_SPACE:
+            return snap.snapshot_id, dup.shape_descriptor(snap.geometry.points), self.index_for(space)
+        if space != snap.embedding_model or snap.embedding is None:
+            raise NotFoundError(f"the snapshot has no embedding of model {space!r}")
+        return snap.snapshot_id, np.asarray(snap.embedding, np.float32), self.index_for(space)
 
     def duplicates(self, threshold: float = 0.98) -> list[list[str]]:
         """Clusters of near-duplicates (exact hash or geometry + embedding), largest first."""

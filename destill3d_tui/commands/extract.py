@@ -91,11 +91,13 @@ def extract_dir_command(args: argparse.Namespace, ctx: CommandContext) -> int:
         return 2
     if args.output_dir is None:
         return _into_database(args, ctx)
-    files = find_inputs(directory, recursive=args.recursive, pattern=args.pattern)
+    out_dir: Path = args.output_dir
+    files = [
+        f for f in find_inputs(directory, recursive=args.recursive, pattern=args.pattern) if not _inside(f, out_dir)
+    ]
     if not files:
         ctx.err.print(f"no model files in {directory}", markup=False)
         return 0
-    out_dir: Path = args.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = output_names(files, out_dir)
     options = _options(args, ctx)
@@ -129,6 +131,11 @@ def _into_database(args: argparse.Namespace, ctx: CommandContext) -> int:
     else:
         ctx.err.print(", ".join(f"{k}: {v}" for k, v in fields.items()), markup=False)
     return 1 if fields.get("failed") else 0
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Snapshots written on an earlier run into an output dir under the input dir are not inputs."""
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def find_inputs(directory: Path, *, recursive: bool, pattern: str | None) -> list[Path]:

@@ -341,3 +341,15 @@ def test_requests_in_any_window_never_exceed_the_budget(server: FakeServer) -> N
         in_window = [t for t in times[i:] if t < start + window]
         assert len(in_window) <= budget, f"{len(in_window)} requests within {window}s starting at #{i}"
     assert times[-1] - times[0] >= (14 / budget - 1) * window * 0.9  # and it did not stall forever
+
+
+def test_gzip_transfer_encoding_is_capped_after_decompression(server: FakeServer, tmp_path: Path) -> None:
+    import gzip
+
+    bomb = gzip.compress(b"\0" * (3 * 1024 * 1024))  # ~3 KB on the wire, 3 MB decoded
+    server.app = lambda request: Reply(body=bomb, headers={"content-encoding": "gzip"})
+    client, _ = client_for(server, max_download_mb=1)
+    with pytest.raises(DownloadError) as info:
+        run(client.download("fake", server.url + "/file/a.stl", tmp_path / "item", "a.stl"))
+    assert info.value.reason == "too_large"
+    assert no_files(tmp_path / "item")

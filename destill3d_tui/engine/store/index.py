@@ -391,8 +391,10 @@ class EmbeddingTableSource:
 
     def fingerprint(self) -> str:
         if not self._indexed:  # MAX over (model_id, created_at) is an index probe, not a scan of the blobs
+            # covering: the fingerprint's MAX and versions() read it without touching the vector blobs
             self.store.execute(
-                "CREATE INDEX IF NOT EXISTS idx_embeddings_model_created ON embeddings(model_id, created_at)"
+                "CREATE INDEX IF NOT EXISTS idx_embeddings_model_created_id "
+                "ON embeddings(model_id, created_at, snapshot_id)"
             )
             self._indexed = True
         row = self.store.execute("SELECT MAX(created_at) FROM embeddings WHERE model_id = ?", (self.model_id,))

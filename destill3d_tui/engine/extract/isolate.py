@@ -149,7 +149,8 @@ def _child_main(conn, target: str, memory_limit_mb: int, temp_root: str) -> None
     """Worker loop: receive (path, options, provenance), send ("ok", bytes) or ("error", info)."""
     _child_setup(memory_limit_mb, temp_root)
     func = _resolve(target)
-    _warm_up()
+    if target == DEFAULT_TARGET:  # other targets (tests, tools) bring their own imports
+        _warm_up()
     conn.send(("ready", os.getpid()))
     while True:
         try:

@@ -288,3 +288,26 @@ def test_cancelled_export_stops_and_writes_no_card(dataset: DatasetService, tmp_
     cancel.set()
     result = dataset.export("tfrecord", tmp_path / "t", cancel=cancel)
     assert result.interrupted and result.card is None and not (tmp_path / "t" / "README.md").exists()
+
+
+def test_modelnet_folders_for_awkward_labels(tmp_path: Path) -> None:
+    from destill3d_tui.engine.store.export.common import ExportLayout, ExportRecord
+    from destill3d_tui.engine.store.export.modelnet import ModelNetExporter
+
+    labels = ["Chair", "chair", "night stand", "night_stand", "a/b"]
+    exporter = ModelNetExporter()
+    exporter.begin(ExportLayout(tmp_path, labels, {"train": 5}))
+    rng = np.random.default_rng(0)
+    written = {}
+    for i, label in enumerate(labels):
+        points = rng.standard_normal((2048, 3)).astype(np.float32)
+        item = exporter.write(ExportRecord(f"id{i}", points, points, label, i, "train"))
+        written[item] = points
+    exporter.finish()
+    classes = (tmp_path / "modelnet40_shape_names.txt").read_text().split()
+    assert len(set(c.lower() for c in classes)) == 5 and all("/" not in c and " " not in c for c in classes)
+    for shape_id in (tmp_path / "modelnet40_train.txt").read_text().split():
+        folder = "_".join(shape_id.split("_")[:-1])
+        assert folder in classes
+        data = np.loadtxt(tmp_path / folder / f"{shape_id}.txt", delimiter=",").astype(np.float32)
+        assert np.array_equal(data[:, :3], written[f"{folder}/{shape_id}.txt"])

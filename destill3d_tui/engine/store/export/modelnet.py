@@ -23,13 +23,27 @@ from .common import Exporter, ExportLayout, ExportRecord, safe_name
 LINE = "%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n"
 
 
+def unique_folders(labels: list[str]) -> dict[str, str]:
+    """label -> folder name, safe for file systems and distinct even when two labels clean alike."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for label in labels:
+        base = folder = safe_name(label)
+        n = 2
+        while folder.lower() in used:  # case-insensitive file systems fold "Chair" and "chair"
+            folder, n = f"{base}_{n}", n + 1
+        used.add(folder.lower())
+        out[label] = folder
+    return out
+
+
 class ModelNetExporter(Exporter):
     name = "modelnet"
     description = "ModelNet40-normal-resampled folders (PointNet++ loaders)"
 
     def begin(self, layout: ExportLayout) -> None:
         super().begin(layout)
-        self._folder = {name: safe_name(name) for name in layout.label_names}
+        self._folder = unique_folders(layout.label_names)
         self._counter: dict[str, int] = dict.fromkeys(self._folder.values(), 0)
         self._ids: dict[str, list[str]] = {split: [] for split in layout.split_counts}
 

@@ -103,8 +103,10 @@ def _child_setup(memory_limit_mb: int, temp_root: str) -> None:
     logging.getLogger("trimesh").setLevel(logging.CRITICAL)
 
 
-WARM_MODULES = ("numpy", "scipy.spatial", "trimesh", "destill3d_tui.engine.extract.core",
-                "destill3d_tui.engine.extract.load", "destill3d_tui.engine.store.snapshot")  # fmt: skip
+WARM_MODULES = (
+    "numpy", "scipy.spatial", "trimesh", "open3d", "laspy", "OCP.STEPCAFControl", "OCP.IGESControl", "OCP.BRepMesh",
+    "destill3d_tui.engine.extract.core", "destill3d_tui.engine.extract.load", "destill3d_tui.engine.store.snapshot",
+)  # fmt: skip
 
 
 def _warm_up() -> None:

@@ -248,7 +248,7 @@ class Destill3DApp(App[int]):
         self._redraw_timer = None
         self._last_redraw = time.monotonic()
         events = self.bridge.drain()
-        if not events:
+        if not events or not self.screen_stack:  # nothing new, or the app is shutting down
             return
         with self.batch_update():
             self.live.apply(events)

@@ -35,6 +35,8 @@ def register(db_subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--license-policy", choices=("research", "commercial", "any"), default="research",
                         dest="license_policy")  # fmt: skip
     export.add_argument("--views", action="store_true", help="include depth views where snapshots have them")
+    export.add_argument("--group-duplicates", action="store_true", dest="group_duplicates",
+                        help="keep near-duplicates in one split (no copies of a training object in test)")
     export.add_argument("--json", action="store_true", dest="json_output")
     export.set_defaults(handler=run_export)
 
@@ -121,7 +123,7 @@ def run_export(args: argparse.Namespace, ctx: CommandContext) -> int:
             result = d3d.db.export(
                 args.format, args.output, taxonomy=args.taxonomy, split=args.split, platform=args.platform,
                 label=args.label, min_confidence=args.min_confidence, license_policy=args.license_policy,
-                views=args.views,
+                views=args.views, group_duplicates=args.group_duplicates,
             )  # fmt: skip
     finally:
         unsubscribe()

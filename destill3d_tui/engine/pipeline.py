@@ -37,7 +37,7 @@ from .errors import DownloadError, PlatformError, RateLimitError, describe
 from .events import EventBus, ItemFailed, ItemStored, PipelineStateChanged, StageFinished, StageStarted
 from .queue import Queue, QueueRow, make_owner
 from .store import service
-from .store.db import ACQUIRED, CLASSIFIED, EXTRACTED, QUEUED, STORED, Store, dumps
+from .store.db import ACQUIRED, CLASSIFIED, EXTRACTED, FAILED, FINAL_STAGES, QUEUED, STORED, Store, dumps
 from .store.snapshot import Provenance, Snapshot
 
 CHECKPOINT = "snapshot.d3d"
@@ -289,6 +289,7 @@ class Pipeline:
         self._loop = asyncio.new_event_loop()
         self._download_slots = asyncio.Semaphore(max(1, self.settings.acquisition.max_concurrent_downloads))
         self._reap()  # leases of dead processes are reclaimed on start (spec 12.3)
+        self._sweep_temp()
         for name, target in (("writer", self._writer_loop), ("acquire", self._loop.run_forever),
                              ("classify", self._classify_loop)):  # fmt: skip
             thread = threading.Thread(target=target, name=f"d3d-{name}", daemon=True)
@@ -378,6 +379,23 @@ class Pipeline:
         temp = item.temp_dir.resolve()
         if temp.is_dir() and self.temp_root.resolve() in temp.parents:
             shutil.rmtree(temp, ignore_errors=True)
+
+    def _sweep_temp(self) -> None:
+        """Remove temp dirs of items that finished (a crash between the store commit and the cleanup)."""
+        if not self.temp_root.is_dir():
+            return
+        dirs = {int(p.name[1:]): p for p in self.temp_root.glob("q*") if p.name[1:].isdigit()}
+        if not dirs:
+            return
+        Q = self.queue.Q
+        finished = Q.select(Q.queue_id, Q.stage).where(Q.queue_id.in_(list(dirs)), Q.stage.in_(FINAL_STAGES))
+        keep_failed = self.settings.pipeline.keep_failed_temp
+        for row in finished:
+            if not (keep_failed and row.stage == FAILED):
+                shutil.rmtree(dirs[row.queue_id], ignore_errors=True)
+        gone = set(dirs) - {r.queue_id for r in Q.select(Q.queue_id).where(Q.queue_id.in_(list(dirs)))}
+        for queue_id in gone:  # rows deleted by hand: nothing will ever resume them
+            shutil.rmtree(dirs[queue_id], ignore_errors=True)
 
     def _checkpoint(self, item: WorkItem) -> None:
         """Write the snapshot next to the item so a restart resumes without re-extracting."""

@@ -241,6 +241,7 @@ class DatasetService:
         views: bool = False,
         return_arrays: bool = False,
         cancel: threading.Event | None = None,
+        group_duplicates: bool = False,
     ) -> ExportResult:
         """Write the selected snapshots as a dataset (see :mod:`.export`); spec 8.3 / 10.1."""
         started = time.perf_counter()
@@ -255,7 +256,8 @@ class DatasetService:
         kept, points = self._point_count(kept, skipped)
         if not kept:
             raise ExportError(f"nothing to export: {len(rows)} candidates, none passed the filters ({dict(skipped)})")
-        splits = common.assign_splits(((r["snapshot_id"], r["label"]) for r in kept), fractions)
+        groups = self._duplicate_groups() if group_duplicates else None
+        splits = common.assign_splits(((r["snapshot_id"], r["label"]) for r in kept), fractions, groups)
         label_names = sorted({r["label"] for r in kept})
         ordered = self._ordered(kept, splits)
         layout = ExportLayout(
@@ -274,6 +276,11 @@ class DatasetService:
         result.seconds = time.perf_counter() - started
         self.events.emit(ExportFinished(output=str(out or ""), count=result.count, skipped=result.skipped_total))
         return result
+
+    def _duplicate_groups(self) -> dict[str, str]:
+        """snapshot_id -> its near-duplicate cluster's first member: copies never straddle splits."""
+        threshold = self.settings.pipeline.near_duplicate_threshold
+        return {sid: cluster[0] for cluster in self.duplicates(threshold) for sid in cluster}
 
     @staticmethod
     def _exporter(format: str, return_arrays: bool) -> common.Exporter:
@@ -380,7 +387,8 @@ class DatasetService:
 
     @staticmethod
     def _options(scope: dict[str, Any]) -> dict[str, Any]:
-        keys = ("format", "taxonomy", "split", "platform", "label", "min_confidence", "license_policy", "views")
+        keys = ("format", "taxonomy", "split", "platform", "label", "min_confidence", "license_policy", "views",
+                "group_duplicates")  # fmt: skip
         return {k: scope[k] for k in keys}
 
     def _finish(

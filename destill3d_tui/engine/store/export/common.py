@@ -151,19 +151,31 @@ def _quota(n: int, fractions: tuple[float, float, float]) -> list[int]:
     return counts
 
 
-def assign_splits(items: Iterable[tuple[str, str]], fractions: tuple[float, float, float]) -> dict[str, str]:
-    """(snapshot_id, label) pairs -> snapshot_id -> split name, stratified by label."""
-    by_label: dict[str, list[str]] = {}
+def assign_splits(
+    items: Iterable[tuple[str, str]],
+    fractions: tuple[float, float, float],
+    groups: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """(snapshot_id, label) pairs -> snapshot_id -> split name, stratified by label.
+
+    ``groups`` (snapshot_id -> group id, e.g. a near-duplicate cluster) keeps each group in one
+    split: groups are the units that are ordered and cut, under their most common label.
+    """
+    members: dict[str, list[tuple[str, str]]] = {}
     for sid, label in items:
-        by_label.setdefault(label, []).append(sid)
+        members.setdefault((groups or {}).get(sid, sid), []).append((sid, label))
+    by_label: dict[str, list[str]] = {}
+    for unit, pairs in members.items():
+        label = Counter(lbl for _, lbl in pairs).most_common(1)[0][0]
+        by_label.setdefault(label, []).append(unit)
     out: dict[str, str] = {}
-    for ids in by_label.values():
-        ids.sort(key=split_key)
-        counts = _quota(len(ids), fractions)
+    for units in by_label.values():
+        units.sort(key=split_key)
+        counts = _quota(len(units), fractions)
         start = 0
         for name, count in zip(SPLIT_NAMES, counts, strict=True):
-            for sid in ids[start : start + count]:
-                out[sid] = name
+            for unit in units[start : start + count]:
+                out.update((sid, name) for sid, _ in members[unit])
             start += count
     return out
 

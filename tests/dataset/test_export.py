@@ -311,3 +311,17 @@ def test_modelnet_folders_for_awkward_labels(tmp_path: Path) -> None:
         assert folder in classes
         data = np.loadtxt(tmp_path / folder / f"{shape_id}.txt", delimiter=",").astype(np.float32)
         assert np.array_equal(data[:, :3], written[f"{folder}/{shape_id}.txt"])
+
+
+def test_group_duplicates_keeps_copies_in_one_split(dataset: DatasetService, tmp_path: Path) -> None:
+    plain = _read_numpy(dataset.export("numpy", tmp_path / "a", split="0.5:0.25:0.25").output)
+    assert all(len({i["split"] for i in plain.values() if i["label"] == lbl}) == 3 for lbl in LICENCES)
+    result = dataset.export("numpy", tmp_path / "g", split="0.5:0.25:0.25", group_duplicates=True)
+    grouped = _read_numpy(result.output)
+    for label in LICENCES:  # a family = one mesh, its rotated and re-meshed copies, and clones of them
+        assert len({i["split"] for i in grouped.values() if i["label"] == label}) == 1
+    assert '"group_duplicates": true' in (tmp_path / "g" / "README.md").read_text()
+    items = [(f"id{i}", "x") for i in range(10)]
+    groups = {f"id{i}": "id0" for i in range(4)}
+    split = common.assign_splits(items, (0.5, 0.5, 0.0), groups)
+    assert len({split[f"id{i}"] for i in range(4)}) == 1

@@ -40,8 +40,8 @@ class SearchScreen(EngineScreen):
     def __init__(self) -> None:
         super().__init__()
         self.results: dict[str, Any] = {}  # row key -> ModelMetadata or Path
-        self.selected: set[str] = set()
-        self.page = 1
+        self.selected: dict[str, Any] = {}  # row key -> result; kept across pages
+        self.pages: list[Any] = [1]  # page tokens so far (numbers or cursors); the last is shown
         self.next_page: Any = None
         self.platform_info: dict[str, Any] = {}
 
@@ -128,7 +128,7 @@ class SearchScreen(EngineScreen):
     @on(Input.Submitted, "#query")
     @on(Input.Submitted, "#formats")
     def _submitted(self) -> None:
-        self.page = 1
+        self.pages = [1]
         self.run_search()
 
     def run_search(self) -> None:
@@ -144,7 +144,7 @@ class SearchScreen(EngineScreen):
         formats = [f.strip().lower() for f in self.query_one("#formats", Input).value.split(",") if f.strip()]
         filters = SearchFilters(license_policy=str(self.query_one("#policy", Select).value), formats=formats,
                                 sort=str(self.query_one("#sort", Select).value))
-        page = self.page
+        page = self.pages[-1]
         self.query_one("#rate-status", Static).update(f"searching {platform} for {query!r}…")
         self.ask("results", lambda d3d: d3d.acquire.search(platform, query, filters, page=page),
                  title=f"Search on {platform} failed", modal=True)
@@ -187,13 +187,14 @@ class SearchScreen(EngineScreen):
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
         name = str(key.value)
-        self.selected.symmetric_difference_update({name})
+        if self.selected.pop(name, None) is None:
+            self.selected[name] = self.results[name]
         table.update_cell(key, table.ordered_columns[0].key, plain(MARK if name in self.selected else ""))
         self._show_status()
         table.move_cursor(row=min(table.cursor_row + 1, table.row_count - 1))
 
     def action_queue_selected(self) -> None:
-        chosen = [self.results[k] for k in self.selected if k in self.results]
+        chosen = list(self.selected.values())
         if not chosen:
             self.notify("Select results with space first.", title="Queue")
             return
@@ -221,7 +222,7 @@ class SearchScreen(EngineScreen):
 
         def picked(paths: list[Path] | None) -> None:
             if paths:
-                self.selected = {str(p) for p in paths}
+                self.selected = {str(p): p for p in paths}
                 self._fill([(str(p), p) for p in paths])
 
         self.app.push_screen(FolderPicker(Path.cwd()), picked)
@@ -232,13 +233,16 @@ class SearchScreen(EngineScreen):
     def action_page(self, delta: int) -> None:
         if self.platform == "local":
             return
-        if delta > 0 and self.next_page is None:
-            self.notify("This is the last page.", title="Search")
+        if delta > 0:
+            if self.next_page is None:
+                self.notify("This is the last page.", title="Search")
+                return
+            self.pages.append(self.next_page)
+        elif len(self.pages) > 1:
+            self.pages.pop()
+        else:
             return
-        self.page = max(self.page + delta, 1) if delta < 0 else (self.next_page if isinstance(self.next_page, int)
-                                                                 else self.page + 1)
         self.run_search()
-
 
 def detail_text(item: Any) -> Text:
     text = Text()

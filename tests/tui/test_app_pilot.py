@@ -126,7 +126,7 @@ async def test_queueing_local_files_they_reach_stored_on_the_board(engine: Desti
         await pilot.press("u")  # use the highlighted folder (the root)
         await pilot.pause()
         assert isinstance(app.screen, SearchScreen)
-        assert app.screen.selected == {str(model_folder)}
+        assert list(app.screen.selected) == [str(model_folder)]
         await pilot.press("a")
         await wait_for(pilot, lambda: not app.screen.selected)
         await pilot.press("f3")

@@ -171,7 +171,7 @@ class OnnxClassifier:
             ready[members] = self.prepare(np.stack([clouds[i] for i in members]))
         return ready
 
-    def _oriented(self, snapshots: list[Snapshot]) -> tuple[np.ndarray, list[str], list[bool]]:
+    def prepare_snapshots(self, snapshots: list[Snapshot]) -> tuple[np.ndarray, list[str], list[bool]]:
         """Model-ready (B, P, 3) points, the source up axis of each and whether it was guessed."""
         target = self.model.up_axis
         axes = [s.processing.up_axis if s.processing.up_axis in upaxis.AXES else "" for s in snapshots]
@@ -195,7 +195,7 @@ class OnnxClassifier:
         """Classify without touching the snapshots."""
         if not snapshots:
             return []
-        ready, axes, guessed = self._oriented(snapshots)
+        ready, axes, guessed = self.prepare_snapshots(snapshots)
         probs_t, emb, _ = self.predict_arrays(ready)
         probs = probs_t.mean(axis=0)
         if self.tta > 1:

@@ -125,13 +125,13 @@ class ClassifyService:
         answers: list[zeroshot.ZeroShotAnswer] = []
         for start in range(0, len(refs), 32):
             snaps = [self._load(r)[0] for r in refs[start : start + 32]]
-            ready, _, _ = clf._oriented(snaps)
+            ready, _, _ = clf.prepare_snapshots(snaps)
             probs_t, emb, _ = clf.predict_arrays(ready, tta=1)
             enc_scores = None
             if encoder is not None:
                 enc_clf, text = encoder
                 keyed = {zeroshot.normalise_name(c): c for c in classes}
-                raw = zeroshot.encoder_text_scores(enc_clf.embed(enc_clf._oriented(snaps)[0]), text, list(keyed))
+                raw = zeroshot.encoder_text_scores(enc_clf.embed(enc_clf.prepare_snapshots(snaps)[0]), text, list(keyed))
                 enc_scores = {keyed[k]: v for k, v in raw.items()}
             answers += zeroshot.answer([s.snapshot_id for s in snaps], classes, probs_t.mean(axis=0), emb,
                                        clf.model.labels, mapper, protos, label_prototypes(clf.model),
@@ -153,7 +153,7 @@ class ClassifyService:
             raise ClassificationError(f"few-shot class {name!r} needs at least one example", reason="invalid_request")
         clf = self.classifier(model, tta=1)
         snaps = [self._load(r)[0] for r in example_ids]
-        ready, _, _ = clf._oriented(snaps)
+        ready, _, _ = clf.prepare_snapshots(snaps)
         _, emb, _ = clf.predict_arrays(ready, tta=1)
         proto = fewshot.build(name.strip(), emb, [s.snapshot_id for s in snaps])
         fewshot.PrototypeStore(clf.model_id).add(proto)

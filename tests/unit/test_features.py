@@ -169,3 +169,24 @@ def test_views_are_twelve_depth_maps_for_meshes_and_clouds() -> None:
     pts = np.random.default_rng(0).normal(size=(3000, 3))
     cloud_views = snapshot_from_geometry(LoadedGeometry(pts, None, "XYZ"), opts).geometry.views
     assert cloud_views.shape == (12, 224, 224) and (cloud_views > 0).any()
+
+
+def test_huge_but_finite_coordinates_normalise_without_overflow() -> None:
+    pts = np.random.default_rng(0).random((3000, 3)) * 1e200
+    snap = snapshot_from_geometry(LoadedGeometry(pts, None, "XYZ"), OPTS)
+    assert np.isfinite(snap.features.global_features).all()
+    assert np.linalg.norm(snap.geometry.points, axis=1).max() == pytest.approx(1.0, abs=1e-6)
+    assert 1e199 < snap.geometry.scale < 1e201
+
+
+def test_single_triangle_and_tiny_clouds_are_flagged_too_simple() -> None:
+    tri = LoadedGeometry(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0.0]]), np.array([[0, 1, 2]]), "STL")
+    snap = snapshot_from_geometry(tri, OPTS)
+    assert snap.features.quality.too_simple and snap.features.quality.open
+    assert snap.geometry.point_count == 1024
+    two = snapshot_from_geometry(LoadedGeometry(np.array([[0, 0, 0], [1, 0, 0.0]]), None, "XYZ"), OPTS)
+    assert two.features.quality.too_simple and two.geometry.point_count == 1024
+    assert np.isfinite(two.geometry.normals).all() and np.isfinite(two.geometry.curvature).all()
+    with pytest.raises(GeometryError) as err:
+        snapshot_from_geometry(LoadedGeometry(np.zeros((5, 3)), None, "XYZ"), OPTS)
+    assert err.value.reason == "degenerate"

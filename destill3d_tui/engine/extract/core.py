@@ -115,11 +115,19 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 
 
 def _normalisation(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centroid (3,) and the largest distance from it; the unit sphere is (p - c) / scale."""
+    """Centroid (3,) and the largest distance from it; the unit sphere is (p - c) / scale.
+
+    The distance is computed on offsets divided by their largest component, so coordinates
+    near the float64 limit do not overflow when squared.
+    """
     centroid = points.mean(axis=0)
-    scale = float(np.sqrt(((points - centroid) ** 2).sum(axis=1).max()))
-    if not np.isfinite(scale) or scale <= 0:
+    offsets = points - centroid
+    largest = float(np.abs(offsets).max()) if np.isfinite(offsets).all() else np.inf
+    if not np.isfinite(largest) or not np.isfinite(centroid).all():
+        raise GeometryError("coordinates are too large to normalise (overflow)", reason="non_finite")
+    if largest <= 0:
         raise GeometryError("every sampled point is at the same place", reason="degenerate")
+    scale = largest * float(np.sqrt(((offsets / largest) ** 2).sum(axis=1).max()))
     return centroid, scale
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train_classifier import DATA, PN2KNN, accuracy, fps_numpy, predict, rotate_z
 
+from destill3d_tui.engine.classify.inference import tta_angles
 from destill3d_tui.engine.classify.registry import dumps_toml
 from destill3d_tui.engine.classify.uncertainty import (
     expected_calibration_error,
@@ -46,13 +47,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def tta_logits(model: PN2KNN, pts: np.ndarray, n: int) -> np.ndarray:
-    """Mean softmax-free logits over n rotations about z (the engine averages probabilities)."""
-    return np.mean([predict(model, rotate_z(pts, 2 * np.pi * t / n))[0] for t in range(n)], axis=0)
-
-
-def tta_probs(model: PN2KNN, pts: np.ndarray, n: int, temperature: float) -> np.ndarray:
-    return np.mean([softmax(predict(model, rotate_z(pts, 2 * np.pi * t / n))[0], temperature) for t in range(n)],
+def tta_probs(model: PN2KNN, pts: np.ndarray, n: int, temperature: float, range_deg: float) -> np.ndarray:
+    """Calibrated probabilities averaged over the engine's TTA angles."""
+    return np.mean([softmax(predict(model, rotate_z(pts, a))[0], temperature) for a in tta_angles(n, range_deg)],
                    axis=0)  # fmt: skip
 
 
@@ -116,9 +113,9 @@ def main() -> None:
     temp = fit_temperature(logits, yva)
     ece_before = expected_calibration_error(softmax(logits), yva)
     ece_after = expected_calibration_error(softmax(logits, temp), yva)
-    tta = {4: (float("nan"), float("nan")), 8: (float("nan"), float("nan"))}
-    for n in () if args.quick else (4, 8):
-        pr = tta_probs(model, xva, n, temp)
+    tta = {3: (float("nan"), float("nan")), 5: (float("nan"), float("nan"))}
+    for n in () if args.quick else (3, 5):
+        pr = tta_probs(model, xva, n, temp, float(targs.get("rot_deg", 180.0)))
         tta[n] = accuracy(np.log(pr + 1e-12), yva, len(keep))
     print(f"val OA {oa:.4f} mAcc {macc:.4f} T {temp:.3f} ECE {ece_before:.4f}->{ece_after:.4f} TTA {tta}")
 
@@ -163,6 +160,7 @@ def main() -> None:
         "input": {
             "name": "points", "points": p, "features": ["xyz"], "requires_normals": False, "up_axis": "z",
             "normalisation": "unit_sphere", "order": "any (full graph); FPS order for fast_file",
+            "rotation_range_deg": float(targs.get("rot_deg", 180.0)),
             "normalisation_detail": "centred on the mean, scaled so the farthest point has radius 1",
         },
         "output": {"logits": "logits", "embedding": "embedding", "embedding_dim": int(emb.shape[1])},
@@ -172,8 +170,8 @@ def main() -> None:
             "split": f"stratified seeded validation split of the ModelNet40 training set (seed {targs['seed']}, "
                      f"{targs['val_frac']:.0%}, {len(va)} shapes); the official test split was never used",
             "val_overall_accuracy": round(oa, 4), "val_mean_class_accuracy": round(macc, 4),
-            "val_overall_accuracy_tta4": round(tta[4][0], 4), "val_mean_class_accuracy_tta4": round(tta[4][1], 4),
-            "val_overall_accuracy_tta8": round(tta[8][0], 4), "val_mean_class_accuracy_tta8": round(tta[8][1], 4),
+            "val_overall_accuracy_tta3": round(tta[3][0], 4), "val_mean_class_accuracy_tta3": round(tta[3][1], 4),
+            "val_overall_accuracy_tta5": round(tta[5][0], 4), "val_mean_class_accuracy_tta5": round(tta[5][1], 4),
             "epochs": int(ck["epoch"]) + 1, "onnx_max_abs_diff_vs_torch": max(diff_full, diff_fast),
         },
         "training": {

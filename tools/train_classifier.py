@@ -164,10 +164,10 @@ def stratified_split(labels: np.ndarray, val_frac: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(tr)), np.sort(np.concatenate(va))
 
 
-def augment(pts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Rotation about z (up), anisotropic scale 0.8-1.25, small translation, clipped jitter. (B,N,3)."""
+def augment(pts: np.ndarray, rng: np.random.Generator, rot_deg: float = 180.0) -> np.ndarray:
+    """Rotation about z (up) within +-rot_deg, anisotropic scale 0.8-1.25, translation, clipped jitter. (B,N,3)."""
     b = pts.shape[0]
-    th = rng.uniform(0, 2 * np.pi, b)
+    th = rng.uniform(-np.radians(rot_deg), np.radians(rot_deg), b)
     c, s = np.cos(th), np.sin(th)
     rot = np.zeros((b, 3, 3), np.float32)
     rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1
@@ -208,7 +208,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--points", type=int, default=512, help="model input size (FPS from the 1024 given)")
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--minutes", type=float, default=0, help="wall budget; the cosine schedule is sized to it")
+    ap.add_argument("--minutes", type=float, default=0, help="wall budget: the cosine schedule runs on wall time")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--width", type=int, default=1)
@@ -219,6 +219,9 @@ def main() -> None:
     ap.add_argument("--val-frac", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--holdout", type=str, default="", help="comma-separated classes left out (zero/few-shot study)")
+    ap.add_argument("--rot-deg", type=float, default=180.0, help="rotation about z: uniform in +-this many degrees")
+    ap.add_argument("--smoothing", type=float, default=0.2, help="label smoothing")
+    ap.add_argument("--init", type=Path, default=None, help="warm start from a checkpoint (same widths)")
     ap.add_argument("--fps-cache", type=Path, default=None, help="where the precomputed FPS order is cached")
     ap.add_argument("--bench", action="store_true", help="time a few steps and exit")
     args = ap.parse_args()
@@ -250,8 +253,11 @@ def main() -> None:
     n_classes = len(keep_classes)
 
     cache = args.fps_cache or Path("/tmp") / f"d3d_fps_order_{args.points}.npy"
-    if cache.exists():
-        order = np.load(cache)
+    longer = sorted(Path("/tmp").glob("d3d_fps_order_*.npy"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    longer = [p for p in longer if int(p.stem.rsplit("_", 1)[1]) >= args.points]
+    if cache.exists() or (longer and not args.fps_cache):
+        # an FPS order's prefix is the FPS sample of that size, so a longer cached order serves too
+        order = np.load(cache if cache.exists() else longer[0])[:, : args.points]
     else:
         say(f"FPS-ordering {len(pts_all)} shapes to {args.points} points")
         t0 = time.time()
@@ -266,6 +272,8 @@ def main() -> None:
     xtr, xva = pts_fps[tr_idx], pts_fps[va_idx_k]
 
     model = PN2KNN(n_classes, args.width, args.s1, args.s2, args.k)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
     model.ordered = True
     n_par = sum(p.numel() for p in model.parameters())
     say(f"params {n_par} train {len(xtr)} val {len(xva)} classes {n_classes} args {vars(args)}")
@@ -287,46 +295,56 @@ def main() -> None:
         say(f"bench: {dt * 1000:.0f} ms/step, {dt * steps_per_epoch / 60:.2f} min/epoch, params {n_par}")
         return
 
-    # Size the schedule: with a wall budget, measure the first epoch and fix the epoch count.
-    total_epochs = args.epochs
+    # The cosine schedule runs on wall time when a budget is given (--minutes): on a shared machine
+    # the epoch time varies, and the learning rate must reach zero exactly when the budget ends.
+    budget_s = args.minutes * 60
     best = -1.0
     t_start = time.time()
-    epoch = 0
-    while epoch < total_epochs:
+    epoch, step, done = 0, 0, False
+    total_steps = args.epochs * steps_per_epoch
+
+    def progress_now() -> float:
+        return (time.time() - t_start) / budget_s if budget_s else step / total_steps
+
+    while not done:
         model.train()
         perm = rng.permutation(len(xtr))
         t_ep = time.time()
-        tot_loss = 0.0
+        tot_loss, n_steps = 0.0, 0
         for s in range(steps_per_epoch):
-            progress = (epoch * steps_per_epoch + s) / (total_epochs * steps_per_epoch)
-            lr = args.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-            if epoch == 0:
-                lr *= min(1.0, (s + 1) / (steps_per_epoch * 0.5))  # warm-up over half an epoch
+            progress = progress_now()
+            if progress >= 1.0:
+                done = True
+                break
+            lr = args.lr * 0.5 * (1 + math.cos(math.pi * progress))
+            if not args.init:
+                lr *= min(1.0, (step + 1) / (steps_per_epoch * 0.5))  # warm-up over half an epoch
             for g in opt.param_groups:
                 g["lr"] = lr
             sel = perm[s * args.batch : (s + 1) * args.batch]
-            logits, _ = model(torch.from_numpy(augment(xtr[sel], rng)))
-            loss = F.cross_entropy(logits, torch.from_numpy(ytr[sel]), label_smoothing=0.2)
+            logits, _ = model(torch.from_numpy(augment(xtr[sel], rng, args.rot_deg)))
+            loss = F.cross_entropy(logits, torch.from_numpy(ytr[sel]), label_smoothing=args.smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            tot_loss += float(loss)
+            tot_loss += float(loss.detach())
+            n_steps += 1
+            step += 1
         ep_min = (time.time() - t_ep) / 60
-        if epoch == 0 and args.minutes:
-            total_epochs = max(2, int(args.minutes / (ep_min * 1.04)))  # 4 % for evaluation
-            say(f"epoch takes {ep_min:.2f} min -> schedule of {total_epochs} epochs")
         logits, _ = predict(model, xva)
         oa, macc = accuracy(logits, yva, n_classes)
-        say(f"epoch {epoch + 1}/{total_epochs} loss {tot_loss / steps_per_epoch:.3f} lr {lr:.2e} "
-            f"val {oa:.4f} mAcc {macc:.4f} ({ep_min:.2f} min, {(time.time() - t_start) / 60:.1f} total)")
-        torch.save({"model": model.state_dict(), "epoch": epoch, "args": vars(args), "classes": classes,
-                    "keep_classes": keep_classes}, args.out / "last.pt")
+        say(f"epoch {epoch + 1} steps {n_steps} loss {tot_loss / max(n_steps, 1):.3f} lr {lr:.2e} "
+            f"val {oa:.4f} mAcc {macc:.4f} ({ep_min:.2f} min, {(time.time() - t_start) / 60:.1f} total, "
+            f"progress {progress_now():.2f})")
+        state = {"model": model.state_dict(), "epoch": epoch, "args": vars(args), "classes": classes,
+                 "keep_classes": keep_classes, "val_oa": oa, "val_macc": macc, "steps": step}  # fmt: skip
+        torch.save(state, args.out / "last.pt")
         if oa >= best:
             best = oa
-            torch.save({"model": model.state_dict(), "epoch": epoch, "args": vars(args), "classes": classes,
-                        "keep_classes": keep_classes, "val_oa": oa, "val_macc": macc}, args.out / "best.pt")
+            torch.save(state, args.out / "best.pt")
         epoch += 1
-    (args.out / "done.json").write_text(json.dumps({"best_val_oa": best, "epochs": total_epochs}))
+        done = done or (not budget_s and step >= total_steps)
+    (args.out / "done.json").write_text(json.dumps({"best_val_oa": best, "epochs": epoch, "steps": step}))
     say(f"finished: best val {best:.4f}")
 
 

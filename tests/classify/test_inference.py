@@ -103,7 +103,7 @@ def test_tta_averages_rotations_and_reports_spread(shipped, snapshots) -> None:
     res = clf.classify(snapshots[:2])
     for r in res:
         assert r.uncertainty_method == "tta_std" and 0 <= r.uncertainty <= 1
-    probs_t, _, _ = clf.predict_arrays(clf.prepare(np.stack([s.geometry.points for s in snapshots[:2]])))
+    probs_t, _, _ = clf.predict_arrays(clf.prepare_snapshots(snapshots[:2])[0])
     assert probs_t.shape[0] == 4 and not np.allclose(probs_t[0], probs_t[1])
     np.testing.assert_allclose(res[0].probs, probs_t.mean(axis=0)[0], atol=1e-5)
 
@@ -117,7 +117,7 @@ def test_unknown_below_threshold(shipped, snapshots) -> None:
 
 def test_calibrated_confidence_uses_card_temperature(shipped, snapshots) -> None:
     clf = OnnxClassifier(shipped, device="cpu")
-    ready = clf.prepare(np.stack([s.geometry.points for s in snapshots]))
+    ready, _, _ = clf.prepare_snapshots(snapshots)
     logits, _ = clf.forward(ready)
     res = clf.classify(snapshots)
     z = logits / shipped.temperature

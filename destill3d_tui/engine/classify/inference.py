@@ -58,9 +58,32 @@ def normalise(points: np.ndarray) -> np.ndarray:
     return (centred / np.maximum(radius, 1e-9)[:, None, None]).astype(np.float32)
 
 
+def tta_angles(passes: int, range_deg: float = 180.0) -> list[float]:
+    """Rotation angles (radians) about the up axis for ``passes`` TTA passes.
+
+    A model trained on the full circle is averaged over evenly spaced turns; one trained within
+    +-range_deg (the card's ``input.rotation_range_deg``) over angles spread inside that range, since
+    turns it never saw would only add noise.
+    """
+    if passes <= 1:
+        return [0.0]
+    if range_deg >= 180.0:
+        return [2 * math.pi * t / passes for t in range(passes)]
+    return [float(a) for a in np.radians(np.linspace(-range_deg, range_deg, passes))]
+
+
 def rotate_about_z(points: np.ndarray, angle: float) -> np.ndarray:
     c, s = math.cos(angle), math.sin(angle)
     return (points @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32).T).astype(np.float32)
+
+
+_CUDA_STATE: dict[str, bool] = {}  # whether the CUDA provider really loaded, learned on first use
+
+
+def cuda_listed() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 def open_session(path: Path, device: str = "auto", threads: int = 1) -> Any:
@@ -73,12 +96,23 @@ def open_session(path: Path, device: str = "auto", threads: int = 1) -> Any:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # CUDA provider missing on CPU hosts is expected, not a warning
     providers = ["CPUExecutionProvider"]
-    if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+    want_cuda = device == "cuda" or (device == "auto" and cuda_listed() and _CUDA_STATE.get("ok", True))
+    if want_cuda:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        # a GPU wheel lists CUDA even where its libraries are missing; it then falls back to CPU,
+        # which is the expected outcome on CPU hosts, so its load error is not printed
+        opts.log_severity_level = 4
+        ort.set_default_logger_severity(4)
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own types for unparsable graphs
         raise ModelIntegrityError(f"{path.name} is not a loadable ONNX model: {exc}", reason="model_corrupt") from exc
+    finally:
+        if want_cuda:
+            ort.set_default_logger_severity(2)
+    if want_cuda:
+        _CUDA_STATE["ok"] = "CUDAExecutionProvider" in session.get_providers()
+    return session
 
 
 @dataclass
@@ -152,8 +186,8 @@ class OnnxClassifier:
         """Calibrated probs (T, B, C) per TTA pass, mean embedding (B, E), mean logits (B, C)."""
         passes = self.tta if tta is None else max(1, tta)
         probs, embs, logits_all = [], [], []
-        for t in range(passes):
-            x = ready if t == 0 else rotate_about_z(ready, 2 * math.pi * t / passes)
+        for angle in tta_angles(passes, self.model.tta_range_deg):
+            x = ready if angle == 0 else rotate_about_z(ready, angle)
             logits, emb = self.forward(x)
             probs.append(softmax(logits, self.model.temperature))
             embs.append(emb)

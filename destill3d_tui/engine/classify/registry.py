@@ -24,6 +24,7 @@ from .. import locations
 from ..errors import ModelIntegrityError, ModelNotFoundError
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "models"
+COMPANION_KEYS = ("fast_file", "label_prototypes", "text_embeddings")  # card fields naming extra files
 
 
 @dataclass
@@ -49,6 +50,7 @@ class RegisteredModel:
     up_axis: str = "z"
     normalisation: str = "unit_sphere"
     temperature: float = 1.0
+    tta_range_deg: float = 180.0  # rotations about up seen in training: +- this many degrees
     embedding_dim: int = 0
     input_name: str = "points"
     logits_name: str = "logits"
@@ -94,6 +96,7 @@ def load_card(card_path: Path, source: str = "user") -> RegisteredModel:
             up_axis=str(inp.get("up_axis", "z")),
             normalisation=str(inp.get("normalisation", "unit_sphere")),
             temperature=float(cal.get("temperature", 1.0)),
+            tta_range_deg=float(inp.get("rotation_range_deg", 180.0)),
             embedding_dim=int(out.get("embedding_dim", 0)),
             input_name=str(inp.get("name", "points")),
             logits_name=str(out.get("logits", "logits")),
@@ -221,6 +224,14 @@ class ModelRegistry:
         card = dict(staged.card)
         card["file"] = f"{staged.model_id}.onnx"
         shutil.copyfile(onnx_path, target / card["file"])
+        for key in COMPANION_KEYS:  # files the card names beside it travel with it, renamed per model id
+            name = card.get(key)
+            source = card_path.parent / str(name) if name else None
+            if source is not None and source.is_file():
+                card[key] = f"{staged.model_id}.{key}{''.join(source.suffixes[-1:])}"
+                shutil.copyfile(source, target / card[key])
+            elif name:
+                card.pop(key)
         (target / f"{staged.model_id}.toml").write_text(dumps_toml(card), encoding="utf-8")
         return self.get(staged.model_id)
 

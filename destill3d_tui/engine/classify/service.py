@@ -131,7 +131,8 @@ class ClassifyService:
             if encoder is not None:
                 enc_clf, text = encoder
                 keyed = {zeroshot.normalise_name(c): c for c in classes}
-                raw = zeroshot.encoder_text_scores(enc_clf.embed(enc_clf.prepare_snapshots(snaps)[0]), text, list(keyed))
+                point_emb = enc_clf.embed(enc_clf.prepare_snapshots(snaps)[0])
+                raw = zeroshot.encoder_text_scores(point_emb, text, list(keyed))
                 enc_scores = {keyed[k]: v for k, v in raw.items()}
             answers += zeroshot.answer([s.snapshot_id for s in snaps], classes, probs_t.mean(axis=0), emb,
                                        clf.model.labels, mapper, protos, label_prototypes(clf.model),

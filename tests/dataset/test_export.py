@@ -288,6 +288,7 @@ def test_cancelled_export_stops_and_writes_no_card(dataset: DatasetService, tmp_
     cancel.set()
     result = dataset.export("tfrecord", tmp_path / "t", cancel=cancel)
     assert result.interrupted and result.card is None and not (tmp_path / "t" / "README.md").exists()
+    assert result.count == 0
 
 
 def test_modelnet_folders_for_awkward_labels(tmp_path: Path) -> None:

@@ -271,7 +271,9 @@ class DatasetService:
         result = ExportResult(format=format, output=out, label_names=label_names, split_counts=layout.split_counts)
         entries = self._stream(exporter, layout, ordered, splits, label_names, skipped, result, cancel)
         result.skipped = dict(skipped)
-        if not result.interrupted:
+        if result.interrupted:  # what was written, not what was planned
+            result.split_counts = dict(Counter(e["split"] for e in entries))
+        else:
             self._finish(exporter, layout, entries, result, options=self._options(locals()))
         result.seconds = time.perf_counter() - started
         self.events.emit(ExportFinished(output=str(out or ""), count=result.count, skipped=result.skipped_total))

@@ -49,6 +49,7 @@ FETCH_CHUNK = 2048
 """Vectors read from the source per round trip while (re)building."""
 SMALL_BATCH = 64
 """Below this many queries a search runs on one thread."""
+_DEFAULT_THREADS = faiss.omp_get_max_threads()
 SAVE_EVERY_S = 30.0
 """Patches are written back at most this often: the file is only a head start that is never
 trusted, and rewriting a 400 MB index after every new embedding would cost more than the patch."""
@@ -284,12 +285,11 @@ class EmbeddingIndex:
         fetch = min(k + self._tombstones, len(self._ids))
         # A few queries gain nothing from OpenMP threads, and on a busy machine the threads' spin-waits
         # cost more than the search itself (90 ms instead of 1 ms for one query).
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1 if len(q) < SMALL_BATCH else threads)
+        faiss.omp_set_num_threads(1 if len(q) < SMALL_BATCH else _DEFAULT_THREADS)
         try:
             scores, labels = self._index.search(q, fetch)
         finally:
-            faiss.omp_set_num_threads(threads)
+            faiss.omp_set_num_threads(_DEFAULT_THREADS)  # the default, not what another thread set
         return [self._resolve(s, ls, k) for s, ls in zip(scores, labels, strict=True)]
 
     def _resolve(self, scores: np.ndarray, labels: np.ndarray, k: int) -> list[tuple[str, float]]:

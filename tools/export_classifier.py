@@ -76,6 +76,47 @@ def check_onnx(model: PN2KNN, path: Path, pts: np.ndarray) -> float:
     return float(max(np.abs(lo - tl.numpy()).max(), np.abs(em - te.numpy()).max()))
 
 
+def card_markdown(card: dict) -> str:
+    """A human-readable card beside the machine-readable TOML (same figures)."""
+    m, i, c, t = card["metrics"], card["input"], card["calibration"], card["training"]
+    return f"""# {card["name"]} (`{card["model_id"]}`)
+
+Machine-readable card: `{card["model_id"]}.toml` (the registry reads that one; this page repeats it).
+
+## Data
+ModelNet40 training split as 1024-point clouds ({t["data"]}). {m["split"]}.
+{card["license_note"]}
+
+## Input contract
+- {i["points"]} points, xyz only (no normals), up axis **{i["up_axis"]}**.
+- Normalisation: {i["normalisation_detail"]}.
+- The engine reduces a snapshot's points to {i["points"]} by farthest point sampling (first pick: the point
+  farthest from the centroid) and converts the up axis first (glTF y-up -> z-up; unknown: the most confident
+  of x/y/z, recorded in `processing.transforms`).
+- `{card["file"]}` takes points in any order (FPS centroids and kNN grouping are plain ops in the graph);
+  `{card["fast_file"]}` is the same weights for FPS-ordered input (what the engine feeds); outputs are equal.
+- Outputs: `logits` ({len(card["labels"])}), `embedding` ({card["output"]["embedding_dim"]}, penultimate layer).
+- Trained with rotations about the up axis within +-{i["rotation_range_deg"]:g} degrees, so TTA averages angles
+  inside that range.
+
+## Measured (validation split only; the official test split was never used)
+| | overall accuracy | mean per-class accuracy |
+| --- | --- | --- |
+| single pass | {m["val_overall_accuracy"]:.4f} | {m["val_mean_class_accuracy"]:.4f} |
+| TTA 3 rotations | {m["val_overall_accuracy_tta3"]:.4f} | {m["val_mean_class_accuracy_tta3"]:.4f} |
+| TTA 5 rotations | {m["val_overall_accuracy_tta5"]:.4f} | {m["val_mean_class_accuracy_tta5"]:.4f} |
+
+Calibration: temperature {c["temperature"]} fitted on the validation split; ECE (15 bins)
+{c["ece_before"]} before, {c["ece_after"]} after.
+ONNX vs torch max abs difference: {m["onnx_max_abs_diff_vs_torch"]:.1e}.
+
+## Training
+`{t["command"]}` (seed {t["seed"]}), {m["epochs"]} epochs; then
+`tools/export_classifier.py` for the export, calibration and this card.
+Architecture: compact PointNet++ with kNN grouping (`pn2knn`), {card["parameters"]} parameters.
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, required=True)
@@ -181,6 +222,7 @@ def main() -> None:
         },
     }
     (args.out / f"{mid}.toml").write_text(dumps_toml(card), encoding="utf-8")
+    (args.out / f"{mid}.md").write_text(card_markdown(card), encoding="utf-8")
     print(json.dumps({"val_oa": oa, "val_macc": macc, "temperature": temp, "ece": [ece_before, ece_after],
                       "tta": tta, "bytes": full.stat().st_size}))  # fmt: skip
 

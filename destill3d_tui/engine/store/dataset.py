@@ -12,7 +12,6 @@ import threading
 import time
 import weakref
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +23,8 @@ from ..errors import NotFoundError
 from ..events import EventBus, ExportFinished, ExportProgressed
 from . import duplicates as dup
 from .export import common
-from .export.common import ExportError, ExportLayout, ExportRecord
-from .index import EmbeddingIndex, EmbeddingTableSource, _in_chunks
+from .export.common import ExportError, ExportLayout, ExportRecord, ExportResult, flatten_arrays
+from .index import EmbeddingIndex, EmbeddingTableSource, in_chunks
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -34,45 +33,6 @@ if TYPE_CHECKING:
 PROGRESS_EVERY_S = 0.1
 """Export progress events at most ten times a second (the TUI bar redraws no faster)."""
 BLOB_CHUNK = 128
-
-
-@dataclass
-class ExportResult:
-    format: str
-    output: Path | None
-    files: list[Path] = field(default_factory=list)
-    split_counts: dict[str, int] = field(default_factory=dict)
-    label_names: list[str] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
-    manifest: Path | None = None
-    card: Path | None = None
-    seconds: float = 0.0
-    arrays: dict[str, np.ndarray] | None = None  # return_arrays=True: flat arrays + "split"
-    interrupted: bool = False
-
-    @property
-    def count(self) -> int:
-        return sum(self.split_counts.values())
-
-    @property
-    def skipped_total(self) -> int:
-        return sum(self.skipped.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "output": str(self.output) if self.output else None,
-            "files": [str(f) for f in self.files],
-            "count": self.count,
-            "split_counts": self.split_counts,
-            "label_names": self.label_names,
-            "skipped": self.skipped,
-            "skipped_total": self.skipped_total,
-            "manifest": str(self.manifest) if self.manifest else None,
-            "card": str(self.card) if self.card else None,
-            "seconds": round(self.seconds, 3),
-            "interrupted": self.interrupted,
-        }
 
 
 class DatasetService:
@@ -337,7 +297,7 @@ class DatasetService:
         exporter.begin(layout)
         last = 0.0
         try:
-            for chunk in _in_chunks([r["snapshot_id"] for r in rows], BLOB_CHUNK):
+            for chunk in in_chunks([r["snapshot_id"] for r in rows], BLOB_CHUNK):
                 if cancel is not None and cancel.is_set():
                     result.interrupted = True
                     exporter.abort()
@@ -398,7 +358,7 @@ class DatasetService:
         options: dict[str, Any],
     ) -> None:
         if result.output is None:
-            result.arrays = _flatten(exporter)  # type: ignore[arg-type]
+            result.arrays = flatten_arrays(exporter.arrays)  # type: ignore[attr-defined]
             return
         label_counts, licence_counts = common.tally(
             (e["split"], e["label"], e["license_spdx"] or e["license"]) for e in entries
@@ -415,18 +375,6 @@ class DatasetService:
         )
         result.manifest = common.write_manifest(result.output, entries)
         result.card = common.write_card(result.output, facts)
-
-
-def _flatten(exporter: Any) -> dict[str, np.ndarray]:
-    """Per-split arrays of the in-memory NumPy exporter -> one set of arrays + a ``split`` column."""
-    parts = exporter.arrays
-    out: dict[str, np.ndarray] = {}
-    keys = [k for k in next(iter(parts.values())) if k != "label_names"]
-    for key in keys:
-        out[key] = np.concatenate([parts[s][key] for s in parts])
-    out["label_names"] = next(iter(parts.values()))["label_names"]
-    out["split"] = np.concatenate([np.full(len(parts[s]["labels"]), s) for s in parts])
-    return out
 
 
 def _split_counts(rows: list[dict[str, Any]], splits: dict[str, str]) -> dict[str, int]:

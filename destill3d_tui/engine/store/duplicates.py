@@ -34,7 +34,7 @@ from scipy.spatial.distance import pdist
 
 from .. import locations
 from ..config import IndexSettings, Settings
-from .index import EmbeddingIndex, _in_chunks
+from .index import EmbeddingIndex, in_chunks
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class GeometricSource:
 
     def existing(self, ids: list[str]) -> set[str]:
         found: set[str] = set()
-        for chunk in _in_chunks(ids):
+        for chunk in in_chunks(ids):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT snapshot_id FROM snapshots WHERE snapshot_id IN ({marks})"
             found.update(r[0] for r in self.store.execute(sql, tuple(chunk)).fetchall())
@@ -138,7 +138,7 @@ class GeometricSource:
 
     def vectors(self, ids: list[str]) -> np.ndarray:
         found: dict[str, np.ndarray] = {}
-        for chunk in _in_chunks(ids, 64):
+        for chunk in in_chunks(ids, 64):
             marks = ",".join("?" * len(chunk))
             rows = self.store.execute(
                 f"SELECT snapshot_id, snapshot_data FROM snapshots WHERE snapshot_id IN ({marks})", tuple(chunk)
@@ -251,7 +251,7 @@ def find_clusters(
     geo = geometric_index(store, settings.index)
     models = _embedding_models(store) if embedding_index else {}
     ids = geo.ids()
-    for chunk in _in_chunks(ids, 1024):
+    for chunk in in_chunks(ids, 1024):
         queries = np.stack([geo.vector(i) for i in chunk])
         for sid, hits in zip(chunk, geo.search(queries, k=neighbours), strict=True):
             for other, score in hits:

@@ -371,7 +371,7 @@ class EmbeddingIndex:
 # ---------------------------------------------------------------- the embeddings table as a source
 
 
-def _in_chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+def in_chunks(ids: list[str], size: int = 500) -> list[list[str]]:
     """SQLite limits bound parameters per statement; 500 is safe on every build."""
     return [ids[i : i + size] for i in range(0, len(ids), size)]
 
@@ -402,7 +402,7 @@ class EmbeddingTableSource:
 
     def existing(self, ids: list[str]) -> set[str]:
         found: set[str] = set()
-        for chunk in _in_chunks(ids):
+        for chunk in in_chunks(ids):
             # by primary key only: with model_id in the WHERE, SQLite prefers the model_id index and scans
             sql = f"SELECT snapshot_id, model_id FROM embeddings WHERE snapshot_id IN ({','.join('?' * len(chunk))})"
             rows = self.store.execute(sql, tuple(chunk)).fetchall()
@@ -416,7 +416,7 @@ class EmbeddingTableSource:
 
     def vectors(self, ids: list[str]) -> np.ndarray:
         found: dict[str, np.ndarray] = {}
-        for chunk in _in_chunks(ids):
+        for chunk in in_chunks(ids):
             marks = ",".join("?" * len(chunk))
             cursor = self.store.execute(
                 f"SELECT snapshot_id, embedding FROM embeddings WHERE snapshot_id IN ({marks})", tuple(chunk)

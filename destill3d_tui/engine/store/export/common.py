@@ -100,6 +100,56 @@ class Exporter(ABC):
         return ""
 
 
+@dataclass
+class ExportResult:
+    format: str
+    output: Path | None
+    files: list[Path] = field(default_factory=list)
+    split_counts: dict[str, int] = field(default_factory=dict)
+    label_names: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    manifest: Path | None = None
+    card: Path | None = None
+    seconds: float = 0.0
+    arrays: dict[str, np.ndarray] | None = None  # return_arrays=True: flat arrays + "split"
+    interrupted: bool = False
+
+    @property
+    def count(self) -> int:
+        return sum(self.split_counts.values())
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "output": str(self.output) if self.output else None,
+            "files": [str(f) for f in self.files],
+            "count": self.count,
+            "split_counts": self.split_counts,
+            "label_names": self.label_names,
+            "skipped": self.skipped,
+            "skipped_total": self.skipped_total,
+            "manifest": str(self.manifest) if self.manifest else None,
+            "card": str(self.card) if self.card else None,
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+        }
+
+
+def flatten_arrays(parts: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-split arrays (in-memory NumPy export) -> one set of arrays + a ``split`` column."""
+    out: dict[str, np.ndarray] = {}
+    keys = [k for k in next(iter(parts.values())) if k != "label_names"]
+    for key in keys:
+        out[key] = np.concatenate([parts[s][key] for s in parts])
+    out["label_names"] = next(iter(parts.values()))["label_names"]
+    out["split"] = np.concatenate([np.full(len(parts[s]["labels"]), s) for s in parts])
+    return out
+
+
 # ---------------------------------------------------------------- registry
 
 

@@ -55,10 +55,9 @@ def test_classify_all_then_cli_json(stored: tuple[Path, list[str]], capsys: pyte
     assert main(["--db", str(db), "classify", "all", "--json"]) == 0
     assert _lines(capsys.readouterr().out) == [{"classified": len(ids), "model": MODEL_ID}]
     with Destill3D(db=db) as d3d:
-        assert d3d.db.stats()["classification_coverage"] in (1.0, len(ids), f"{len(ids)}/{len(ids)}") or all(
-            d3d.db.get(i).top_prediction() for i in ids)
-        E = d3d.store.Embeddings
-        assert E.select().count() == len(ids)
+        assert all(d3d.db.get(i).top_prediction().model_name == MODEL_ID for i in ids)
+        assert all(r.label for r in d3d.db.query(limit=100))
+        assert d3d.store.Embeddings.select().count() == len(ids)
     assert main(["--db", str(db), "classify", "snapshot", ids[1][:8], "--top-k", "2", "--json"]) == 0
     out = _lines(capsys.readouterr().out)[0]
     assert len(out["predictions"]) == 2 and out["predictions"][0]["model_name"] == MODEL_ID
@@ -89,3 +88,23 @@ def test_models_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert info["verified"] is True and info["card"]["input"]["points"] == 512
     assert main(["models", "download", "anything"]) == 1  # no models_url configured: a clear error
     assert "models_url" in capsys.readouterr().err
+
+
+def test_pipeline_classifies_what_it_stores(tmp_path: Path, corpus_dir: Path) -> None:
+    """The pipeline's CLASSIFIED stage runs the shipped model (default settings) before storing."""
+    import shutil
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("off/socket.off", "stl/low_poly_benchy.stl"):
+        shutil.copy(corpus_dir / name, folder)
+    with Destill3D(db=tmp_path / "p.db") as d3d:
+        d3d.settings.pipeline.workers = 1
+        summary = d3d.extract.from_directory(folder)
+        assert summary.stored == 2
+        for row in d3d.db.query(limit=10):
+            snap = d3d.db.get(row.snapshot_id)
+            assert row.label == snap.top_prediction().label and snap.embedding_model == MODEL_ID
+            assert any(t.startswith("classifier input:") and "guessed" in t for t in snap.processing.transforms)
+        assert d3d.store.Embeddings.select().count() == 2
+        assert d3d.store.Classifications.select().count() == 2 * 5

@@ -35,12 +35,6 @@ from .errors import NotFoundError
 from .events import EventBus, ItemsQueued
 from .store.db import ACTIVE_STAGES, FAILED, FINAL_STAGES, QUEUED, STAGES, STORED, Store, dumps, loads, utcnow
 
-# Extensions a folder scan picks up when no --pattern is given (explicit file paths always go in).
-MODEL_EXTENSIONS = frozenset(
-    {"stl", "obj", "ply", "off", "gltf", "glb", "3mf", "dae", "fbx", "step", "stp"}
-    | {"iges", "igs", "brep", "brp", "pcd", "xyz", "pts", "las", "laz", "zip"}
-)
-
 
 @dataclass
 class QueueEntry:
@@ -158,7 +152,8 @@ def local_entries(
         path = Path(raw).expanduser().resolve()
         if path.is_dir():
             files = path.rglob("*") if recursive else path.glob("*")
-            chosen = sorted(f for f in files if f.is_file() and _wanted(f, pattern))
+            # Symlinks are not followed in a scan: a link may point anywhere on the machine.
+            chosen = sorted(f for f in files if f.is_file() and not f.is_symlink() and _wanted(f, pattern))
         elif path.exists():
             chosen = [path]
         else:
@@ -170,7 +165,9 @@ def local_entries(
 def _wanted(path: Path, pattern: str | None) -> bool:
     if pattern:
         return fnmatch.fnmatch(path.name.lower(), pattern.lower())
-    return path.suffix.lower().lstrip(".") in MODEL_EXTENSIONS and not path.name.startswith(".")
+    from .extract.formats import EXTENSIONS  # the formats extraction reads: one list for CLI and queue
+
+    return path.suffix.lower() in EXTENSIONS and not path.name.startswith(".")
 
 
 def _local_entry(path: Path, priority: int) -> QueueEntry:

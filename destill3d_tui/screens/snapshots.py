@@ -244,13 +244,14 @@ def predictions_text(snap: Any, classifier_available: bool) -> Text:
         why = "this snapshot has not been classified yet" if classifier_available else \
             "classification is not available in this engine yet"
         return Text(f"No predictions: {why}.", style="italic")
+    ranked = sorted(snap.predictions, key=lambda p: p.rank)
     text = Text()
-    for p in sorted(snap.predictions, key=lambda p: p.rank):
-        text.append_text(confidence_line(p.label, p.confidence, p.uncertainty))
-        text.append(f"  {p.taxonomy}\n", style="dim")
-    model = snap.predictions[0].model_name
-    if model:
-        text.append(f"\nmodel {model}", style="dim")
+    text.append(f"{ranked[0].taxonomy} · {ranked[0].model_name or 'unknown model'}\n\n", style="dim")
+    for p in ranked:
+        text.append_text(confidence_line(p.label, p.confidence, p.uncertainty, width=20))
+        text.append("\n")
+    if ranked[0].uncertainty is not None:
+        text.append("\n± is the model's uncertainty (higher: less sure)", style="dim")
     return text
 
 

@@ -39,14 +39,24 @@ def engine(tui_settings: Settings) -> Iterator[Destill3D]:
 
 
 def seed_snapshots(d3d: Destill3D, corpus: Path, files: tuple[str, ...] = SEED_FILES,
-                   title_prefix: str = "") -> list[str]:
-    """Extract corpus files and store them with stable ids (uuid5 of the file name)."""
+                   title_prefix: str = "", views: bool = False) -> list[str]:
+    """Extract corpus files and store them with stable ids (uuid5 of the file name).
+
+    The teapot gets two predictions (as a classifier would leave them) so the screens that
+    show labels and confidence bars have something to show.
+    """
     from destill3d_tui.engine.extract import extract_file
     from destill3d_tui.engine.store.service import insert_snapshot
+    from destill3d_tui.engine.store.snapshot import Prediction
 
     ids = []
     for name in files:
-        snap = extract_file(corpus / name, points=SEED_POINTS, seed=0)
+        snap = extract_file(corpus / name, points=SEED_POINTS, seed=0, views=views)
+        if "teapot" in name:
+            snap.predictions = [
+                Prediction("vase", 0.62, rank=1, uncertainty=0.21, model_name="destill3d_pointnet_mn40"),
+                Prediction("cup", 0.25, rank=2, uncertainty=0.21, model_name="destill3d_pointnet_mn40"),
+            ]
         snap.snapshot_id = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
         snap.model_id = f"local:{Path(name).stem}"
         snap.provenance.title = title_prefix + Path(name).stem

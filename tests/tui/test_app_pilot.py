@@ -181,3 +181,30 @@ async def test_similar_models_and_enter_jumps_to_one(seeded: Destill3D) -> None:
         listing = screen.query_one("#snap-list", DataTable)
         assert listing.coordinate_to_cell_key(listing.cursor_coordinate).row_key.value == target
         await app.workers.wait_for_complete()
+
+
+async def test_predictions_and_depth_views(engine: Destill3D, corpus_dir: Path) -> None:
+    from textual.widgets import Static
+
+    from destill3d_tui.widgets.depth_view import DepthView
+
+    from .conftest import seed_snapshots
+
+    seed_snapshots(engine, corpus_dir, files=("stl/teapot.stl",), views=True)
+    app = make_app(engine, initial_mode="snapshots")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.current is not None)
+        table = screen.query_one("#snap-list", DataTable)
+        assert str(table.get_row_at(0)[1]) == "vase"
+        await pilot.press("3")
+        text = str(screen.query_one("#predictions", Static).render())
+        assert "vase" in text and "62.0%" in text and "±0.21" in text and "cup" in text
+        await pilot.press("6")
+        views = screen.query_one(DepthView)
+        assert views._views is not None and len(views._views) == 12
+        views.focus()
+        await pilot.press("n")
+        assert views.index == 1
+        assert "view 2/12" in views.render().plain
+        await app.workers.wait_for_complete()

@@ -90,3 +90,14 @@ def test_database_statistics(snap_compare, seeded: Destill3D) -> None:
 
 def test_help_screen(snap_compare, engine: Destill3D) -> None:
     assert snap_compare(make_app(engine, "queue"), terminal_size=SIZE, press=["f1"], run_before=settle)
+
+
+def test_snapshots_screen_predictions_tab(snap_compare, seeded: Destill3D) -> None:
+    async def predictions(pilot: Pilot) -> None:
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: screen.current is not None)
+        await pilot.press("down", "down", "down", "3")
+        await wait_for(pilot, lambda: screen.current.provenance.title == "teapot")
+        await settle(pilot)
+
+    assert snap_compare(make_app(seeded, "snapshots"), terminal_size=SIZE, run_before=predictions)

@@ -80,7 +80,8 @@ def main() -> None:
     if args.limit:
         val = val[np.random.default_rng(0).permutation(len(val))[: args.limit]]
     pts = data["points"][val].astype(np.float32)
-    x = normalise(np.take_along_axis(pts, fps(pts, model.input_points)[..., None], axis=1))
+    dense = normalise(pts)  # the engine's preparation: normalise the dense cloud, then FPS
+    x = np.take_along_axis(dense, fps(dense, model.input_points)[..., None], axis=1)
     y = labels[val]
 
     fast_path = model.card_path.parent / model.card["fast_file"]

@@ -1,9 +1,9 @@
 """Batched ONNX inference: snapshot points -> calibrated top-k predictions + embedding.
 
 Per snapshot: the model's up axis is enforced (converted, or guessed when the snapshot does not
-say), the points are reduced by farthest point sampling to the model's input size
-(deterministic: the first pick is the point farthest from the centroid), centred and scaled to
-the unit sphere. Optional test-time augmentation averages rotations about the up axis.
+say), centred and scaled to the unit sphere, and reduced by farthest point sampling to the
+model's input size (deterministic: the first pick is the point farthest from the centroid).
+Optional test-time augmentation averages rotations about the up axis.
 """
 
 from __future__ import annotations
@@ -178,9 +178,13 @@ class OnnxClassifier:
         return emb
 
     def prepare(self, clouds: np.ndarray) -> np.ndarray:
-        """(B, N, 3) points already in the model's up axis -> (B, P, 3) FPS-reduced, normalised."""
-        idx = fps(clouds.astype(np.float32), self.model.input_points)
-        return normalise(np.take_along_axis(clouds.astype(np.float32), idx[..., None], axis=1))
+        """(B, N, 3) points already in the model's up axis -> (B, P, 3) normalised, FPS-reduced.
+
+        Normalised on the dense cloud before sampling, as the training data was (centred on the
+        mean of all points, radius 1), so the sample keeps the training data's statistics.
+        """
+        dense = normalise(clouds.astype(np.float32))
+        return np.take_along_axis(dense, fps(dense, self.model.input_points)[..., None], axis=1)
 
     def predict_arrays(self, ready: np.ndarray, tta: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Calibrated probs (T, B, C) per TTA pass, mean embedding (B, E), mean logits (B, C)."""

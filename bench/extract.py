@@ -87,13 +87,32 @@ def clock() -> float:
 WALL = False
 
 
-def median_ms(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    times, result = [], None
+def alternate(first: Callable[[], object], second: Callable[[], object], repeat: int) -> tuple[float, float, object]:
+    """Median ms of each, run turn about so that both see the same load on a shared machine."""
+    times_a, times_b, result = [], [], None
     for _ in range(repeat):
         start = clock()
-        result = fn()
-        times.append((clock() - start) * 1000.0)
-    return statistics.median(times), result
+        result = first()
+        times_a.append((clock() - start) * 1000.0)
+        start = clock()
+        second()
+        times_b.append((clock() - start) * 1000.0)
+    return statistics.median(times_a), statistics.median(times_b), result
+
+
+def compare(path: Path, repeat: int, with_naive: bool) -> tuple[tuple, tuple | None]:
+    """ours() and naive() turn about, ``repeat`` times; medians of the totals and of each stage."""
+    mine, theirs = [], []
+    for _ in range(repeat):
+        mine.append(ours(path, 1))
+        if with_naive:
+            theirs.append(naive(path, 1))
+    return _medians(mine), (_medians(theirs) if with_naive else None)
+
+
+def _medians(runs: list[tuple[float, dict[str, float]]]) -> tuple[float, dict[str, float]]:
+    total = statistics.median(r[0] for r in runs)
+    return total, {k: statistics.median(r[1][k] for r in runs) for k in runs[0][1]}
 
 
 def ours(path: Path, repeat: int) -> tuple[float, dict[str, float]]:
@@ -157,8 +176,7 @@ def normals_ratio(repeat: int) -> tuple[float, float]:
         cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(30))
         cloud.orient_normals_consistent_tangent_plane(30)
 
-    mine, _ = median_ms(lambda: compute_point_features(pts), repeat)
-    theirs, _ = median_ms(open3d_normals, repeat)
+    mine, theirs, _ = alternate(lambda: compute_point_features(pts), open3d_normals, repeat)
     return mine, theirs
 
 
@@ -172,8 +190,7 @@ def step_ratio(path: Path, repeat: int) -> tuple[float, float, dict]:
     from destill3d_tui.engine.extract.types import ExtractOptions
 
     options = ExtractOptions()
-    mine, geom = median_ms(lambda: load_geometry(path, options), repeat)
-    tess = geom.tessellation
+    tess = load_geometry(path, options).tessellation
 
     def raw() -> None:
         reader = STEPControl_Reader()
@@ -186,7 +203,7 @@ def step_ratio(path: Path, repeat: int) -> tuple[float, float, dict]:
         )
         mesher.Perform()
 
-    theirs, _ = median_ms(raw, repeat)
+    mine, theirs, _ = alternate(lambda: load_geometry(path, options), raw, repeat)
     return mine, theirs, tess
 
 
@@ -214,17 +231,17 @@ def main() -> int:
         ours(models[0][1], 1)  # warm imports so the first model does not pay them
         naive(models[0][1], 1)
         for name, path, repeat in models:
-            wall, stages = ours(path, repeat)
+            (wall, stages), theirs = compare(path, repeat, path.suffix.lower() in {".stl", ".obj", ".glb"})
             print(f"\n{name}: ours {wall:.1f} ms  [{fmt_stages(stages)}]")
-            if path.suffix.lower() in {".stl", ".obj", ".glb"}:
-                nwall, nstages = naive(path, repeat)
+            if theirs is not None:
+                nwall, nstages = theirs
                 print(f"{name}: naive {nwall:.1f} ms  [{fmt_stages(nstages)}]  ratio {wall / nwall:.3f}")
-    mine, theirs = normals_ratio(9)
+    mine, theirs = normals_ratio(15)
     print(f"\nnormals+curvature+orientation (2048 pts): ours {mine:.1f} ms, Open3D {theirs:.1f} ms", end="")
     print(f", ratio {mine / theirs:.3f}")
     for name in STEP_FILES:
         if (CORPUS / name).is_file():
-            mine, theirs, tess = step_ratio(CORPUS / name, 3)
+            mine, theirs, tess = step_ratio(CORPUS / name, 5)
             lin, ang = tess.get("linear_deflection"), tess.get("angular_deflection")
             print(f"STEP {name}: load {mine:.1f} ms, raw OCP {theirs:.1f} ms, ratio {mine / theirs:.3f}", end="")
             print(f" (deflection linear={lin:.4g}, angular={ang})")

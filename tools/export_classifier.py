@@ -5,7 +5,8 @@ calibration temperature on that split (ECE before/after), compute per-label prot
 training embeddings (used by few-shot scoring), export two graphs (opset 17):
 
 - ``<id>.onnx``: self-contained; FPS centroids and kNN grouping inside the graph as plain ops.
-- ``<id>.ordered.onnx``: the same weights for inputs already in FPS order (the engine prepares
+- ``<id>.ordered.onnx``: the same weights (BatchNorm folded into the Linear layers) for inputs
+  already in FPS order (the engine prepares
   them so): the in-graph FPS is the identity there, so it is skipped. Outputs are equal.
 
 Both are checked against torch in onnxruntime (CPU) to 1e-4, then the card (TOML) is written.
@@ -19,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import sys
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,6 +54,37 @@ def tta_probs(model: PN2KNN, pts: np.ndarray, n: int, temperature: float, range_
     """Calibrated probabilities averaged over the engine's TTA angles."""
     return np.mean([softmax(predict(model, rotate_z(pts, a))[0], temperature) for a in tta_angles(n, range_deg)],
                    axis=0)  # fmt: skip
+
+
+def fold_batchnorm(model: PN2KNN) -> PN2KNN:
+    """A copy with every Linear -> BatchNorm pair folded into one biased Linear (eval mode, same outputs)."""
+    folded = copy.deepcopy(model).eval()
+
+    def fold(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        out = nn.Linear(linear.in_features, linear.out_features, bias=True)
+        with torch.no_grad():
+            out.weight.copy_(linear.weight * scale[:, None])
+            bias = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
+            out.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+        return out
+
+    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        layers = list(seq)
+        kept: list[nn.Module] = []
+        i = 0
+        while i < len(layers):
+            if isinstance(layers[i], nn.Linear) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm1d):
+                kept.append(fold(layers[i], layers[i + 1]))
+                i += 2
+            else:
+                kept.append(layers[i])
+                i += 1
+        for name in list(seq._modules):
+            del seq._modules[name]
+        for j, layer in enumerate(kept):
+            seq.add_module(str(j), layer)
+    return folded
 
 
 def export_onnx(model: PN2KNN, path: Path, points: int, ordered: bool) -> None:
@@ -173,7 +207,7 @@ def main() -> None:
     mid = args.model_id
     full, fast = args.out / f"{mid}.onnx", args.out / f"{mid}.ordered.onnx"
     export_onnx(model, full, p, ordered=False)
-    export_onnx(model, fast, p, ordered=True)
+    export_onnx(fold_batchnorm(model), fast, p, ordered=True)  # the engine's graph: no FPS, BN folded
     diff_full, diff_fast = check_onnx(model, full, xva[:64]), check_onnx(model, fast, xva[:64])
     print(f"onnx vs torch max abs diff: full {diff_full:.2e} ordered {diff_fast:.2e}")
     assert diff_full < 1e-4 and diff_fast < 1e-4, "ONNX export disagrees with torch"

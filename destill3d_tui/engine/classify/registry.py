@@ -138,16 +138,19 @@ def verify_file(model: RegisteredModel) -> Path:
     return path
 
 
-def verify_fast(model: RegisteredModel) -> Path | None:
-    """The card's ``fast_file`` (same weights, for FPS-ordered input) when present and intact."""
-    name, digest = model.card.get("fast_file"), model.card.get("fast_sha256")
+def verify_fast(model: RegisteredModel, key: str = "fast") -> Path | None:
+    """The card's ``<key>_file`` when present and intact.
+
+    ``fast_file``: the same weights for FPS-ordered input (outputs equal to the full graph).
+    """
+    name, digest = model.card.get(f"{key}_file"), model.card.get(f"{key}_sha256")
     if not name or not digest or model.card_path is None:
         return None
     path = model.card_path.parent / str(name)
     if not path.exists():
         return None  # optional: the self-contained graph serves alone
     if sha256_file(path) != str(digest).lower():
-        raise ModelIntegrityError(f"model {model.model_id}: {path.name} does not match its card's fast_sha256",
+        raise ModelIntegrityError(f"model {model.model_id}: {path.name} does not match its card's {key}_sha256",
                                   reason="model_corrupt")  # fmt: skip
     return path
 

@@ -623,15 +623,19 @@ class Pipeline:
                     with self.store.database.atomic():  # a savepoint: one item's failure stays its own
                         done.append((op, self._commit(op)))
                 except _LeaseLost:
+                    service.tags_rolled_back(self.store)
                     done.append((op, _LeaseLost))
                 except pw.OperationalError:
+                    service.tags_rolled_back(self.store)
                     raise  # the connection or lock, not this item: the whole batch is retried
                 except Exception as exc:
+                    service.tags_rolled_back(self.store)
                     done.append((op, self._op_failed(op, exc)))
             if any(op.kind == "store" for op, _ in done):
                 for op, result in done:
                     if op.kind == "store" and result is not _LeaseLost:
                         self._crash.reached("before_store_commit")
+        service.tags_committed(self.store)
         for op, result in done:
             self._after_commit(op, result)
 

@@ -7,6 +7,7 @@ pipeline's writer, imports and tests store snapshots the same way.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,58 +103,102 @@ def snapshot_columns(snapshot: Snapshot, blob: bytes, *, group_id: str | None = 
     }
 
 
+def db_value(store: Store, value: Any) -> Any:
+    """A Python value as the raw driver wants it (SQLite keeps timestamps as ISO text)."""
+    if isinstance(value, dt.datetime) and not store.is_postgres:
+        return value.isoformat(" ")
+    return value
+
+
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def _executemany(store: Store, sql: str, rows: list[tuple]) -> None:
+    if rows:
+        cursor = store.database.cursor()
+        cursor.executemany(sql.replace("?", "%s") if store.is_postgres else sql, rows)
+
+
 def _tag_ids(store: Store, names: list[str]) -> dict[str, int]:
-    if not names:
-        return {}
-    T = store.Tags
-    T.insert_many([{"tag_name": n} for n in names]).on_conflict_ignore().execute()
-    return {t.tag_name: t.tag_id for t in T.select().where(T.tag_name.in_(names))}
+    """Tag ids by name, creating missing tags. Ids of committed tags are cached on the store."""
+    cache: dict[str, int] = store.__dict__.setdefault("_tag_cache", {})
+    pending: dict[str, int] = store.__dict__.setdefault("_tag_pending", {})
+    out = {n: cache[n] for n in names if n in cache}
+    missing = [n for n in names if n not in cache]
+    if missing:
+        conflict = "ON CONFLICT (tag_name) DO NOTHING"
+        _executemany(store, f"INSERT INTO tags (tag_name) VALUES (?) {conflict}", [(n,) for n in missing])
+        marks = ", ".join("?" * len(missing))
+        found = dict(store.execute(f"SELECT tag_name, tag_id FROM tags WHERE tag_name IN ({marks})", missing))
+        pending.update(found)  # cached only once the writer's transaction commits (a rollback drops them)
+        out.update(found)
+    return out
+
+
+def tags_committed(store: Store) -> None:
+    """The writer committed: tags it created in that transaction are now safe to cache."""
+    store.__dict__.setdefault("_tag_cache", {}).update(store.__dict__.get("_tag_pending", {}))
+    store.__dict__.get("_tag_pending", {}).clear()
+
+
+def tags_rolled_back(store: Store) -> None:
+    store.__dict__.get("_tag_pending", {}).clear()
+
+
+_CLASSIFICATION_COLUMNS = ("snapshot_id", "model_id", "taxonomy", "label", "confidence", "rank", "uncertainty",
+                           "classified_at", "source")  # fmt: skip
 
 
 def insert_snapshot(store: Store, snapshot: Snapshot, blob: bytes, *, group_id: str | None = None) -> None:
-    """Insert one snapshot with its tags, classifications and embedding (caller holds the transaction)."""
+    """Insert one new snapshot with its tags, classifications and embedding (caller holds the transaction).
+
+    Raw SQL on purpose: this is the writer's hot path (peewee's query building costs more than
+    the inserts themselves); the column names are the schema's own.
+    """
     sid = snapshot.snapshot_id
-    store.Snapshots.insert(snapshot_columns(snapshot, blob, group_id=group_id)).execute()
+    row = snapshot_columns(snapshot, blob, group_id=group_id)
+    store.execute(_insert_sql("snapshots", list(row)), [db_value(store, v) for v in row.values()])
     platform_tags = sorted({t.strip().lower() for t in snapshot.provenance.tags if t and t.strip()})
     predicted = {p.label.strip().lower(): p.confidence for p in snapshot.predictions if p.rank == 1 and p.label}
     ids = _tag_ids(store, sorted(set(platform_tags) | set(predicted)))
-    rows = [{"snapshot_id": sid, "tag_id": ids[t], "source": "platform", "confidence": None} for t in platform_tags]
-    rows += [
-        {"snapshot_id": sid, "tag_id": ids[t], "source": "predicted", "confidence": float(c)}
-        for t, c in predicted.items()
-    ]
-    if rows:
-        store.SnapshotTags.insert_many(rows).execute()
-    write_predictions(store, snapshot)
+    rows = [(sid, ids[t], "platform", None) for t in platform_tags]
+    rows += [(sid, ids[t], "predicted", float(c)) for t, c in predicted.items()]
+    _executemany(store, _insert_sql("snapshot_tags", ("snapshot_id", "tag_id", "source", "confidence")), rows)
+    _insert_predictions(store, snapshot)
     if snapshot.embedding is not None:
-        write_embedding(store, sid, snapshot.embedding, snapshot.embedding_model)
+        vector = np.ascontiguousarray(snapshot.embedding, dtype="<f4").reshape(-1)
+        store.execute(
+            _insert_sql("embeddings", ("snapshot_id", "model_id", "embedding", "embedding_dim", "created_at")),
+            (sid, snapshot.embedding_model or "unknown", vector.tobytes(), int(vector.shape[0]),
+             db_value(store, utcnow())),
+        )  # fmt: skip
+
+
+def _insert_predictions(store: Store, snapshot: Snapshot) -> None:
+    now = db_value(store, utcnow())
+    rows = [
+        (snapshot.snapshot_id, p.model_name or "unknown", p.taxonomy, p.label, float(p.confidence), int(p.rank),
+         None if p.uncertainty is None else float(p.uncertainty), now, p.source)
+        for p in snapshot.predictions
+    ]  # fmt: skip
+    _executemany(store, _insert_sql("classifications", _CLASSIFICATION_COLUMNS), rows)
 
 
 def write_predictions(store: Store, snapshot: Snapshot) -> None:
-    """(Re)write a snapshot's classifications rows and its denormalised label/confidence."""
+    """(Re)write a stored snapshot's classifications rows and its denormalised label/confidence."""
     C = store.Classifications
-    now = utcnow()
     models = {p.model_name or "unknown" for p in snapshot.predictions}
     if models:
         C.delete().where(C.snapshot_id == snapshot.snapshot_id, C.model_id.in_(sorted(models))).execute()
-    rows = [
-        {
-            "snapshot_id": snapshot.snapshot_id, "model_id": p.model_name or "unknown", "taxonomy": p.taxonomy,
-            "label": p.label, "confidence": float(p.confidence), "rank": int(p.rank),
-            "uncertainty": None if p.uncertainty is None else float(p.uncertainty),
-            "classified_at": now, "source": p.source,
-        }
-        for p in snapshot.predictions
-    ]  # fmt: skip
-    if rows:
-        C.insert_many(rows).execute()
+    _insert_predictions(store, snapshot)
     top = snapshot.top_prediction()
     S = store.Snapshots
     S.update(
         label=top.label if top else None,
         confidence=float(top.confidence) if top else None,
         label_model=top.model_name if top else None,
-        updated_at=now,
+        updated_at=utcnow(),
     ).where(S.snapshot_id == snapshot.snapshot_id).execute()
 
 
@@ -170,33 +215,17 @@ def write_embedding(store: Store, snapshot_id: str, embedding: np.ndarray, model
     ).execute()
 
 
-def update_classification(store: Store, snapshot: Snapshot) -> None:
-    """Re-store a classified snapshot: blob, classifications rows and embedding in one transaction.
-
-    Used when a stored snapshot is classified again (``classify snapshot ID`` / ``classify all``).
-    """
-    blob = snapshot.to_bytes()
-    S = store.Snapshots
-    with store.atomic(immediate=True):
-        S.update(snapshot_data=blob, snapshot_bytes=len(blob)).where(S.snapshot_id == snapshot.snapshot_id).execute()
-        write_predictions(store, snapshot)
-        if snapshot.embedding is not None:
-            write_embedding(store, snapshot.snapshot_id, snapshot.embedding, snapshot.embedding_model)
-
-
 def snapshot_id_for_hash(store: Store, sha256: str) -> str | None:
     """The stored snapshot made from a source file with this sha256, if any."""
     if not sha256:
         return None
-    S = store.Snapshots
-    row = S.select(S.snapshot_id).where(S.original_file_hash == sha256).first()
-    return row.snapshot_id if row else None
+    row = store.execute("SELECT snapshot_id FROM snapshots WHERE original_file_hash = ? LIMIT 1", (sha256,)).fetchone()
+    return row[0] if row else None
 
 
 def snapshot_id_for_model(store: Store, model_id: str) -> str | None:
-    S = store.Snapshots
-    row = S.select(S.snapshot_id).where(S.model_id == model_id).first()
-    return row.snapshot_id if row else None
+    row = store.execute("SELECT snapshot_id FROM snapshots WHERE model_id = ? LIMIT 1", (model_id,)).fetchone()
+    return row[0] if row else None
 
 
 # ---------------------------------------------------------------- reading

@@ -148,3 +148,23 @@ def test_restart_resumes_from_the_checkpoint(tmp_path: Path, small_dir: Path, st
     assert not any(isinstance(e, StageStarted) and e.stage == "extract" for e in events)
     assert not Path(row.temp_path).exists()
     again.close()
+
+
+def test_watch_picks_up_new_work(tmp_path: Path, small_dir: Path) -> None:
+    d3d = Destill3D(make_settings(f"sqlite:///{tmp_path / 'd.db'}"))
+    cancel = threading.Event()
+    stored: list[int] = []
+    d3d.events.subscribe(lambda e: stored.append(e.queue_id) if isinstance(e, ItemStored) else None)
+    result: list = []
+    runner = threading.Thread(target=lambda: result.append(d3d.pipeline.run_until_empty(cancel=cancel, watch=True)))
+    runner.start()
+    time.sleep(1.0)  # the queue is empty and the pipeline keeps waiting
+    assert runner.is_alive() and d3d.pipeline.state in ("idle", "running")
+    ids = d3d.queue.add_paths([small_dir / "Cube.off", small_dir / "cube.OBJ"])
+    deadline = time.monotonic() + 120
+    while len(stored) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    cancel.set()
+    runner.join(timeout=120)
+    assert sorted(stored) == sorted(ids) and result[0].stored == 2 and result[0].interrupted
+    d3d.close()

@@ -17,6 +17,7 @@ an ``extracted`` or ``classified`` item without extracting it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import queue as queue_mod
@@ -323,6 +324,7 @@ class Pipeline:
         self._classify_q.put(None)
         self._threads[2].join()
         if self._loop is not None:
+            self._close_adapters()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._threads[1].join()
             self._loop.close()
@@ -360,7 +362,7 @@ class Pipeline:
             except ImportError:
                 get_adapter = None
             if get_adapter is not None:
-                self._adapters[platform] = get_adapter(platform, self.settings)
+                self._adapters[platform] = get_adapter(platform, self.settings, emit=self.events.emit)
             elif platform == "local":
                 from .acquire.platforms.local import LocalAdapter
 
@@ -370,6 +372,17 @@ class Pipeline:
                     f"no adapter for platform {platform!r}", platform=platform, reason="platform_unavailable"
                 )
         return self._adapters[platform]
+
+    def _close_adapters(self) -> None:
+        """Close adapters' HTTP clients on the loop they were made on."""
+        assert self._loop is not None
+        for adapter in self._adapters.values():
+            closer = getattr(adapter, "aclose", None) or getattr(getattr(adapter, "http", None), "aclose", None)
+            if closer is None:
+                continue
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(closer(), self._loop).result(timeout=10)
+        self._adapters.clear()
 
     def _emit_started(self, item: WorkItem, stage: str) -> None:
         self.events.emit(StageStarted(queue_id=item.queue_id, model_id=item.model_id, stage=stage))

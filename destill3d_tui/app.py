@@ -30,6 +30,7 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.worker import get_current_worker
 
 from .live import LiveState
 
@@ -155,7 +156,8 @@ class EngineBridge:
             except Exception as exc:  # reported to the user, never swallowed
                 self.app.post_message(EngineFailed(title, exc, modal))
                 return
-            reply_to.post_message(EngineReplied(tag, result))
+            if not get_current_worker().is_cancelled:  # a newer request of the same group replaced it
+                reply_to.post_message(EngineReplied(tag, result))
 
         self.app.run_worker(work, name=tag, group=group, thread=True, exit_on_error=False, exclusive=exclusive)
 

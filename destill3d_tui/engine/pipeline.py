@@ -25,7 +25,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,27 +116,10 @@ def extract_in_process(path: Path, settings: Settings, **opts: Any) -> Snapshot:
     return snapshot
 
 
-class _InlineSupervisor:
-    """Stand-in with the ExtractionSupervisor interface (threads, no isolation) if isolate.py is absent."""
-
-    def __init__(self, workers: int, timeout_s: float, memory_limit_mb: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="d3d-extract")
-
-    def submit(self, key: Any, path: Path, options: Any, provenance: Provenance) -> Future[Snapshot]:
-        from .extract import extract_file
-
-        return self._pool.submit(extract_file, path, options=options, provenance=provenance)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
 def make_supervisor(settings: Settings) -> Any:
+    from .extract.isolate import ExtractionSupervisor
+
     ex = settings.extraction
-    try:
-        from .extract.isolate import ExtractionSupervisor
-    except ImportError:
-        return _InlineSupervisor(settings.pipeline.workers, ex.timeout_s, ex.memory_limit_mb)
     # Test hook: DESTILL3D_EXTRACT_TARGET="module:function" runs that in the children instead
     # (tests use it to make a parser segfault, hang or allocate without end).
     target = os.environ.get("DESTILL3D_EXTRACT_TARGET")

@@ -137,6 +137,16 @@ class DatabaseScreen(EngineScreen):
     def action_focus_form(self) -> None:
         self.query_one("#q-platform", Input).focus()
 
+    @on(DataTable.RowSelected, "#db-results")
+    async def _open(self, event: DataTable.RowSelected) -> None:
+        """enter on a result opens it in the Snapshots screen."""
+        snapshot_id = event.row_key.value
+        if snapshot_id:
+            await self.app.switch_mode("snapshots")
+            opener = getattr(self.app.screen, "open_snapshot", None)
+            if opener is not None:
+                opener(snapshot_id)
+
     # ------------------------------------------------------------ statistics
 
     def action_show_results(self) -> None:

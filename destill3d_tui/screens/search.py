@@ -139,6 +139,10 @@ class SearchScreen(EngineScreen):
         if not self.bridge.has("acquire"):
             self.notify("Platform search is not available in this engine yet.", title="Search")
             return
+        info = self.platform_info.get(platform)
+        if info is not None and not info.available:
+            self.notify(f"{platform} cannot search: {info.why}", title="Search", severity="warning", markup=False)
+            return
         from ..engine.acquire.base import SearchFilters
 
         formats = [f.strip().lower() for f in self.query_one("#formats", Input).value.split(",") if f.strip()]

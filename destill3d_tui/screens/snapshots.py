@@ -108,7 +108,7 @@ class SnapshotsScreen(EngineScreen):
         target = self.pending_select or previous
         if target in self.rows:
             table.move_cursor(row=table.get_row_index(target))
-        if rows and self.current is None:
+        if rows and self.current is None and self.pending_select is None:
             self.select(target if target in self.rows else rows[0].snapshot_id)
 
     @on(Input.Submitted, "#snap-filter")
@@ -121,8 +121,15 @@ class SnapshotsScreen(EngineScreen):
 
     @on(DataTable.RowHighlighted, "#snap-list")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is not None:
-            self.select(event.row_key.value)
+        key = event.row_key.value
+        table = event.data_table
+        if key is None or table.row_count == 0:
+            return
+        # stale highlights (the list was refilled since) and, while a jump to a similar model or a
+        # database row is loading, the list's own cursor do not steer the view
+        if key == table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value \
+                and self.pending_select in (None, key):
+            self.select(key)
 
     def select(self, snapshot_id: str) -> None:
         if self.current is not None and self.current.snapshot_id == snapshot_id:
@@ -132,6 +139,8 @@ class SnapshotsScreen(EngineScreen):
     # ------------------------------------------------------------ the selected snapshot
 
     def got_snapshot(self, snap: Any) -> None:
+        if self.pending_select not in (None, snap.snapshot_id):
+            return  # an older request answered after a jump was asked for
         self.current = snap
         self.pending_select = None
         geometry = snap.geometry
@@ -190,6 +199,12 @@ class SnapshotsScreen(EngineScreen):
                 table = self.query_one("#snap-list", DataTable)
                 table.move_cursor(row=table.get_row_index(target))
             self.query_one(TabbedContent).active = "tab-cloud"
+
+    def open_snapshot(self, snapshot_id: str) -> None:
+        """Show ``snapshot_id`` (from another screen), whether or not it is on the current page."""
+        self.pending_select, self.current = snapshot_id, None
+        self.ask("snapshot", lambda d3d: d3d.db.get(snapshot_id), title="Could not read the snapshot")
+        self.query_one(TabbedContent).active = "tab-cloud"
 
     # ------------------------------------------------------------ actions
 

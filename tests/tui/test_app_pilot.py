@@ -109,6 +109,12 @@ async def test_running_a_database_query_from_the_form(seeded: Destill3D) -> None
         await pilot.pause()
         await wait_for(pilot, lambda: bool(app.screen.query_one("#chart-format").items))
         assert dict(app.screen.query_one("#chart-format").items) == {"STL": 3.0, "OBJ": 1.0}
+        # enter on a result opens it in the Snapshots screen
+        await pilot.press("1")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, SnapshotsScreen))
+        shown = app.screen
+        await wait_for(pilot, lambda: shown.current is not None and shown.current.provenance.title == "rabbit")
         await app.workers.wait_for_complete()
 
 

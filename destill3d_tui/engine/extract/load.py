@@ -15,6 +15,7 @@ from ..errors import ExtractionError, FormatError, GeometryError
 from .formats import CAD_FORMATS, POINT_FORMATS, detect_format
 from .loaders.guards import precheck
 from .references import check_references
+from .topology import column_bounds
 from .types import ExtractOptions, LoadedGeometry
 
 MAX_FILE_SIZE = 500 * 1024 * 1024  # spec 14.1
@@ -89,9 +90,10 @@ def finalize(geometry: LoadedGeometry, name: str) -> LoadedGeometry:
         raise GeometryError(f"{name}: face indices out of range", reason="degenerate")
     used = np.zeros(len(vertices), dtype=bool)  # a mask selects the same rows as np.unique, ~500x faster
     used[faces.ravel()] = True
-    if not np.isfinite(vertices[used]).all():
+    referenced = vertices if used.all() else vertices[used]  # soups (STL) use every vertex: no copy
+    if not np.isfinite(referenced).all():
         raise GeometryError(f"{name}: faces use non-finite (NaN/inf) vertices", reason="non_finite")
-    _check_extent(vertices[used], name)
+    _check_extent(referenced, name)
     if not _has_area(vertices, faces):
         raise GeometryError(f"{name}: every face is degenerate (zero area)", reason="degenerate")
     geometry.vertices, geometry.faces = vertices, faces
@@ -100,9 +102,10 @@ def finalize(geometry: LoadedGeometry, name: str) -> LoadedGeometry:
 
 def _check_extent(points: np.ndarray, name: str) -> None:
     """Points (n, 3) must span some space and stay where float32 features cannot overflow."""
-    if np.abs(points).max() > MAX_COORDINATE:
+    lo, hi = column_bounds(points)  # per column: no (n, 3) temporaries as abs() and ptp() make
+    if max(float(np.abs(lo).max()), float(np.abs(hi).max())) > MAX_COORDINATE:
         raise GeometryError(f"{name}: coordinates above {MAX_COORDINATE:g} overflow the features", reason="non_finite")
-    if len(points) < 3 or not np.ptp(points, axis=0).any():
+    if len(points) < 3 or not (hi - lo).any():
         raise GeometryError(f"{name}: fewer than 3 points or all points identical", reason="degenerate")
 
 

@@ -306,6 +306,14 @@ class Destill3DApp(App[int]):
                 if binding.description:
                     yield SystemCommand(f"{binding.description}", f"{binding.tooltip or ''} ({binding.key})",
                                         _runner(node, binding.action))
+        for mode, cls in self.MODES.items():  # the other screens' actions: switch there, then run
+            if isinstance(screen, cls):
+                continue
+            for binding in _bindings(getattr(cls, "BINDINGS", [])):
+                if binding.description and binding.show:
+                    yield SystemCommand(f"{cls.TITLE}: {binding.description}",
+                                        f"{binding.tooltip or ''} ({binding.key} on {cls.TITLE})",
+                                        _switch_and_run(self, mode, binding.action))
         yield SystemCommand("Theme", "Change the colour theme", self.action_change_theme)
 
 
@@ -316,6 +324,14 @@ def _bindings(items: Iterable[Any]) -> list[Binding]:
 def _runner(node: Any, action: str) -> Callable[[], Any]:
     async def run() -> None:
         await node.run_action(action)
+
+    return run
+
+
+def _switch_and_run(app: App, mode: str, action: str) -> Callable[[], Any]:
+    async def run() -> None:
+        await app.switch_mode(mode)
+        await app.screen.run_action(action)
 
     return run
 

@@ -64,7 +64,8 @@ class DatabaseScreen(EngineScreen):
         self.query_one("#db-results", DataTable).focus()
 
     def on_screen_resume(self) -> None:
-        self.action_run_query()
+        self.filters, self.page = self.read_form(), 0
+        self.fetch_page()
         self.load_stats()
 
     # ------------------------------------------------------------ query and paging

@@ -125,6 +125,9 @@ class QueueScreen(EngineScreen):
         first = self.page * PAGE_SIZE + 1 if self.total_in_view else 0
         last = min((self.page + 1) * PAGE_SIZE, self.total_in_view)
         stage = self.stage_filter or "all stages"
+        if self.total_in_view == 0 and self.stage_filter is None:
+            self.query_one("#queue-page", Static).update("The queue is empty: F2 Search finds models or local files.")
+            return
         label = f"{stage} · rows {first:,}–{last:,} of {self.total_in_view:,} · page {self.page + 1}/{pages}"
         self.query_one("#queue-page", Static).update(label + " · t filter · [ ] page · enter details")
 

@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
+from ..app import describe_error
 from ..widgets.text import age, human_bytes, plain
 from .base import EngineScreen
 
@@ -33,6 +34,8 @@ class SearchScreen(EngineScreen):
         Binding("a", "queue_selected", "Queue selected", tooltip="Add the selected results to the queue"),
         Binding("o", "pick_folder", "Local folder", tooltip="Pick local files or folders to queue"),
         Binding("slash", "focus_query", "Query", key_display="/"),
+        Binding("escape", "focus_results", "Results", show=False, tooltip="Leave the form for the results"),
+        Binding("ctrl+o", "pick_folder", "Local folder", show=False, tooltip="Pick local files (works while typing)"),
         Binding("right_square_bracket", "page(1)", "Next page", key_display="]"),
         Binding("left_square_bracket", "page(-1)", "Prev page", key_display="["),
     ]
@@ -76,9 +79,8 @@ class SearchScreen(EngineScreen):
     def got_platforms(self, platforms: list[Any]) -> None:
         self.platform_info = {p.platform_id: p for p in platforms}
         options = [(p.platform_id if p.available else f"{p.platform_id} (unavailable)", p.platform_id)
-                   for p in platforms]
-        if "local" not in self.platform_info:
-            options.insert(0, ("local", "local"))
+                   for p in platforms if p.platform_id != "local"]
+        options.insert(0, ("local", "local"))  # always offered, first
         select = self.query_one("#platform", Select)
         select.set_options(options)
         select.value = "local"
@@ -150,10 +152,19 @@ class SearchScreen(EngineScreen):
                                 sort=str(self.query_one("#sort", Select).value))
         page = self.pages[-1]
         self.query_one("#rate-status", Static).update(f"searching {platform} for {query!r}…")
-        self.ask("results", lambda d3d: d3d.acquire.search(platform, query, filters, page=page),
-                 title=f"Search on {platform} failed", modal=True)
+        def search(d3d: Any) -> Any:
+            try:
+                return d3d.acquire.search(platform, query, filters, page=page)
+            except Exception as exc:  # shown in the error modal by got_results, with the status reset
+                return exc
+
+        self.ask("results", search, title=f"Search on {platform} failed")
 
     def got_results(self, page: Any) -> None:
+        if isinstance(page, Exception):
+            self._show_status()
+            self.d3d_app.show_error(f"Search on {self.platform} failed", describe_error(page))
+            return
         self.next_page = page.next_page
         rows = [(f"{m.platform}:{m.source_id}", m) for m in page.results]
         self._fill(rows)
@@ -230,6 +241,9 @@ class SearchScreen(EngineScreen):
                 self._fill([(str(p), p) for p in paths])
 
         self.app.push_screen(FolderPicker(Path.cwd()), picked)
+
+    def action_focus_results(self) -> None:
+        self.query_one("#results", DataTable).focus()
 
     def action_focus_query(self) -> None:
         self.query_one("#query", Input).focus()

@@ -67,6 +67,13 @@ async def test_command_palette_offers_every_screen_action(seeded: Destill3D) -> 
         titles = {c.title for c in app.get_system_commands(app.screen)}
         assert {"Help", "Search", "Queue", "Snapshots", "Database", "Quit", "Retry failed", "Pause/resume",
                 "Cancel item", "Priority +", "Priority -"} <= titles
+        assert {"Database: Export", "Search: Queue selected", "Snapshots: Point cloud"} <= titles
+        # a command from another screen switches there and runs
+        command = next(c for c in app.get_system_commands(app.screen) if c.title == "Database: Statistics")
+        await command.callback()
+        await pilot.pause()
+        assert isinstance(app.screen, DatabaseScreen)
+        assert app.screen.query_one("#db-tabs").active == "tab-stats"
         await app.workers.wait_for_complete()
 
 

@@ -331,7 +331,8 @@ def _runner(node: Any, action: str) -> Callable[[], Any]:
 def _switch_and_run(app: App, mode: str, action: str) -> Callable[[], Any]:
     async def run() -> None:
         await app.switch_mode(mode)
-        await app.screen.run_action(action)
+        # after the first refresh, so a newly mounted screen has settled its own defaults (tabs, focus)
+        app.call_after_refresh(app.screen.run_action, action)
 
     return run
 

@@ -71,9 +71,8 @@ async def test_command_palette_offers_every_screen_action(seeded: Destill3D) -> 
         # a command from another screen switches there and runs
         command = next(c for c in app.get_system_commands(app.screen) if c.title == "Database: Statistics")
         await command.callback()
-        await pilot.pause()
-        assert isinstance(app.screen, DatabaseScreen)
-        assert app.screen.query_one("#db-tabs").active == "tab-stats"
+        await wait_for(pilot, lambda: isinstance(app.screen, DatabaseScreen))
+        await wait_for(pilot, lambda: app.screen.query_one("#db-tabs").active == "tab-stats")
         await app.workers.wait_for_complete()
 
 

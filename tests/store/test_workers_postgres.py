@@ -65,5 +65,5 @@ def test_three_workers_one_killed(tmp_path: Path, small_dir: Path, corpus_dir: P
     assert len(finished) == len(set(finished))  # no item finished twice
     # Items missing from every output were committed by the victim just before its JSON line.
     unreported = {m for m, _, _, _ in rows} - set(finished)
-    assert set(finished) <= {m for m, _, _, _ in rows} and len(unreported) <= 2
+    assert set(finished) <= {m for m, _, _, _ in rows} and len(unreported) <= 6  # its in-flight capacity
     assert any(out.read_text() for out in outs[1:])  # the survivors took over

@@ -71,14 +71,30 @@ def weld_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
         return vertices, faces
     lo, hi = column_bounds(vertices)
     extent = float((hi - lo).max()) or 1.0
-    levels = (1 << WELD_BITS) - 1
-    grid = np.rint((vertices - lo) * (levels / extent)).astype(np.int64)
-    key = (grid[:, 0] << (2 * WELD_BITS)) | (grid[:, 1] << WELD_BITS) | grid[:, 2]
+    key = _weld_key(vertices, lo, ((1 << WELD_BITS) - 1) / extent)
     order, starts, group = _groups(key)
     first = np.minimum.reduceat(order, starts)
     inverse = np.empty(len(key), dtype=np.int64)
     inverse[order] = group
     return vertices[first], inverse[faces]
+
+
+def _weld_key(vertices: np.ndarray, lo: np.ndarray, step: float) -> np.ndarray:
+    """(n,) int64 grid cell key ``x << 42 | y << 21 | z`` of ``rint((v - lo) * step)``, column by column.
+
+    Same values as the whole-array expression, in place on one column at a time: no (n, 3)
+    float and int temporaries (~2x faster on 300K vertices).
+    """
+    key = np.zeros(len(vertices), dtype=np.int64)
+    column = np.empty(len(vertices), dtype=np.float64)
+    for axis in range(3):
+        np.subtract(vertices[:, axis], lo[axis], out=column)
+        column *= step
+        np.rint(column, out=column)
+        cell = column.astype(np.int64)
+        cell <<= (2 - axis) * WELD_BITS
+        key |= cell
+    return key
 
 
 def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,7 +125,11 @@ def unique_faces(faces: np.ndarray, n_vertices: int) -> np.ndarray:
     hi = np.maximum(np.maximum(a, b), c)
     mid = a + b + c - lo - hi
     if n_vertices < (1 << 21):
-        order, starts, _ = _groups((lo << 42) | (mid << 21) | hi)
+        key = (lo << 42) | (mid << 21) | hi
+        ordered = np.sort(key)  # a plain sort is ~4x faster than argsort: decide first whether any repeats
+        if not (ordered[1:] == ordered[:-1]).any():
+            return np.arange(len(faces), dtype=np.int64)
+        order, starts, _ = _groups(key)
         if len(starts) == len(faces):
             return np.arange(len(faces), dtype=np.int64)
         return np.sort(np.minimum.reduceat(order, starts))
@@ -156,8 +176,11 @@ def face_components(faces: np.ndarray, n_vertices: int) -> tuple[int, np.ndarray
     rows = np.r_[faces[:, 0], faces[:, 1]]
     cols = np.r_[faces[:, 1], faces[:, 2]]
     graph = sparse.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n_vertices, n_vertices))
-    _, vertex_labels = csgraph.connected_components(graph, directed=False)
-    _, labels = np.unique(vertex_labels[faces[:, 0]], return_inverse=True)
+    count, vertex_labels = csgraph.connected_components(graph, directed=False)
+    labels = vertex_labels[faces[:, 0]]
+    if np.bincount(labels, minlength=count).all():  # every vertex used: labels are already 0..count-1
+        return int(count), labels.astype(np.int32)
+    _, labels = np.unique(labels, return_inverse=True)
     return int(labels.max()) + 1, labels.astype(np.int32)
 
 

@@ -160,6 +160,7 @@ def insert_ms(url: str, snaps: list, batch: int) -> float:
                 with store.database.atomic():  # the writer's per-item savepoint
                     service.insert_snapshot(store, snap, blob)
                     queue.advance(qid, owner, STORED, snapshot_id=snap.snapshot_id)
+        service.tags_committed(store)  # as the writer does after each commit
     elapsed = time.perf_counter() - start
     store.close()
     return elapsed * 1000.0 / len(snaps)

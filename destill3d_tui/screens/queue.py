@@ -162,8 +162,11 @@ class QueueScreen(EngineScreen):
         ratio = stats.get("compression_ratio")
         live = self.d3d_app.live
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{human_bytes(downloaded)} in → {human_bytes(kept)} kept")
+        source = stats.get("source_bytes") or downloaded
+        text.append(f"{human_bytes(source)} source → {human_bytes(kept)} kept")
         text.append(f" ({ratio:.1f}×)" if ratio else "", style="bold")
+        if downloaded:
+            text.append(f" · {human_bytes(downloaded)} downloaded", style="dim")
         text.append(f"\nsession: {live.session_stored} stored · {live.session_failed} failed · "
                     f"{live.session_duplicates} dup")
         self.query_one("#bytes-label", Static).update(text)

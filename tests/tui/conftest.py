@@ -58,7 +58,9 @@ def seed_snapshots(d3d: Destill3D, corpus: Path, files: tuple[str, ...] = SEED_F
                 Prediction("cup", 0.25, rank=2, uncertainty=0.21, model_name="destill3d_pointnet_mn40"),
             ]
         snap.snapshot_id = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
-        snap.processing.timings_ms = {}  # wall-clock timings would make the stored size vary by a few bytes
+        # wall-clock timings and the versions of whichever libraries happen to be imported would make
+        # the stored size (shown on screen) vary by a few bytes from run to run
+        snap.processing.timings_ms, snap.processing.library_versions = {}, {}
         snap.model_id = f"local:{Path(name).stem}"
         snap.provenance.title = title_prefix + Path(name).stem
         snap.provenance.license, snap.provenance.license_spdx = "Creative Commons Attribution", "CC-BY-4.0"

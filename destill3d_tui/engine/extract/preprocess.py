@@ -193,13 +193,18 @@ def _drop_degenerate(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarra
     """
     m = len(faces)
     distinct = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
-    faces = faces[distinct]
+    if not distinct.all():  # usually all are: no copy
+        faces = faces[distinct]
     cross = face_cross(vertices, faces)
     lo, hi = topo.column_bounds(vertices)
     diagonal = float(np.linalg.norm(hi - lo))
     limit = (2.0 * AREA_EPS * diagonal * diagonal) ** 2
     keep = np.flatnonzero(np.einsum("ij,ij->i", cross, cross) > limit)
-    if len(keep):
+    if len(keep) == len(faces):  # nothing degenerate (the common case): no copies
+        keep = topo.unique_faces(faces, len(vertices))
+        if len(keep) == len(faces):
+            return faces, cross, m - len(faces)
+    elif len(keep):
         keep = keep[topo.unique_faces(faces[keep], len(vertices))]
     return faces[keep], cross[keep], m - len(keep)
 

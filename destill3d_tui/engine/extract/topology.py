@@ -149,10 +149,18 @@ def edge_stats(faces: np.ndarray, n_vertices: int) -> EdgeStats:
     """Watertight / non-manifold / open / consistently wound, from edge multiplicities."""
     if len(faces) == 0:
         return EdgeStats(False, False, True, True)
-    directed, undirected = _edge_keys(faces, n_vertices)
-    counts = _run_lengths(np.sort(undirected))
-    directed.sort()
-    consistent = not bool((directed[1:] == directed[:-1]).any())
+    a = faces.reshape(-1)
+    b = np.empty_like(faces)
+    b[:, :2], b[:, 2] = faces[:, 1:], faces[:, 0]
+    b = b.reshape(-1)
+    # one sort serves both counts: undirected key with the direction in the lowest bit
+    key = np.minimum(a, b) * np.int64(n_vertices) + np.maximum(a, b)
+    key <<= 1
+    key |= a > b
+    key.sort()
+    consistent = not bool((key[1:] == key[:-1]).any())  # a directed edge used twice
+    key >>= 1
+    counts = _run_lengths(key)
     return EdgeStats(bool((counts == 2).all()), bool((counts > 2).any()), bool((counts == 1).any()), consistent)
 
 

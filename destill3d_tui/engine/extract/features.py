@@ -50,7 +50,9 @@ def mesh_measures(prepared: PreparedGeometry, seed: int = 0) -> MeshMeasures:
         return MeshMeasures()
     area = float(prepared.face_areas.sum()) if prepared.face_areas is not None else 0.0
     closed = prepared.watertight and prepared.winding_consistent
-    volume = abs(_prepared_volume(prepared)) if closed else 0.0
+    volume = 0.0
+    if closed:  # preprocessing already summed the signed volume while orienting the faces
+        volume = abs(prepared.signed_volume if prepared.signed_volume is not None else _prepared_volume(prepared))
     hull = convex_hull_volume(prepared.vertices, seed) if closed else 0.0
     return MeshMeasures(area, volume, closed, hull)
 

@@ -47,6 +47,7 @@ class PreparedGeometry:
     face_areas: np.ndarray | None = None
     watertight: bool = False
     winding_consistent: bool = False
+    signed_volume: float | None = None  # of a closed, consistently wound mesh (from preprocessing's sums)
     quality: QualityFlags = field(default_factory=QualityFlags)
     original_vertex_count: int = 0
     original_face_count: int = 0
@@ -132,8 +133,10 @@ def _prepare_mesh(vertices: np.ndarray, faces: np.ndarray, options: ExtractOptio
         cross = face_cross(vertices, faces)
         transforms.append(f"simplified:quadric:{original_faces}->{len(faces)}")
     stats = topo.edge_stats(faces, len(vertices))
-    flip = topo.orient_faces(vertices, faces, stats, cross)
+    scores = topo.outward_scores(vertices, faces, cross)  # 6x signed volume per face: orientation and volume
+    flip = topo.orient_faces(vertices, faces, stats, cross, scores)
     if flip.any():
+        scores = np.where(flip, -scores, scores)
         faces = np.where(flip[:, None], faces[:, ::-1], faces)
         cross[flip] *= -1.0
         transforms.append(f"rewound:{int(flip.sum())}")
@@ -153,6 +156,7 @@ def _prepare_mesh(vertices: np.ndarray, faces: np.ndarray, options: ExtractOptio
     )
     return PreparedGeometry(
         vertices, faces, face_normals=normals, face_areas=0.5 * length, watertight=stats.watertight,
+        signed_volume=float(scores.sum() / 6.0) if stats.watertight and stats.winding_consistent else None,
         winding_consistent=stats.winding_consistent, quality=quality,
         original_vertex_count=len(vertices), original_face_count=original_faces,
         warnings=warnings, transforms=transforms,

@@ -274,7 +274,7 @@ def _pair_lookup(n: int, i: np.ndarray, j: np.ndarray, flip: np.ndarray):
     return lookup
 
 
-def _outward_scores(vertices: np.ndarray, faces: np.ndarray, cross: np.ndarray) -> np.ndarray:
+def outward_scores(vertices: np.ndarray, faces: np.ndarray, cross: np.ndarray) -> np.ndarray:
     """Per face ``cross . (v0 - C)``, C the vertex mean: sums to 6x the signed volume over a closed patch.
 
     Any point of the face gives the same value as its centre (the difference lies in the face's
@@ -284,7 +284,9 @@ def _outward_scores(vertices: np.ndarray, faces: np.ndarray, cross: np.ndarray) 
     return np.einsum("ij,ij->i", cross, vertices[faces[:, 0]] - reference)
 
 
-def orient_faces(vertices: np.ndarray, faces: np.ndarray, stats: EdgeStats, cross: np.ndarray) -> np.ndarray:
+def orient_faces(
+    vertices: np.ndarray, faces: np.ndarray, stats: EdgeStats, cross: np.ndarray, scores: np.ndarray | None = None
+) -> np.ndarray:
     """Which faces to rewind so that neighbours agree and the surface faces outward.
 
     A watertight, consistently wound mesh is flipped as a whole when its signed volume is
@@ -296,6 +298,7 @@ def orient_faces(vertices: np.ndarray, faces: np.ndarray, stats: EdgeStats, cros
     Parameters
     ----------
     cross : (m, 3) face cross products along the current winding
+    scores : (m,) :func:`outward_scores` of these faces when the caller already has them
 
     Returns
     -------
@@ -305,10 +308,12 @@ def orient_faces(vertices: np.ndarray, faces: np.ndarray, stats: EdgeStats, cros
     if n_faces == 0:
         return np.zeros(0, dtype=bool)
     if stats.winding_consistent and stats.watertight:
-        inverted = _outward_scores(vertices, faces, cross).sum() < 0
+        if scores is None:
+            scores = outward_scores(vertices, faces, cross)
+        inverted = scores.sum() < 0
         return np.full(n_faces, inverted, dtype=bool)
     f0, f1, disagree = _face_adjacency(faces, len(vertices))
     parity, labels = tree_parity(n_faces, f0, f1, _pair_lookup(n_faces, f0, f1, disagree))
-    score = _outward_scores(vertices, faces, cross)
+    score = outward_scores(vertices, faces, cross) if scores is None else scores
     flip_patch = np.bincount(labels, weights=np.where(parity, -score, score)) < 0
     return parity ^ flip_patch[labels]

@@ -592,8 +592,9 @@ class Pipeline:
         return ops
 
     def _capacity(self) -> int:
-        s = self.settings
-        return max(4, s.pipeline.workers * 3, s.acquisition.max_concurrent_downloads + s.pipeline.workers * 2)
+        # Enough to keep every extraction child busy while the next items download, and no more:
+        # items claimed here sit leased, and other machines sharing the queue cannot take them.
+        return max(3, self.settings.pipeline.workers * 3)
 
     def _claim(self) -> int:
         room = self._capacity() - self.inflight

@@ -83,6 +83,10 @@ def _read_step(path: Path):
     reader.SetColorMode(False)
     reader.SetNameMode(False)
     reader.SetLayerMode(False)
+    # neither changes the shapes: validation properties, PMI, materials, saved views, per-instance styles
+    # (~15% of an assembly's transfer time, as1-oc-214: 114 -> 97 ms)
+    for mode in ("SetPropsMode", "SetGDTMode", "SetMatMode", "SetViewMode", "SetSHUOMode"):
+        getattr(reader, mode)(False)
     status = reader.ReadFile(str(path))
     if status != IFSelect_RetDone:
         raise FormatError(f"{path.name}: not a readable STEP file (status {int(status)})", reason="parse_error")

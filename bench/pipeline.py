@@ -166,6 +166,23 @@ def insert_ms(url: str, snaps: list, batch: int) -> float:
     return elapsed * 1000.0 / len(snaps)
 
 
+def queue_add_s(url: str, n: int = 20_000) -> tuple[float, float]:
+    """Seconds for ``queue.add_entries`` of ``n`` new remote entries, then of the same ``n`` again."""
+    from destill3d_tui.engine.queue import Queue, QueueEntry
+    from destill3d_tui.engine.store.db import Store
+
+    queue = Queue(Store(url))
+    entries = [QueueEntry(model_id=f"bench:{i}", platform="bench", source_url=f"https://x/{i}",
+                          metadata={"title": f"item {i}"}) for i in range(n)]  # fmt: skip
+    start = time.perf_counter()
+    queue.add_entries(entries)
+    first = time.perf_counter() - start
+    queue.add_entries(entries)
+    again = time.perf_counter() - start - first
+    queue.store.close()
+    return first, again
+
+
 def pg_database(base: str, suffix: str) -> tuple[str, object]:
     """A throwaway database on the server of ``base`` and a function dropping it."""
     import psycopg
@@ -211,6 +228,9 @@ def main() -> int:
             rate = naive["overall_per_s"]
             print(f"naive: {rate:.2f} models/s = {rate * DAY:,.0f} models/day ({naive['total_s']:.1f} s); "
                   f"ours/naive = {steady / rate:.2f}x")  # fmt: skip
+
+        first, again = queue_add_s(f"sqlite:///{root / 'queue.db'}")
+        print(f"queue add (sqlite): 20,000 entries in {first:.2f} s, the same again (all existing) in {again:.2f} s")
 
         from destill3d_tui.engine.extract import extract_file
 

@@ -36,6 +36,10 @@ from .events import EventBus, ItemsQueued
 from .store.db import ACTIVE_STAGES, FAILED, FINAL_STAGES, QUEUED, STAGES, STORED, Store, dumps, loads, utcnow
 
 _CHUNK = 500  # entries per INSERT/SELECT round trip when queueing (SQLite allows 32766 parameters)
+_INSERT_COLUMNS = (
+    "model_id", "platform", "source_url", "source_id", "file_id", "group_id", "stage", "priority",
+    "retry_count", "max_retries", "metadata", "bytes_in", "created_at", "updated_at",
+)  # fmt: skip
 
 
 @dataclass
@@ -206,44 +210,71 @@ class Queue:
     # ------------------------------------------------------------ adding
 
     def add_entries(self, entries: Sequence[QueueEntry]) -> list[int]:
-        """Queue ids, in order; an entry whose ``model_id`` is already queued keeps its row."""
+        """Queue ids, in order; an entry whose ``model_id`` is already queued keeps its row.
+
+        One transaction; each chunk is one multi-row ``INSERT .. ON CONFLICT (model_id) DO NOTHING
+        RETURNING`` (SQLite >= 3.35 and PostgreSQL), then one SELECT for the model ids that were
+        already there. Raw SQL: peewee's per-value query building cost ~0.3 ms a row.
+        """
         by_model: dict[str, int] = {}
         added = 0
+        now = utcnow()
+        stamp: Any = now if self.store.is_postgres else now.isoformat(" ")
         with self.store.atomic(immediate=True):
             for start in range(0, len(entries), _CHUNK):
-                chunk = entries[start : start + _CHUNK]
-                by_model.update(self._existing([e.model_id for e in chunk]))
-                fresh = {e.model_id: e for e in chunk if e.model_id not in by_model}  # also dedups within
-                if fresh:
-                    self.Q.insert_many([self._row_values(e) for e in fresh.values()]).execute()
-                    by_model.update(self._existing(list(fresh)))
-                    added += len(fresh)
+                fresh: dict[str, QueueEntry] = {}
+                for e in entries[start : start + _CHUNK]:
+                    if e.model_id not in by_model:
+                        fresh.setdefault(e.model_id, e)  # the first of repeated model ids wins
+                if not fresh:
+                    continue
+                inserted = self._insert_new(list(fresh.values()), stamp)
+                by_model.update(inserted)
+                added += len(inserted)
+                missing = [m for m in fresh if m not in inserted]
+                if missing:
+                    by_model.update(self._existing(missing))
         ids = [by_model[e.model_id] for e in entries]
         if added and self.events is not None:
             self.events.emit(ItemsQueued(count=added, platform=entries[0].platform if entries else "local"))
         return ids
 
-    def _existing(self, model_ids: list[str]) -> dict[str, int]:
-        query = self.Q.select(self.Q.model_id, self.Q.queue_id).where(self.Q.model_id.in_(model_ids)).tuples()
-        return dict(query)
+    def _insert_new(self, entries: list[QueueEntry], stamp: Any) -> dict[str, int]:
+        """Insert ``entries`` (distinct model ids) that are not queued yet; model_id -> new queue_id."""
+        rows = [self._row_tuple(e, stamp) for e in entries]
+        marks = "(" + ", ".join("?" * len(_INSERT_COLUMNS)) + ")"
+        sql = (
+            f"INSERT INTO processing_queue ({', '.join(_INSERT_COLUMNS)}) VALUES {', '.join([marks] * len(rows))} "
+            "ON CONFLICT (model_id) DO NOTHING RETURNING model_id, queue_id"
+        )
+        params = [v for row in rows for v in row]
+        return {m: int(q) for m, q in self.store.execute(sql, params).fetchall()}
 
-    def _row_values(self, entry: QueueEntry) -> dict[str, Any]:
-        now = utcnow()
-        return dict(
-            model_id=entry.model_id,
-            platform=entry.platform,
-            source_url=entry.source_url,
-            source_id=entry.source_id or entry.model_id.partition(":")[2],
-            file_id=entry.file_id,
-            group_id=entry.group_id,
-            stage=QUEUED,
-            priority=entry.priority,
-            retry_count=0,
-            max_retries=self.max_retries if entry.max_retries is None else entry.max_retries,
-            metadata=dumps(entry.metadata),
-            bytes_in=0,
-            created_at=now,
-            updated_at=now,
+    def _existing(self, model_ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(model_ids), _CHUNK):
+            chunk = model_ids[start : start + _CHUNK]
+            sql = f"SELECT model_id, queue_id FROM processing_queue WHERE model_id IN ({', '.join('?' * len(chunk))})"
+            found.update((m, int(q)) for m, q in self.store.execute(sql, chunk).fetchall())
+        return found
+
+    def _row_tuple(self, entry: QueueEntry, stamp: Any) -> tuple[Any, ...]:
+        """Values in :data:`_INSERT_COLUMNS` order."""
+        return (
+            entry.model_id,
+            entry.platform,
+            entry.source_url,
+            entry.source_id or entry.model_id.partition(":")[2],
+            entry.file_id,
+            entry.group_id,
+            QUEUED,
+            entry.priority,
+            0,
+            self.max_retries if entry.max_retries is None else entry.max_retries,
+            dumps(entry.metadata),
+            0,
+            stamp,
+            stamp,
         )
 
     def add_paths(

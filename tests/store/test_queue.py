@@ -35,6 +35,22 @@ def test_add_is_idempotent_and_counts_every_stage(queue: Queue) -> None:
     assert row.title == "item 1" and row.stage == "queued" and row.retry_count == 0 and row.max_retries == 3
 
 
+def test_bulk_add_is_one_batch_idempotent_and_keeps_existing_rows(queue: Queue) -> None:
+    many = entries(2_345)  # several insert chunks
+    first = queue.add_entries(many[:700])
+    queue.claim("w", 1)  # an existing row that moved on must keep its state
+    mixed = [*many, many[3], many[1_000]]  # repeats inside one call map to one row
+    ids = queue.add_entries(mixed)
+    assert ids[:700] == first and ids[-2:] == [ids[3], ids[1_000]]
+    assert len(set(ids)) == 2_345 and queue.counts()["queued"] == 2_345
+    assert queue.add_entries(mixed) == ids  # idempotent
+    assert queue.get(first[0]).retry_count == 1 and queue.get(first[0]).lease_owner == "w"
+    row = queue.get(ids[2_000])
+    assert row.model_id == "test:0:2000" and row.title == "item 2000" and row.source_id == "0:2000"
+    assert row.created_at is not None and abs((row.created_at - utcnow()).total_seconds()) < 120
+    assert queue.add_entries([]) == []
+
+
 def test_claim_orders_by_priority_and_counts_the_attempt(queue: Queue) -> None:
     low = queue.add_entries(entries(2, priority=0))
     high = queue.add_entries(entries(2, priority=5))

@@ -7,7 +7,7 @@ rounds, so a million-face mesh costs a few sorts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -34,6 +34,8 @@ class EdgeStats:
     non_manifold: bool  # some edge shared by more than two faces
     open: bool  # some edge belongs to a single face
     winding_consistent: bool  # no directed edge appears twice
+    # sorted undirected keys min * n + max of the 3m half-edges (for component_count); None when not kept
+    undirected: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def compact_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,13 +163,35 @@ def edge_stats(faces: np.ndarray, n_vertices: int) -> EdgeStats:
     consistent = not bool((key[1:] == key[:-1]).any())  # a directed edge used twice
     key >>= 1
     counts = _run_lengths(key)
-    return EdgeStats(bool((counts == 2).all()), bool((counts > 2).any()), bool((counts == 1).any()), consistent)
+    closed, non_manifold, open_ = bool((counts == 2).all()), bool((counts > 2).any()), bool((counts == 1).any())
+    return EdgeStats(closed, non_manifold, open_, consistent, undirected=key)
 
 
 def _run_lengths(sorted_keys: np.ndarray) -> np.ndarray:
     """Lengths of the runs of equal values in a sorted array (sort-based: numpy's hash unique is slower)."""
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
     return np.diff(np.r_[starts, len(sorted_keys)])
+
+
+def component_count(faces: np.ndarray, n_vertices: int, stats: EdgeStats | None = None) -> int:
+    """Number of connected components of faces that share a vertex (see :func:`face_components`).
+
+    With the sorted undirected edge keys of :func:`edge_stats` the vertex graph is built as CSR
+    directly (rows already in order: no COO sort), ~2x faster; unused vertices are not counted.
+    """
+    keys = stats.undirected if stats is not None else None
+    if keys is None or len(faces) == 0:
+        return face_components(faces, n_vertices)[0]
+    n = np.int64(n_vertices)
+    rows = keys // n
+    cols = keys - rows * n
+    indptr = np.zeros(n_vertices + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_vertices), out=indptr[1:])
+    graph = sparse.csr_matrix((np.ones(len(cols), dtype=np.int8), cols, indptr), shape=(n_vertices, n_vertices))
+    count, _ = csgraph.connected_components(graph, directed=False)
+    used = np.zeros(n_vertices, dtype=bool)
+    used[faces.ravel()] = True
+    return int(count) - int(n_vertices - np.count_nonzero(used))  # an unused vertex is a component of its own
 
 
 def face_components(faces: np.ndarray, n_vertices: int) -> tuple[int, np.ndarray]:

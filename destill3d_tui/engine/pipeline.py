@@ -160,6 +160,13 @@ class _Op:
     duplicate_of: str | None = None
 
 
+def _platform_wait(error: BaseException | None) -> bool:
+    """The platform, not the item, refused (rate limited or banned): the attempt does not count."""
+    if isinstance(error, RateLimitError):
+        return True
+    return isinstance(error, PlatformError) and getattr(error, "reason", "") in ("banned", "rate_limited")
+
+
 class _LeaseLost(Exception):
     """The item's lease is no longer ours: roll back this item's savepoint and drop it."""
 
@@ -661,8 +668,9 @@ class Pipeline:
         elif op.kind == "store":
             return self._commit_store(item)
         elif op.kind == "failed":
-            retry_after = op.error.retry_after if isinstance(op.error, RateLimitError) else None
-            held, final = q.fail(item.queue_id, owner, describe(op.error), op.stage, retry_after=retry_after)
+            platform_wait = _platform_wait(op.error)
+            held, final = q.fail(item.queue_id, owner, describe(op.error), op.stage,
+                                 retry_after=getattr(op.error, "retry_after", None), refund=platform_wait)  # fmt: skip
             if not held:
                 raise _LeaseLost
             return final

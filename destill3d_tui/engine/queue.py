@@ -404,18 +404,30 @@ class Queue:
         return self.store.execute(sql, params).rowcount > 0
 
     def fail(
-        self, queue_id: int, owner: str, error: dict[str, str], stage: str, retry_after: float | None = None
+        self,
+        queue_id: int,
+        owner: str,
+        error: dict[str, str],
+        stage: str,
+        retry_after: float | None = None,
+        refund: bool = False,
     ) -> tuple[bool, bool]:
         """Record a failed attempt. Returns (held, final): final means the item is now ``failed``.
 
         ``error`` is :func:`errors.describe` output. Permanent errors fail at once; others are
-        retried with exponential backoff until the attempts are used up.
+        retried with exponential backoff until the attempts are used up. ``refund`` (the platform
+        is banned or rate limited: the item itself did nothing wrong) gives back the attempt the
+        claim counted and never ends the item, which waits ``retry_after`` seconds (else the
+        backoff) instead: an hour-long ban must not fail the whole queue.
         """
         m = self.Q.get_or_none(self._mine(queue_id, owner))
         if m is None:
             return False, False
         now = utcnow()
-        final = error.get("kind") == "permanent" or (m.retry_count or 0) >= (m.max_retries or 0)
+        attempts = m.retry_count or 0
+        if refund:
+            attempts = max(0, attempts - 1)
+        final = not refund and (error.get("kind") == "permanent" or attempts >= (m.max_retries or 0))
         values: dict[str, Any] = {
             "reason": error.get("reason", "internal_error"),
             "last_error": error.get("message", "")[:2000],
@@ -423,12 +435,15 @@ class Queue:
             "lease_owner": None,
             "lease_expires_at": None,
             "updated_at": now,
+            "retry_count": attempts,
         }
         if final:
             values.update(stage=FAILED, finished_at=now)
         else:
             delay = (
-                retry_after if retry_after is not None else self.retry_backoff_s * 2 ** max(0, (m.retry_count or 1) - 1)
+                retry_after
+                if retry_after is not None
+                else self.retry_backoff_s * 2 ** max(0, max(attempts, 1) - 1)
             )
             values["scheduled_at"] = now + dt.timedelta(seconds=delay)
         held = bool(self.Q.update(**values).where(self._mine(queue_id, owner)).execute())

@@ -90,6 +90,37 @@ def test_permanent_errors_fail_at_once_others_back_off(queue: Queue) -> None:
     assert final and queue.get(flaky).stage == "failed"
 
 
+def test_banned_or_rate_limited_platform_reschedules_without_using_attempts(queue: Queue) -> None:
+    from destill3d_tui.engine.errors import PlatformError, RateLimitError
+    from destill3d_tui.engine.pipeline import _platform_wait
+
+    banned = PlatformError("banned for an hour", platform="test", status_code=403, reason="banned")
+    banned.retry_after = 3600.0  # type: ignore[attr-defined]  # as engine/acquire/http.py sets it
+    limited = RateLimitError("slow down", retry_after=0.2)
+    assert _platform_wait(banned) and _platform_wait(limited)
+    assert not _platform_wait(DownloadError("gone", reason="source_gone", kind="permanent"))
+    waits, throttled = queue.add_entries(entries(2))
+    for _ in range(5):  # more refusals than max_retries=3: the items still wait
+        claimed = {r.queue_id: r for r in queue.claim("w", 5)}
+        if throttled in claimed:
+            held, final = queue.fail(throttled, "w", describe(limited), "queued", retry_after=0.2, refund=True)
+            assert held and not final
+        if waits in claimed:
+            held, final = queue.fail(waits, "w", describe(banned), "queued", retry_after=3600.0, refund=True)
+            assert held and not final
+        time.sleep(0.25)
+    row = queue.get(waits)
+    assert row.stage == "queued" and row.retry_count == 0 and row.reason == "banned"
+    assert dt.timedelta(minutes=59) < row.scheduled_at - utcnow() <= dt.timedelta(hours=1)
+    row = queue.get(throttled)
+    assert row.stage == "queued" and row.retry_count == 0 and row.reason == "rate_limited"
+    (again,) = queue.claim("w", 5)  # the banned one waits its hour; the throttled one is claimable
+    assert again.queue_id == throttled and again.retry_count == 1
+    # an ordinary transient failure still counts its attempt
+    held, final = queue.fail(throttled, "w", describe(IsolationError("slow", reason="timeout")), "acquired")
+    assert held and not final and queue.get(throttled).retry_count == 1
+
+
 def test_reaper_frees_expired_and_dead_owners_and_fails_exhausted(queue: Queue) -> None:
     a, b, c = queue.add_entries(entries(3))
     queue.claim("elsewhere:1:x", 1)  # another machine: only expiry frees it

@@ -61,7 +61,7 @@ def test_card_that_lies_about_input_size_is_refused(model_copy: Path) -> None:
     with pytest.raises(ModelIntegrityError) as err:
         OnnxClassifier(load_card(card), device="cpu")
     assert err.value.reason == "model_card_mismatch"
-    assert "2048" in str(err.value) and "512" in str(err.value)
+    assert "2048" in str(err.value) and "256" in str(err.value)
 
 
 def test_card_that_lies_about_labels_is_refused(model_copy: Path) -> None:

@@ -215,6 +215,20 @@ def write_embedding(store: Store, snapshot_id: str, embedding: np.ndarray, model
     ).execute()
 
 
+def update_classification(store: Store, snapshot: Snapshot) -> None:
+    """Re-store a classified snapshot: blob, classifications rows and embedding in one transaction.
+
+    Used when a stored snapshot is classified again (``classify snapshot ID`` / ``classify all``).
+    """
+    blob = snapshot.to_bytes()
+    S = store.Snapshots
+    with store.atomic(immediate=True):
+        S.update(snapshot_data=blob, snapshot_bytes=len(blob)).where(S.snapshot_id == snapshot.snapshot_id).execute()
+        write_predictions(store, snapshot)
+        if snapshot.embedding is not None:
+            write_embedding(store, snapshot.snapshot_id, snapshot.embedding, snapshot.embedding_model)
+
+
 def snapshot_id_for_hash(store: Store, sha256: str) -> str | None:
     """The stored snapshot made from a source file with this sha256, if any."""
     if not sha256:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import queue as queue_mod
 import shutil
@@ -44,6 +45,7 @@ from .store.snapshot import Provenance, Snapshot
 CHECKPOINT = "snapshot.d3d"
 BATCH_MAX = 200  # ops per writer transaction: large enough to amortise commits, small enough to stay responsive
 IDLE_POLL_S = 0.25  # how often an idle writer looks for new work
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -621,6 +623,7 @@ class Pipeline:
     def _apply(self, ops: list[_Op]) -> None:
         """Commit a batch of transitions in one transaction, then move each item on."""
         done: list[tuple[_Op, Any]] = []
+        self._check_near_duplicates(ops)  # before the transaction: the index may reconcile (reads only)
         with self.store.atomic(immediate=True):
             for op in ops:
                 try:
@@ -642,6 +645,22 @@ class Pipeline:
         service.tags_committed(self.store)
         for op, result in done:
             self._after_commit(op, result)
+
+    def _check_near_duplicates(self, ops: list[_Op]) -> None:
+        """With ``pipeline.skip_near_duplicates``, mark store ops whose object is already stored."""
+        if not self.settings.pipeline.skip_near_duplicates:
+            return
+        from .store.duplicates import is_near_duplicate
+
+        for op in ops:
+            if op.kind == "store" and op.item.snapshot is not None:
+                if service.snapshot_id_for_hash(self.store, op.item.snapshot.provenance.original_file_hash):
+                    continue  # the same file: _commit_store records it as an exact "duplicate"
+                try:
+                    op.duplicate_of = is_near_duplicate(op.item.snapshot, self.store, self.settings)
+                except Exception:  # a broken index must not lose the item: store it as usual
+                    log.exception("near-duplicate check failed for %s", op.item.model_id)
+                    op.duplicate_of = None
 
     def _op_failed(self, op: _Op, exc: Exception) -> Any:
         """An op that raised: the item fails at the stage it was committing (or is dropped)."""
@@ -666,6 +685,12 @@ class Pipeline:
         elif op.kind == "classified":
             held = q.advance(item.queue_id, owner, CLASSIFIED)
         elif op.kind == "store":
+            if op.duplicate_of:  # near duplicate (checked before the transaction): nothing stored
+                held = q.advance(item.queue_id, owner, STORED, reason="near_duplicate", duplicate_of=op.duplicate_of,
+                                 file_hash=item.sha256, bytes_in=item.bytes_in)  # fmt: skip
+                if not held:
+                    raise _LeaseLost
+                return op.duplicate_of
             return self._commit_store(item)
         elif op.kind == "failed":
             platform_wait = _platform_wait(op.error)

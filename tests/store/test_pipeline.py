@@ -67,6 +67,32 @@ def test_identical_files_are_stored_once(tmp_path: Path, small_dir: Path) -> Non
     d3d.close()
 
 
+def test_near_duplicates_are_skipped_when_asked(tmp_path: Path, small_dir: Path) -> None:
+    import numpy as np
+    import trimesh
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    d3d = Destill3D(make_settings(url, **{"extraction.target_points": 2048}))
+    assert d3d.extract.from_directory(small_dir).stored == 8  # skipping is off by default
+    d3d.close()
+    mesh = trimesh.load(small_dir / "socket.off", force="mesh")
+    mesh.apply_transform(trimesh.transformations.rotation_matrix(0.7, [0.3, 1.0, 0.2]))
+    mesh.apply_scale(3.0)  # another file (another hash), the same object
+    again = tmp_path / "again"
+    again.mkdir()
+    mesh.export(again / "socket_rotated.stl")
+    settings = make_settings(url, **{"extraction.target_points": 2048, "pipeline.skip_near_duplicates": True})
+    d3d = Destill3D(settings)
+    summary = d3d.extract.from_directory(again)
+    assert summary.stored == 1 and summary.duplicates == 1 and d3d.db.count() == 8
+    (row,) = [r for r in d3d.queue.list(limit=100) if r.model_id.endswith("socket_rotated.stl")]
+    assert row.stage == "stored" and row.reason == "near_duplicate" and row.snapshot_id is None
+    original = d3d.db.get(row.duplicate_of)
+    assert original.provenance.original_filename == "socket.off"
+    assert np.isfinite(original.geometry.points).all()
+    d3d.close()
+
+
 def test_bad_file_fails_alone_with_its_reason(tmp_path: Path, small_dir: Path) -> None:
     (small_dir / "broken.stl").write_bytes(b"solid broken\n facet normal 0 0 1\n outer loop\n vertex nan")
     (small_dir / "empty.obj").write_bytes(b"")

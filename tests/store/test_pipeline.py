@@ -93,6 +93,18 @@ def test_near_duplicates_are_skipped_when_asked(tmp_path: Path, small_dir: Path)
     d3d.close()
 
 
+def test_pipeline_adapters_report_rate_budgets_on_the_event_bus(tmp_path: Path) -> None:
+    from destill3d_tui.engine.events import RateBudgetChanged
+
+    d3d = Destill3D(make_settings(f"sqlite:///{tmp_path / 'd.db'}"))
+    seen = record(d3d)
+    adapter = d3d.pipeline._get()._adapter("thingiverse")  # what the acquire stage downloads with
+    assert adapter.http.emit is not None
+    adapter.http.emit(RateBudgetChanged("thingiverse", tokens=1.0, capacity=300.0))
+    assert [e.platform for e in seen if isinstance(e, RateBudgetChanged)] == ["thingiverse"]
+    d3d.close()
+
+
 def test_bad_file_fails_alone_with_its_reason(tmp_path: Path, small_dir: Path) -> None:
     (small_dir / "broken.stl").write_bytes(b"solid broken\n facet normal 0 0 1\n outer loop\n vertex nan")
     (small_dir / "empty.obj").write_bytes(b"")

@@ -42,6 +42,32 @@ def columns(store: Store, table: str) -> set[str]:
     return {c.name for c in store.database.get_columns(table)}
 
 
+def indexes(store: Store) -> set[str]:
+    return {i.name for table in ("snapshots", "embeddings") for i in store.database.get_indexes(table)}
+
+
+def test_v2_database_gets_the_covering_indexes_in_place(db_url: str) -> None:
+    store = Store(db_url)
+    store.execute(
+        "INSERT INTO processing_queue (model_id, platform, source_url, stage) VALUES ('t:1', 't', 'u', 'queued')"
+    )
+    with store.atomic():  # back to what a v2 database looked like
+        store.execute("DROP INDEX idx_embeddings_model_created_id")
+        store.execute("DROP INDEX idx_snapshots_id_processed")
+        store.execute("DELETE FROM schema_version WHERE version = 3")
+    store.close()
+    again = Store(db_url, migrate=False)
+    assert migrations.current_version(again) == 2
+    assert not {"idx_embeddings_model_created_id", "idx_snapshots_id_processed"} & indexes(again)
+    again.close()
+    upgraded = Store(db_url)
+    assert migrations.current_version(upgraded) == 3
+    assert {"idx_embeddings_model_created_id", "idx_snapshots_id_processed"} <= indexes(upgraded)
+    assert upgraded.execute("SELECT COUNT(*) FROM processing_queue").fetchone()[0] == 1  # nothing lost
+    upgraded.execute("CREATE INDEX IF NOT EXISTS idx_snapshots_id_processed ON snapshots(snapshot_id, processed_at)")
+    upgraded.close()
+
+
 def test_schema_has_the_spec_names_and_curation_columns(db_url: str) -> None:
     store = Store(db_url)
     tables = set(store.database.get_tables())
@@ -51,6 +77,7 @@ def test_schema_has_the_spec_names_and_curation_columns(db_url: str) -> None:
     for table, names in CURATION.items():
         assert names <= columns(store, table), table
     assert migrations.current_version(store) == migrations.LATEST
+    assert {"idx_embeddings_model_created_id", "idx_snapshots_id_processed"} <= indexes(store)  # v3, covering
     hash_index = [i for i in store.database.get_indexes("snapshots") if i.name == "idx_snapshots_file_hash"]
     assert hash_index and hash_index[0].unique
     store.close()
@@ -84,7 +111,8 @@ def test_v1_file_is_upgraded_in_place(tmp_path: Path) -> None:
 
     store = Store(f"sqlite:///{path}")
     assert migrations.current_version(store) == migrations.LATEST
-    assert [r[0] for r in store.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+    assert [r[0] for r in store.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
+    assert {"idx_embeddings_model_created_id", "idx_snapshots_id_processed"} <= indexes(store)
     row = store.Snapshots.get(store.Snapshots.snapshot_id == "s1")
     assert row.model_id == "thingiverse:1" and row.label is None and row.source_status == "unknown"
     queued = store.ProcessingQueue.get(store.ProcessingQueue.model_id == "local:a")

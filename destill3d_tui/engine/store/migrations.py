@@ -145,7 +145,14 @@ CREATE INDEX IF NOT EXISTS idx_queue_lease ON processing_queue(lease_expires_at)
 CREATE INDEX IF NOT EXISTS idx_queue_group ON processing_queue(group_id) WHERE group_id IS NOT NULL;
 """
 
-LATEST = 2
+# v3: covering indexes the similarity/dataset code used to create on first use (engine/store/index.py,
+# duplicates.py): the index fingerprints' MAX and versions() read them without touching the blobs.
+_V3_INDEXES = """
+CREATE INDEX IF NOT EXISTS idx_embeddings_model_created_id ON embeddings(model_id, created_at, snapshot_id);
+CREATE INDEX IF NOT EXISTS idx_snapshots_id_processed ON snapshots(snapshot_id, processed_at);
+"""
+
+LATEST = 3
 
 
 def _dialect(sql: str, postgres: bool) -> str:
@@ -182,7 +189,12 @@ def _upgrade_to_2(store: Store) -> None:
         store.execute(statement)
 
 
-UPGRADES = {2: _upgrade_to_2}
+def _upgrade_to_3(store: Store) -> None:
+    for statement in _statements(_V3_INDEXES):  # IF NOT EXISTS: the first-use code may have made them
+        store.execute(statement)
+
+
+UPGRADES = {2: _upgrade_to_2, 3: _upgrade_to_3}
 
 
 def current_version(store: Store) -> int:

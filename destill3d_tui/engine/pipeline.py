@@ -587,8 +587,13 @@ class Pipeline:
 
     def _reap(self) -> None:
         """Free stale leases; items that ran out of attempts that way count as failed in this run."""
-        _freed, failed = self.queue.reap()
-        self._summary.failed += failed
+        _freed, failed = self.queue.reap_detailed()
+        self._summary.failed += len(failed)
+        for row in failed:  # reported like any other final failure (headless --json prints a line for each)
+            self.events.emit(ItemFailed(queue_id=row.queue_id, model_id=row.model_id,
+                                        stage=row.error_stage or row.stage, reason=row.reason or "worker_lost",
+                                        message=row.last_error or "", attempts=row.retry_count,
+                                        will_retry=False))  # fmt: skip
 
     def _drain_ops(self) -> list[_Op]:
         ops: list[_Op] = []

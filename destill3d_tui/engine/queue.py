@@ -473,13 +473,19 @@ class Queue:
 
     def reap(self) -> tuple[int, int]:
         """Free expired or orphaned leases; items out of attempts end ``failed``. Returns (freed, failed)."""
+        freed, failed = self.reap_detailed()
+        return freed, len(failed)
+
+    def reap_detailed(self) -> tuple[int, list[QueueRow]]:
+        """:meth:`reap`, returning the rows it failed (so the pipeline can report each one)."""
         Q = self.Q
         now = utcnow()
-        freed = failed = 0
+        freed = 0
+        failed_ids: list[int] = []
         with self.store.atomic(immediate=True):
-            leased = Q.select(Q.queue_id, Q.lease_owner, Q.lease_expires_at, Q.retry_count, Q.max_retries).where(
-                Q.lease_owner.is_null(False), Q.stage.in_(ACTIVE_STAGES)
-            )
+            leased = Q.select(
+                Q.queue_id, Q.lease_owner, Q.lease_expires_at, Q.retry_count, Q.max_retries, Q.stage
+            ).where(Q.lease_owner.is_null(False), Q.stage.in_(ACTIVE_STAGES))
             if self.store.is_postgres:
                 leased = leased.for_update(skip_locked=True)
             for m in list(leased):
@@ -487,7 +493,8 @@ class Queue:
                 if not (expired or _owner_dead(m.lease_owner)):
                     continue
                 if (m.retry_count or 0) >= (m.max_retries or 0):
-                    failed += self._fail_lost(m.queue_id, m.lease_owner, m.retry_count, now)
+                    if self._fail_lost(m.queue_id, m.lease_owner, m.retry_count, now, m.stage):
+                        failed_ids.append(m.queue_id)
                 else:
                     freed += (
                         Q.update(lease_owner=None, lease_expires_at=None, reason="worker_lost", updated_at=now)
@@ -495,20 +502,23 @@ class Queue:
                         .execute()
                     )
             # Attempts used up without a lease (limits lowered by hand): nothing would ever claim them.
-            failed += (
+            stuck = Q.lease_owner.is_null() & Q.stage.in_(ACTIVE_STAGES) & (Q.retry_count >= Q.max_retries)
+            stuck_ids = [r.queue_id for r in Q.select(Q.queue_id).where(stuck)]
+            if stuck_ids:
                 Q.update(
-                    stage=FAILED, reason=pw.fn.COALESCE(Q.reason, "retries_exhausted"), finished_at=now, updated_at=now
-                )
-                .where(Q.lease_owner.is_null(), Q.stage.in_(ACTIVE_STAGES), Q.retry_count >= Q.max_retries)
-                .execute()
-            )
-        return freed, failed
+                    stage=FAILED, reason=pw.fn.COALESCE(Q.reason, "retries_exhausted"), finished_at=now, updated_at=now,
+                    error_stage=pw.fn.COALESCE(Q.error_stage, Q.stage),
+                ).where(Q.queue_id.in_(stuck_ids), stuck).execute()
+                failed_ids += stuck_ids
+            rows = [_row(m) for m in Q.select().where(Q.queue_id.in_(failed_ids))] if failed_ids else []
+        return freed, rows
 
-    def _fail_lost(self, queue_id: int, owner: str, attempts: int, now: dt.datetime) -> int:
+    def _fail_lost(self, queue_id: int, owner: str, attempts: int, now: dt.datetime, stage: str) -> int:
+        message = f"the worker stopped while holding this item ({attempts} attempts)"
         return int(
             self.Q.update(
-                stage=FAILED, reason="worker_lost", lease_owner=None, lease_expires_at=None, finished_at=now,
-                updated_at=now, last_error=f"the worker stopped while holding this item ({attempts} attempts)",
+                stage=FAILED, reason="worker_lost", error_stage=stage, lease_owner=None, lease_expires_at=None,
+                finished_at=now, updated_at=now, last_error=message,
             ).where(self.Q.queue_id == queue_id, self.Q.lease_owner == owner).execute()
         )  # fmt: skip
 

@@ -139,6 +139,31 @@ def test_reaper_frees_expired_and_dead_owners_and_fails_exhausted(queue: Queue) 
     ).execute()
     assert queue.reap() == (0, 1)
     assert queue.get(c).stage == "failed" and queue.get(c).reason == "worker_lost"
+    assert queue.get(c).error_stage == "queued"  # where it was when its worker went away
+
+
+def test_headless_json_reports_items_the_reaper_fails(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from destill3d_tui.engine.headless import EXIT_FAILED, run_headless
+
+    from .conftest import make_settings
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    queue = Queue(Store(url), max_retries=2)
+    (lost,) = queue.add_entries(entries(1))
+    queue.claim("elsewhere:1:x", 1)
+    queue.advance(lost, "elsewhere:1:x", "acquired")
+    Q = queue.Q
+    Q.update(retry_count=2, lease_expires_at=utcnow() - dt.timedelta(seconds=1)).where(Q.queue_id == lost).execute()
+    queue.store.close()
+    out, err = io.StringIO(), io.StringIO()
+    assert run_headless(make_settings(url), json_lines=True, out=out, err=err) == EXIT_FAILED
+    (line,) = [json.loads(text) for text in out.getvalue().splitlines()]
+    assert line["queue_id"] == lost and line["status"] == "failed" and line["reason"] == "worker_lost"
+    assert line["stage"] == "acquired" and line["attempts"] == 2 and "worker stopped" in line["message"]
+    assert "1 failed" in err.getvalue()
 
 
 def test_release_refunds_and_heartbeat_extends(queue: Queue) -> None:

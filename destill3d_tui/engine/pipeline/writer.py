@@ -1,0 +1,285 @@
+"""The writer thread: the only code that writes the database (claims, stage commits, stores, reaps)."""
+
+from __future__ import annotations
+
+import logging
+import queue as queue_mod
+import time
+from collections.abc import Callable
+from typing import Any
+
+import peewee as pw
+
+from ..errors import describe
+from ..events import ItemFailed, ItemStored, StageFinished
+from ..store import service
+from ..store.db import ACQUIRED, CLASSIFIED, EXTRACTED, QUEUED, STORED, dumps
+from .items import (
+    _REQUEUED,
+    BATCH_MAX,
+    IDLE_POLL_S,
+    WorkItem,
+    _LeaseLost,
+    _Op,
+    _platform_wait,
+)
+
+log = logging.getLogger(__name__)
+
+
+class _WriterMixin:
+    """The writer half of :class:`~.core.Pipeline` (state lives there)."""
+
+    # ------------------------------------------------------------ writer
+
+    def _writer_loop(self) -> None:
+        next_beat = next_reap = next_claim = 0.0
+        beat_every = max(0.5, self.settings.pipeline.lease_seconds / 3.0)
+        reap_every = max(0.5, min(10.0, self.settings.pipeline.lease_seconds / 2.0))
+        try:
+            while True:
+                ops = self._drain_ops()
+                try:
+                    if ops:
+                        self._apply(ops)
+                        ops = []
+                    now = time.monotonic()
+                    if self._stopping.is_set():
+                        if self.inflight == 0 and self._ops.empty():
+                            return
+                        if now > self._stop_deadline:
+                            with self._lock:
+                                stuck = list(self._inflight.values())
+                            self._release(stuck)
+                        continue
+                    if now >= next_beat:
+                        self.queue.heartbeat(self.owner)
+                        next_beat = now + beat_every
+                    if now >= next_reap:
+                        self._reap()
+                        next_reap = now + reap_every
+                    if not self._paused.is_set() and now >= next_claim:
+                        got = self._claim()
+                        next_claim = now if got else now + IDLE_POLL_S
+                        self._update_idle(got)
+                except pw.OperationalError:
+                    # Locked or unreachable database: keep the ops and try again shortly.
+                    for op in ops:
+                        self._ops.put(op)
+                    time.sleep(0.5)
+        finally:
+            self.store.close()
+
+    def _reap(self) -> None:
+        """Free stale leases; items that ran out of attempts that way count as failed in this run."""
+        _freed, failed = self.queue.reap_detailed()
+        self._summary.failed += len(failed)
+        for row in failed:  # reported like any other final failure (headless --json prints a line for each)
+            self.events.emit(ItemFailed(queue_id=row.queue_id, model_id=row.model_id,
+                                        stage=row.error_stage or row.stage, reason=row.reason or "worker_lost",
+                                        message=row.last_error or "", attempts=row.retry_count,
+                                        will_retry=False))  # fmt: skip
+
+    def _drain_ops(self) -> list[_Op]:
+        ops: list[_Op] = []
+        try:
+            ops.append(self._ops.get(timeout=0.05))
+            while len(ops) < BATCH_MAX:
+                ops.append(self._ops.get_nowait())
+        except queue_mod.Empty:
+            pass
+        return ops
+
+    def _capacity(self) -> int:
+        # Enough to keep every extraction child busy while the next items download, and no more:
+        # items claimed here sit leased, and other machines sharing the queue cannot take them.
+        return max(3, self.settings.pipeline.workers * 3)
+
+    def _claim(self) -> int:
+        room = self._capacity() - self.inflight
+        if room <= 0:
+            return 0
+        rows = self.queue.claim(self.owner, room)
+        if rows:
+            self._crash.reached("after_claim")
+        for row in rows:
+            self._route(row)
+        return len(rows)
+
+    def _update_idle(self, claimed: int) -> None:
+        if self._state in ("running", "idle"):
+            self._set_state("idle" if claimed == 0 and self.inflight == 0 else "running")
+
+    def _apply(self, ops: list[_Op]) -> None:
+        """Commit a batch of transitions in one transaction, then move each item on."""
+        done: list[tuple[_Op, Any]] = []
+        self._check_near_duplicates(ops)  # before the transaction: the index may reconcile (reads only)
+        with self.store.atomic(immediate=True):
+            for op in ops:
+                try:
+                    with self.store.database.atomic():  # a savepoint: one item's failure stays its own
+                        done.append((op, self._commit(op)))
+                except _LeaseLost:
+                    service.tags_rolled_back(self.store)
+                    done.append((op, _LeaseLost))
+                except pw.OperationalError:
+                    service.tags_rolled_back(self.store)
+                    raise  # the connection or lock, not this item: the whole batch is retried
+                except Exception as exc:
+                    service.tags_rolled_back(self.store)
+                    done.append((op, self._op_failed(op, exc)))
+            if any(op.kind == "store" for op, _ in done):
+                for op, result in done:
+                    if op.kind == "store" and result is not _LeaseLost:
+                        self._crash.reached("before_store_commit")
+        service.tags_committed(self.store)
+        for op, result in done:
+            self._after_commit(op, result)
+
+    def _check_near_duplicates(self, ops: list[_Op]) -> None:
+        """With ``pipeline.skip_near_duplicates``, mark store ops whose object is already stored."""
+        if not self.settings.pipeline.skip_near_duplicates:
+            return
+        from ..store.duplicates import is_near_duplicate
+
+        for op in ops:
+            if op.kind == "store" and op.item.snapshot is not None:
+                if service.snapshot_id_for_hash(self.store, op.item.snapshot.provenance.original_file_hash):
+                    continue  # the same file: _commit_store records it as an exact "duplicate"
+                try:
+                    op.duplicate_of = is_near_duplicate(op.item.snapshot, self.store, self.settings)
+                except Exception:  # a broken index must not lose the item: store it as usual
+                    log.exception("near-duplicate check failed for %s", op.item.model_id)
+                    op.duplicate_of = None
+
+    def _op_failed(self, op: _Op, exc: Exception) -> Any:
+        """An op that raised: the item fails at the stage it was committing (or is dropped)."""
+        if op.kind in ("failed", "release"):
+            return _LeaseLost  # nothing more to record here; its lease expires and the reaper decides
+        before = {"acquired": QUEUED, "duplicate": QUEUED, "extracted": ACQUIRED, "classified": EXTRACTED}
+        self._ops.put(_Op("failed", op.item, error=exc, stage=before.get(op.kind, CLASSIFIED)))
+        return _REQUEUED
+
+    def _commit(self, op: _Op) -> Any:
+        item, q, owner = op.item, self.queue, self.owner
+        if op.kind == "acquired":
+            meta = {**item.row.metadata, **item.metadata}
+            held = q.advance(item.queue_id, owner, ACQUIRED, temp_path=str(item.temp_dir),
+                             primary_path=str(item.primary), file_hash=item.sha256, bytes_in=item.bytes_in,
+                             metadata=dumps(meta))  # fmt: skip
+        elif op.kind == "duplicate":
+            held = q.advance(item.queue_id, owner, STORED, reason="duplicate", duplicate_of=op.duplicate_of,
+                             file_hash=item.sha256, bytes_in=item.bytes_in)  # fmt: skip
+        elif op.kind == "extracted":
+            held = q.advance(item.queue_id, owner, EXTRACTED, temp_path=str(item.temp_dir), reason=None)
+        elif op.kind == "classified":
+            held = q.advance(item.queue_id, owner, CLASSIFIED)
+        elif op.kind == "store":
+            if op.duplicate_of:  # near duplicate (checked before the transaction): nothing stored
+                held = q.advance(item.queue_id, owner, STORED, reason="near_duplicate", duplicate_of=op.duplicate_of,
+                                 file_hash=item.sha256, bytes_in=item.bytes_in)  # fmt: skip
+                if not held:
+                    raise _LeaseLost
+                return op.duplicate_of
+            return self._commit_store(item)
+        elif op.kind == "failed":
+            platform_wait = _platform_wait(op.error)
+            held, final = q.fail(item.queue_id, owner, describe(op.error), op.stage,
+                                 retry_after=getattr(op.error, "retry_after", None), refund=platform_wait)  # fmt: skip
+            if not held:
+                raise _LeaseLost
+            return final
+        elif op.kind == "release":
+            return None
+        else:
+            raise ValueError(op.kind)
+        if not held:
+            raise _LeaseLost
+        return None
+
+    def _commit_store(self, item: WorkItem) -> str | None:
+        """Insert the snapshot and mark the row stored; returns the duplicate's first id, if any."""
+        snap = item.snapshot
+        assert snap is not None and item.blob is not None
+        first = service.snapshot_id_for_hash(self.store, snap.provenance.original_file_hash)
+        if first is None:
+            existing = service.snapshot_id_for_model(self.store, item.model_id)
+            if existing is not None:  # stored by an earlier attempt under this model id
+                if not self.queue.advance(item.queue_id, self.owner, STORED, snapshot_id=existing):
+                    raise _LeaseLost
+                return None
+            try:
+                with self.store.database.atomic():
+                    service.insert_snapshot(self.store, snap, item.blob, group_id=item.row.group_id)
+            except pw.IntegrityError:
+                first = service.snapshot_id_for_hash(self.store, snap.provenance.original_file_hash)
+                if first is None:
+                    raise
+        if first is not None:
+            held = self.queue.advance(item.queue_id, self.owner, STORED, reason="duplicate", duplicate_of=first)
+        else:
+            held = self.queue.advance(item.queue_id, self.owner, STORED, snapshot_id=snap.snapshot_id, reason=None)
+        if not held:
+            raise _LeaseLost
+        return first
+
+    def _after_commit(self, op: _Op, result: Any) -> None:
+        item = op.item
+        if result is _REQUEUED:
+            return
+        if result is _LeaseLost:
+            self._forget(item)
+            return
+        handlers: dict[str, Callable[[], None]] = {
+            "acquired": lambda: self._next(item, "acquire", "after_acquire_commit", self._submit_extract),
+            "extracted": lambda: self._next(item, "extract", "after_extract_commit", self._classify_q.put),
+            "classified": lambda: self._next(item, "classify", "after_classify_commit",
+                                             lambda it: self._ops.put(_Op("store", it))),
+            "duplicate": lambda: self._finished_stored(item, op.duplicate_of),
+            "store": lambda: self._finished_stored(item, result, crash_point="after_store_commit"),
+            "failed": lambda: self._finished_failed(item, op, bool(result)),
+            "release": lambda: self._release([item]),
+        }  # fmt: skip
+        handlers[op.kind]()
+
+    def _next(self, item: WorkItem, stage: str, point: str, forward: Callable[[WorkItem], None]) -> None:
+        self.events.emit(StageFinished(queue_id=item.queue_id, model_id=item.model_id, stage=stage,
+                                       ms=(time.monotonic() - item.started) * 1000))  # fmt: skip
+        self._crash.reached(point)
+        if self._stopping.is_set():
+            self._release([item])
+        else:
+            forward(item)
+
+    def _forget(self, item: WorkItem) -> None:
+        with self._lock:
+            self._inflight.pop(item.queue_id, None)
+
+    def _release(self, items: list[WorkItem]) -> None:
+        self.queue.release([i.queue_id for i in items], self.owner, refund=True)
+        for item in items:
+            self._forget(item)
+
+    def _finished_stored(self, item: WorkItem, duplicate_of: str | None, crash_point: str | None = None) -> None:
+        if crash_point:
+            self._crash.reached(crash_point)
+        self._remove_temp(item)
+        self._forget(item)
+        snapshot_id = item.snapshot.snapshot_id if item.snapshot is not None and not duplicate_of else ""
+        if duplicate_of:
+            self._summary.duplicates += 1
+        self._summary.stored += 1
+        self.events.emit(ItemStored(queue_id=item.queue_id, model_id=item.model_id, snapshot_id=snapshot_id,
+                                    bytes_in=item.bytes_in, bytes_kept=0 if duplicate_of else len(item.blob or b""),
+                                    duplicate_of=duplicate_of))  # fmt: skip
+
+    def _finished_failed(self, item: WorkItem, op: _Op, final: bool) -> None:
+        info = describe(op.error) if op.error is not None else {"reason": "internal_error", "message": ""}
+        if final:
+            self._summary.failed += 1
+            if not self.settings.pipeline.keep_failed_temp:
+                self._remove_temp(item)
+        self._forget(item)
+        self.events.emit(ItemFailed(queue_id=item.queue_id, model_id=item.model_id, stage=op.stage,
+                                    reason=info["reason"], message=info["message"],
+                                    attempts=item.row.retry_count, will_retry=not final))  # fmt: skip

@@ -113,15 +113,12 @@ class GeometricSource:
     def __init__(self, store: Store):
         self.store = store
         self.name = f"{database_key(store)}-{GEOMETRIC_SPACE}-{DESCRIPTOR_VERSION}"
-        self._indexed = False
 
     def fingerprint(self) -> str:
-        """Newest ``processed_at`` (indexed by the store's schema); deletions are caught by hit checks."""
-        if not self._indexed:  # covering index: versions() then never walks the snapshot blobs
-            self.store.execute(
-                "CREATE INDEX IF NOT EXISTS idx_snapshots_id_processed ON snapshots(snapshot_id, processed_at)"
-            )
-            self._indexed = True
+        """Newest ``processed_at``; deletions are caught by hit checks.
+
+        Cheap because schema v3 (migrations.py) has the covering index ``idx_snapshots_id_processed``.
+        """
         return str(self.store.execute("SELECT MAX(processed_at) FROM snapshots").fetchone()[0])
 
     def existing(self, ids: list[str]) -> set[str]:

@@ -387,16 +387,10 @@ class EmbeddingTableSource:
         self.store = store
         self.model_id = model_id
         self.name = f"{name_prefix}emb-{safe_file_part(model_id)}"
-        self._indexed = False
 
     def fingerprint(self) -> str:
-        if not self._indexed:  # MAX over (model_id, created_at) is an index probe, not a scan of the blobs
-            # covering: the fingerprint's MAX and versions() read it without touching the vector blobs
-            self.store.execute(
-                "CREATE INDEX IF NOT EXISTS idx_embeddings_model_created_id "
-                "ON embeddings(model_id, created_at, snapshot_id)"
-            )
-            self._indexed = True
+        # An index probe, not a scan of the vector blobs: schema v3 (migrations.py) has the covering
+        # index idx_embeddings_model_created_id for this MAX and for versions().
         row = self.store.execute("SELECT MAX(created_at) FROM embeddings WHERE model_id = ?", (self.model_id,))
         return str(row.fetchone()[0])
 

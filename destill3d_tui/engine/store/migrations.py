@@ -145,8 +145,8 @@ CREATE INDEX IF NOT EXISTS idx_queue_lease ON processing_queue(lease_expires_at)
 CREATE INDEX IF NOT EXISTS idx_queue_group ON processing_queue(group_id) WHERE group_id IS NOT NULL;
 """
 
-# v3: covering indexes the similarity/dataset code used to create on first use (engine/store/index.py,
-# duplicates.py): the index fingerprints' MAX and versions() read them without touching the blobs.
+# v3: covering indexes for the similarity/dataset reads (engine/store/index.py, duplicates.py): the
+# index fingerprints' MAX and versions() read them without touching the blobs.
 _V3_INDEXES = """
 CREATE INDEX IF NOT EXISTS idx_embeddings_model_created_id ON embeddings(model_id, created_at, snapshot_id);
 CREATE INDEX IF NOT EXISTS idx_snapshots_id_processed ON snapshots(snapshot_id, processed_at);

@@ -44,6 +44,11 @@ class HttpAdapter:
     async def get_json(self, url: str, **kwargs: Any) -> tuple[Any, Any]:
         return await self.http.get_json(self.platform_id, url, **kwargs)
 
+    def missing_credential(self, what: str) -> PlatformError:
+        """The one error every adapter raises when its credential is not configured (never retried)."""
+        return PlatformError(f"{self.platform_id} needs {what}", platform=self.platform_id, reason="auth_failed",
+                             kind="permanent")
+
     def unavailable(self, why: str) -> PlatformError:
         return PlatformError(f"{self.platform_id}: {why}", platform=self.platform_id, reason="platform_unavailable",
                              kind="permanent")

@@ -42,8 +42,7 @@ class Cults3DAdapter(HttpAdapter):
     def _auth(self) -> dict[str, str]:
         user, key = self.credential("username"), self.credential()
         if not (user and key):
-            raise PlatformError("cults3d needs CULTS3D_USERNAME and CULTS3D_API_KEY (HTTP Basic)",
-                                platform=self.platform_id, reason="auth_failed", kind="permanent")
+            raise self.missing_credential("CULTS3D_USERNAME and CULTS3D_API_KEY (HTTP Basic)")
         return {"Authorization": "Basic " + base64.b64encode(f"{user}:{key}".encode()).decode()}
 
     async def _query(self, operation: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:

@@ -31,8 +31,7 @@ class MyMiniFactoryAdapter(HttpAdapter):
     def _key(self) -> dict[str, str]:
         key = self.credential()
         if not key:
-            raise PlatformError("myminifactory needs an API key: set MYMINIFACTORY_API_KEY", platform=self.platform_id,
-                                reason="auth_failed", kind="permanent")
+            raise self.missing_credential("an API key: set MYMINIFACTORY_API_KEY")
         return {"key": key}
 
     async def _get(self, path: str, **params: Any) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from ...errors import DownloadError, PlatformError
+from ...errors import DownloadError
 from .. import licenses
 from ..archive import is_archive_name, model_format
 from ..base import DownloadResult, ModelFile, ModelMetadata, RateLimit, SearchFilters, SearchPage
@@ -40,9 +40,9 @@ class ThingiverseAdapter(HttpAdapter):
     def _auth(self) -> dict[str, str]:
         token = self.credential()
         if not token:
-            raise PlatformError("thingiverse needs an app token: set THINGIVERSE_API_KEY or "
-                                "`destill3d-tui config credentials set thingiverse`", platform=self.platform_id,
-                                reason="auth_failed", kind="permanent")
+            raise self.missing_credential(
+                "an app token: set THINGIVERSE_API_KEY or `destill3d-tui config credentials set thingiverse`"
+            )
         return {"Authorization": f"Bearer {token}"}
 
     async def _get(self, path: str, **params: Any) -> tuple[Any, Any]:

@@ -114,6 +114,8 @@ def _warm_up() -> None:
     for name in WARM_MODULES:
         with contextlib.suppress(Exception):  # a module that fails here fails again, reported, with its file
             importlib.import_module(name)
+    with contextlib.suppress(Exception):
+        importlib.import_module("destill3d_tui.engine.extract.kernels").warm_up()  # compile / load the disk cache
 
 
 def _resolve(target: str):

@@ -6,9 +6,9 @@ All of it is batched numpy over one k-NN query (scipy ``cKDTree``, one worker):
   batched ``eigh`` over the (n, 3, 3) stack; normal = eigenvector of the smallest eigenvalue,
   curvature = lambda_min / (lambda_1 + lambda_2 + lambda_3) in [0, 1/3];
 - orientation of PCA normals (point clouds): a minimum spanning tree of the k-NN graph with
-  Hoppe's weight ``1 - |n_i . n_j|``, flips accumulated along the tree by pointer jumping
-  (:func:`topology.tree_parity`), then each connected part turned to face away from the
-  centroid. Meshes do not need it: a sampled point keeps the outward normal of its face;
+  Hoppe's weight ``1 - |n_i . n_j|``, flips carried along the tree as Prim's algorithm grows it
+  (:func:`kernels.propagate_orientation`), then each connected part turned to face away from
+  the centroid. Meshes do not need it: a sampled point keeps the outward normal of its face;
 - density: 1 / mean distance to the k neighbours, divided by the largest value (0, 1].
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .topology import tree_parity
+from . import kernels
 
 ORIENT_K = 10  # neighbours per point in the orientation graph
 MIN_SPACING = 1e-9  # mean neighbour distance floor (unit-sphere units): duplicates stay finite
@@ -60,11 +60,7 @@ def local_pca(points: np.ndarray, neighbours: np.ndarray) -> tuple[np.ndarray, n
     -------
     eigenvalues : (n, 3) ascending, normals : (n, 3) unit eigenvectors of the smallest
     """
-    k = neighbours.shape[1]
-    # offsets from the point itself: a cheap broadcast, and small numbers (no cancellation)
-    offsets = points[neighbours] - points[:, None, :]
-    mean = np.matmul(np.full((1, k), 1.0 / k), offsets)  # (n, 1, 3); faster than .mean(axis=1)
-    cov = np.matmul(offsets.transpose(0, 2, 1), offsets) / k - mean.transpose(0, 2, 1) * mean
+    cov = kernels.local_covariance(np.ascontiguousarray(points, dtype=np.float64), np.ascontiguousarray(neighbours))
     return symmetric_eig3(cov)
 
 
@@ -126,17 +122,9 @@ def orient_normals(points: np.ndarray, normals: np.ndarray, neighbours: np.ndarr
     k = min(ORIENT_K + 1, neighbours.shape[1])
     if k < 2:
         return _outward(points, normals, np.zeros(n, dtype=np.int64))
-    i = np.repeat(np.arange(n, dtype=np.int64), k - 1)
-    j = neighbours[:, 1:k].ravel()
-    keep = i != j
-    i, j = i[keep], j[keep]
-    weight = 1.0 - np.abs(np.einsum("ij,ij->i", normals[i], normals[j])) + 1e-6  # > 0: zeros are no edge
-
-    def disagree(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.einsum("ij,ij->i", normals[a], normals[b]) < 0
-
-    parity, labels = tree_parity(n, i, j, disagree, weight)
-    oriented = np.where(parity[:, None], -normals, normals)
+    unit = np.ascontiguousarray(normals, dtype=np.float64)
+    flip, labels = kernels.propagate_orientation(unit, np.ascontiguousarray(neighbours[:, :k]))
+    oriented = np.where(flip[:, None], -normals, normals)
     return _outward(points, oriented, labels)
 
 

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernels
 from .topology import column_bounds
 
 STRATEGIES = ("uniform", "fps", "poisson", "voxel", "hybrid")
 FPS_DENSITY = 10  # candidates per output point for the pure ``fps`` strategy
 MAX_FPS_CANDIDATES = 200_000  # larger clouds are randomly thinned first: FPS costs N * M
 POISSON_OVERSAMPLE = 5  # candidates per output point for sample elimination
+FPS_BLOCK = 64  # points per pruning block of the FPS kernel (measured best of 16-256 at 10K candidates)
 
 
 @dataclass
@@ -125,11 +127,10 @@ def _sample_cloud(points: np.ndarray, n: int, strategy: str, rng: np.random.Gene
 def farthest_point_indices(points: np.ndarray, n: int, start: int = 0) -> np.ndarray:
     """Greedy farthest point sampling: ``n`` indices into ``points`` (m, 3), starting at ``start``.
 
-    O(n * m) with preallocated buffers and in-place float32 updates over per-axis contiguous
-    columns: six numpy calls per pick (the (3, m) difference is squared in one call, then the
-    rows summed in x, y, z order, so the values equal ``(dx*dx + dy*dy) + dz*dz``); Python's
-    per-call overhead is most of the cost at m = 10K. Ties resolve to the lowest index
-    (``argmax``), so the result is deterministic.
+    Distances are float32 ``(dx*dx + dy*dy) + dz*dz`` over coordinates centred and scaled to
+    the unit cube; ties resolve to the lowest index, so the result is deterministic. The
+    compiled kernel skips blocks of nearby points that the new pick cannot reach and returns
+    exactly the picks of the plain O(n * m) loop, 3-4x faster at 10K candidates.
     """
     m = len(points)
     if n >= m:
@@ -139,21 +140,7 @@ def farthest_point_indices(points: np.ndarray, n: int, start: int = 0) -> np.nda
     lo, hi = column_bounds(pts)
     extent = float((hi - lo).max()) or 1.0
     cols = np.ascontiguousarray(((pts - (lo + hi) / 2.0) / extent).astype(np.float32).T)
-    best = np.full(m, np.inf, dtype=np.float32)
-    diff = np.empty((3, m), dtype=np.float32)
-    dist, dy, dz = diff  # row views: dist accumulates into the x row
-    out = np.empty(n, dtype=np.int64)
-    subtract, square, add, minimum = np.subtract, np.square, np.add, np.minimum
-    idx = int(start)
-    for i in range(n):
-        out[i] = idx
-        subtract(cols, cols[:, idx : idx + 1], out=diff)
-        square(diff, out=diff)
-        add(dist, dy, out=dist)
-        add(dist, dz, out=dist)
-        minimum(best, dist, out=best)
-        idx = int(best.argmax())
-    return out
+    return kernels.farthest_points(cols, n, int(start), FPS_BLOCK)
 
 
 def voxel_indices(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

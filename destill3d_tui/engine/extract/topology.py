@@ -1,17 +1,20 @@
-"""Triangle-mesh topology with numpy sorts only: vertex welding, edge counts, components, winding.
+"""Triangle-mesh topology: vertex welding, edge counts, components, winding.
 
-Every function is vectorised over faces; the only loops are over ``log2(depth)`` pointer-jumping
-rounds, so a million-face mesh costs a few sorts.
+Welding, duplicate faces, edge counts and components are single hashing / union-find passes
+(compiled kernels in :mod:`.kernels`); winding repair is vectorised over faces with numpy sorts,
+its only loop over ``log2(depth)`` pointer-jumping rounds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
+
+from . import kernels
 
 WELD_BITS = 21  # grid levels per axis for welding: 3 * 21 bits fit one int64 key
 
@@ -34,8 +37,6 @@ class EdgeStats:
     non_manifold: bool  # some edge shared by more than two faces
     open: bool  # some edge belongs to a single face
     winding_consistent: bool  # no directed edge appears twice
-    # sorted undirected keys min * n + max of the 3m half-edges (for component_count); None when not kept
-    undirected: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def compact_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,8 +63,8 @@ def weld_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     """Merge vertices that fall in the same cell of a 2**21 grid over the bounding box.
 
     Soups (STL, per-face CAD tessellations) share no indices; topology checks need shared ones.
-    A merged group keeps the coordinates of its lowest original index, whatever the sort
-    algorithm did with ties, so the result is deterministic.
+    A merged group keeps the coordinates of its first (lowest) original index, and groups are
+    numbered in order of first appearance, so the result is deterministic.
 
     Returns
     -------
@@ -73,44 +74,10 @@ def weld_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
         return vertices, faces
     lo, hi = column_bounds(vertices)
     extent = float((hi - lo).max()) or 1.0
-    key = _weld_key(vertices, lo, ((1 << WELD_BITS) - 1) / extent)
-    order, starts, group = _groups(key)
-    first = np.minimum.reduceat(order, starts)
-    inverse = np.empty(len(key), dtype=np.int64)
-    inverse[order] = group
-    return vertices[first], inverse[faces]
-
-
-def _weld_key(vertices: np.ndarray, lo: np.ndarray, step: float) -> np.ndarray:
-    """(n,) int64 grid cell key ``x << 42 | y << 21 | z`` of ``rint((v - lo) * step)``, column by column.
-
-    Same values as the whole-array expression, in place on one column at a time: no (n, 3)
-    float and int temporaries (~2x faster on 300K vertices).
-    """
-    key = np.zeros(len(vertices), dtype=np.int64)
-    column = np.empty(len(vertices), dtype=np.float64)
-    for axis in range(3):
-        np.subtract(vertices[:, axis], lo[axis], out=column)
-        column *= step
-        np.rint(column, out=column)
-        cell = column.astype(np.int64)
-        cell <<= (2 - axis) * WELD_BITS
-        key |= cell
-    return key
-
-
-def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort ``key`` (n,) int64 once: (order, start of each run of equal keys, run id per sorted slot).
-
-    An unstable argsort plus run detection is about twice as fast as ``np.unique`` with
-    ``return_index``/``return_inverse`` (which sorts stably).
-    """
-    order = np.argsort(key)
-    sorted_key = key[order]
-    new = np.empty(len(key), dtype=bool)
-    new[0] = True
-    np.not_equal(sorted_key[1:], sorted_key[:-1], out=new[1:])
-    return order, np.flatnonzero(new), np.cumsum(new) - 1
+    v = np.ascontiguousarray(vertices, dtype=np.float64)
+    key = kernels.grid_keys(v, lo.astype(np.float64), ((1 << WELD_BITS) - 1) / extent, WELD_BITS)
+    codes, first = kernels.first_occurrence(key)
+    return vertices[first], codes[faces]
 
 
 def unique_faces(faces: np.ndarray, n_vertices: int) -> np.ndarray:
@@ -122,21 +89,17 @@ def unique_faces(faces: np.ndarray, n_vertices: int) -> np.ndarray:
     """
     if len(faces) == 0:
         return np.zeros(0, dtype=np.int64)
-    a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
-    lo = np.minimum(np.minimum(a, b), c)
-    hi = np.maximum(np.maximum(a, b), c)
-    mid = a + b + c - lo - hi
     if n_vertices < (1 << 21):
-        key = (lo << 42) | (mid << 21) | hi
-        ordered = np.sort(key)  # a plain sort is ~4x faster than argsort: decide first whether any repeats
-        if not (ordered[1:] == ordered[:-1]).any():
-            return np.arange(len(faces), dtype=np.int64)
-        order, starts, _ = _groups(key)
-        if len(starts) == len(faces):
-            return np.arange(len(faces), dtype=np.int64)
-        return np.sort(np.minimum.reduceat(order, starts))
-    _, keep = np.unique(np.stack([lo, mid, hi], axis=1), axis=0, return_index=True)
-    return np.sort(keep)
+        key = kernels.sorted_triple_keys(np.ascontiguousarray(faces), 21)
+    else:  # two hashing passes: (lo, mid) to a group number, then (group, hi)
+        a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
+        lo = np.minimum(np.minimum(a, b), c)
+        hi = np.maximum(np.maximum(a, b), c)
+        n = np.int64(n_vertices)
+        pair, _ = kernels.first_occurrence(lo * n + (a + b + c - lo - hi))
+        key = pair * n + hi
+    _, first = kernels.first_occurrence(key, len(key))  # faces are expected distinct
+    return first if len(first) < len(faces) else np.arange(len(faces), dtype=np.int64)
 
 
 def _edge_keys(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
@@ -151,47 +114,15 @@ def edge_stats(faces: np.ndarray, n_vertices: int) -> EdgeStats:
     """Watertight / non-manifold / open / consistently wound, from edge multiplicities."""
     if len(faces) == 0:
         return EdgeStats(False, False, True, True)
-    a = faces.reshape(-1)
-    b = np.empty_like(faces)
-    b[:, :2], b[:, 2] = faces[:, 1:], faces[:, 0]
-    b = b.reshape(-1)
-    # one sort serves both counts: undirected key with the direction in the lowest bit
-    key = np.minimum(a, b) * np.int64(n_vertices) + np.maximum(a, b)
-    key <<= 1
-    key |= a > b
-    key.sort()
-    consistent = not bool((key[1:] == key[:-1]).any())  # a directed edge used twice
-    key >>= 1
-    counts = _run_lengths(key)
-    closed, non_manifold, open_ = bool((counts == 2).all()), bool((counts > 2).any()), bool((counts == 1).any())
-    return EdgeStats(closed, non_manifold, open_, consistent, undirected=key)
+    closed, non_manifold, open_, consistent = kernels.edge_flags(np.ascontiguousarray(faces), n_vertices)
+    return EdgeStats(bool(closed), bool(non_manifold), bool(open_), bool(consistent))
 
 
-def _run_lengths(sorted_keys: np.ndarray) -> np.ndarray:
-    """Lengths of the runs of equal values in a sorted array (sort-based: numpy's hash unique is slower)."""
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    return np.diff(np.r_[starts, len(sorted_keys)])
-
-
-def component_count(faces: np.ndarray, n_vertices: int, stats: EdgeStats | None = None) -> int:
-    """Number of connected components of faces that share a vertex (see :func:`face_components`).
-
-    With the sorted undirected edge keys of :func:`edge_stats` the vertex graph is built as CSR
-    directly (rows already in order: no COO sort), ~2x faster; unused vertices are not counted.
-    """
-    keys = stats.undirected if stats is not None else None
-    if keys is None or len(faces) == 0:
-        return face_components(faces, n_vertices)[0]
-    n = np.int64(n_vertices)
-    rows = keys // n
-    cols = keys - rows * n
-    indptr = np.zeros(n_vertices + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_vertices), out=indptr[1:])
-    graph = sparse.csr_matrix((np.ones(len(cols), dtype=np.int8), cols, indptr), shape=(n_vertices, n_vertices))
-    count, _ = csgraph.connected_components(graph, directed=False)
-    used = np.zeros(n_vertices, dtype=bool)
-    used[faces.ravel()] = True
-    return int(count) - int(n_vertices - np.count_nonzero(used))  # an unused vertex is a component of its own
+def component_count(faces: np.ndarray, n_vertices: int) -> int:
+    """Number of connected components of faces that share a vertex (unused vertices are not counted)."""
+    if len(faces) == 0:
+        return 0
+    return int(kernels.vertex_components(np.ascontiguousarray(faces), n_vertices))
 
 
 def face_components(faces: np.ndarray, n_vertices: int) -> tuple[int, np.ndarray]:
@@ -304,8 +235,8 @@ def outward_scores(vertices: np.ndarray, faces: np.ndarray, cross: np.ndarray) -
     Any point of the face gives the same value as its centre (the difference lies in the face's
     plane), so the first corner saves gathering the other two.
     """
-    reference = column_mean(vertices)
-    return np.einsum("ij,ij->i", cross, vertices[faces[:, 0]] - reference)
+    v = np.ascontiguousarray(vertices, dtype=np.float64)
+    return kernels.outward_scores(v, np.ascontiguousarray(faces), np.ascontiguousarray(cross), column_mean(v))
 
 
 def orient_faces(

@@ -50,6 +50,31 @@ def test_classify_snapshot_writes_db(stored: tuple[Path, list[str]]) -> None:
         np.testing.assert_allclose(np.frombuffer(emb.embedding, "<f4"), again.embedding, atol=1e-6)
 
 
+def test_reclassifying_replaces_predicted_tags_and_keeps_platform_tags(tmp_path: Path,
+                                                                       snapshots: list[Snapshot]) -> None:
+    from destill3d_tui.engine.store.snapshot import Prediction
+
+    snap = snapshots[0]
+    snap.provenance.tags = ["Benchy"]
+    snap.predictions = [Prediction(label="stale_label", confidence=0.9, taxonomy="modelnet40", model_name=MODEL_ID,
+                                   rank=1, source="classifier")]  # fmt: skip
+    db = tmp_path / "d.db"
+
+    def tags(d3d: Destill3D) -> set[tuple[str, str]]:
+        sql = ("SELECT t.tag_name, st.source FROM snapshot_tags st JOIN tags t ON t.tag_id = st.tag_id "
+               "WHERE st.snapshot_id = ?")  # fmt: skip
+        return set(d3d.store.execute(sql, (snap.snapshot_id,)).fetchall())
+
+    with Destill3D(db=db) as d3d:
+        with d3d.store.atomic():
+            insert_snapshot(d3d.store, snap, snap.to_bytes())
+        assert tags(d3d) == {("benchy", "platform"), ("stale_label", "predicted")}
+        label = d3d.classify.snapshot(snap.snapshot_id)[0].label
+        assert tags(d3d) == {("benchy", "platform"), (label.lower(), "predicted")}
+    with Destill3D(db=db) as d3d:  # committed, and the new tag's id is usable by the next writer
+        assert tags(d3d) == {("benchy", "platform"), (label.lower(), "predicted")}
+
+
 def test_classify_all_then_cli_json(stored: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
     db, ids = stored
     assert main(["--db", str(db), "classify", "all", "--json"]) == 0

@@ -192,6 +192,7 @@ def write_predictions(store: Store, snapshot: Snapshot) -> None:
     if models:
         C.delete().where(C.snapshot_id == snapshot.snapshot_id, C.model_id.in_(sorted(models))).execute()
     _insert_predictions(store, snapshot)
+    _write_predicted_tags(store, snapshot)
     top = snapshot.top_prediction()
     S = store.Snapshots
     S.update(
@@ -200,6 +201,20 @@ def write_predictions(store: Store, snapshot: Snapshot) -> None:
         label_model=top.model_name if top else None,
         updated_at=utcnow(),
     ).where(S.snapshot_id == snapshot.snapshot_id).execute()
+
+
+def _write_predicted_tags(store: Store, snapshot: Snapshot) -> None:
+    """Replace the snapshot's ``predicted`` tags by the rank-1 labels it now carries (platform tags stay)."""
+    sid = snapshot.snapshot_id
+    store.execute("DELETE FROM snapshot_tags WHERE snapshot_id = ? AND source = 'predicted'", (sid,))
+    predicted: dict[str, float] = {}
+    for p in snapshot.predictions:
+        name = p.label.strip().lower() if p.rank == 1 and p.label else ""
+        if name:
+            predicted[name] = max(predicted.get(name, 0.0), float(p.confidence))
+    ids = _tag_ids(store, sorted(predicted))
+    rows = [(sid, ids[t], "predicted", c) for t, c in predicted.items()]
+    _executemany(store, _insert_sql("snapshot_tags", ("snapshot_id", "tag_id", "source", "confidence")), rows)
 
 
 def write_embedding(store: Store, snapshot_id: str, embedding: np.ndarray, model_id: str) -> None:
@@ -222,11 +237,18 @@ def update_classification(store: Store, snapshot: Snapshot) -> None:
     """
     blob = snapshot.to_bytes()
     S = store.Snapshots
-    with store.atomic(immediate=True):
-        S.update(snapshot_data=blob, snapshot_bytes=len(blob)).where(S.snapshot_id == snapshot.snapshot_id).execute()
-        write_predictions(store, snapshot)
-        if snapshot.embedding is not None:
-            write_embedding(store, snapshot.snapshot_id, snapshot.embedding, snapshot.embedding_model)
+    try:
+        with store.atomic(immediate=True):
+            S.update(snapshot_data=blob, snapshot_bytes=len(blob)).where(
+                S.snapshot_id == snapshot.snapshot_id
+            ).execute()
+            write_predictions(store, snapshot)
+            if snapshot.embedding is not None:
+                write_embedding(store, snapshot.snapshot_id, snapshot.embedding, snapshot.embedding_model)
+    except BaseException:
+        tags_rolled_back(store)  # tag ids created in the rolled-back transaction are gone
+        raise
+    tags_committed(store)
 
 
 def snapshot_id_for_hash(store: Store, sha256: str) -> str | None:

@@ -161,3 +161,28 @@ def test_truncated_fbx6_fails_cleanly(tmp_path: Path, cut: int) -> None:
     with pytest.raises(ExtractionError) as info:
         load_geometry(target)
     assert info.value.reason in ("parse_error", "too_large", "format_unsupported")
+
+
+def test_fbx6_hierarchy_composes_parent_transforms() -> None:
+    """A child model inside a translated, rotated, scaled parent lands where the scene puts it."""
+    from destill3d_tui.engine.extract.loaders.fbx_legacy import Node, _world_matrices
+
+    def model(name: bytes, **lcl: list[float]) -> Node:
+        props = [Node("Property", [f"Lcl {k}".encode(), b"Vector3D", b"A", *v]) for k, v in lcl.items()]
+        return Node("Model", [name + b"\x00\x01Model", b"Mesh"], [Node("Properties60", [], props)])
+
+    parent = model(b"parent", Translation=[10.0, 0.0, 0.0], Rotation=[0.0, 0.0, 90.0], Scaling=[2.0, 2.0, 2.0])
+    child = model(b"child", Translation=[1.0, 0.0, 0.0])
+    loop_a, loop_b = model(b"a", Translation=[1.0, 0.0, 0.0]), model(b"b", Translation=[0.0, 1.0, 0.0])
+    links = Node("Connections", [], [
+        Node("Connect", [b"OO", b"child\x00\x01Model", b"parent\x00\x01Model"]),
+        Node("Connect", [b"OO", b"parent\x00\x01Model", b"Scene\x00\x01Model"]),  # the scene root: not a model
+        Node("Connect", [b"OO", b"a\x00\x01Model", b"b\x00\x01Model"]),
+        Node("Connect", [b"OO", b"b\x00\x01Model", b"a\x00\x01Model"]),  # a cycle must not hang
+    ])  # fmt: skip
+    world = _world_matrices([parent, child, loop_a, loop_b], links)
+    origin = np.array([0.0, 0.0, 0.0, 1.0])
+    np.testing.assert_allclose((world[0] @ origin)[:3], [10, 0, 0], atol=1e-12)
+    # child origin: its own +1 in x, scaled by 2 and turned 90 degrees about z by the parent, then moved
+    np.testing.assert_allclose((world[1] @ origin)[:3], [10, 2, 0], atol=1e-12)
+    np.testing.assert_allclose((world[2] @ origin)[:3], [1, 1, 0], atol=1e-12)

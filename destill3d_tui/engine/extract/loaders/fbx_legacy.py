@@ -1,9 +1,10 @@
 """Binary FBX 6.x meshes, which assimp (and so Open3D) reads as zero meshes.
 
 FBX 6 keeps a mesh's ``Vertices`` and ``PolygonVertexIndex`` directly in its ``Objects/Model``
-node; polygons end at a negative index (``-i - 1``). Each model's own Lcl Translation /
-Rotation (XYZ Euler, degrees) / Scaling is applied; parent links are not followed. Every read
-is bounds-checked, because the file is untrusted.
+node; polygons end at a negative index (``-i - 1``). Each model's Lcl Translation / Rotation
+(XYZ Euler, degrees) / Scaling is composed with its parents' (``Connections``, ``Connect: "OO",
+child, parent``), so a hierarchy lands where the scene puts it; pivots and pre-rotations are
+not read. Every read is bounds-checked, because the file is untrusted.
 """
 
 from __future__ import annotations
@@ -105,18 +106,40 @@ def read_fbx6_meshes(data: bytes, name: str) -> tuple[list[tuple[np.ndarray, np.
     reader = _Reader(data, name)
     top = reader.nodes(27, len(data))
     objects = next((n for n in top if n.name == "Objects"), None)
+    models = [m for m in (objects.children if objects else []) if m.name == "Model"]
+    world = _world_matrices(models, next((n for n in top if n.name == "Connections"), None))
     meshes, warnings = [], []
-    for model in objects.children if objects else []:
-        if model.name != "Model" or model.child("Vertices") is None or model.child("PolygonVertexIndex") is None:
+    for index, model in enumerate(models):
+        if model.child("Vertices") is None or model.child("PolygonVertexIndex") is None:
             continue
         vertices = _numbers(model.child("Vertices")).reshape(-1, 3)
         if len(vertices) > MAX_VERTICES:
             raise FormatError(f"{name}: FBX model with {len(vertices)} vertices", reason="too_large")
         triangles = _triangulate(_numbers(model.child("PolygonVertexIndex")).astype(np.int64), len(vertices), name)
-        meshes.append((_local_transform(vertices, model), triangles))
-    if len(meshes) > 1:
-        warnings.append("FBX 6: each model's own transform applied; parent transforms are not")
+        matrix = world[index]
+        meshes.append((vertices @ matrix[:3, :3].T + matrix[:3, 3], triangles))
     return meshes, warnings
+
+
+def _world_matrices(models: list[Node], connections: Node | None) -> list[np.ndarray]:
+    """Each model's 4x4 local matrix composed with its ancestors' (cycles and deep chains cut)."""
+    key = [m.props[0] if m.props and isinstance(m.props[0], bytes) else None for m in models]
+    index = {k: i for i, k in enumerate(key) if k is not None}
+    parent: dict[int, int] = {}
+    for link in connections.children if connections else []:
+        props = link.props
+        if link.name == "Connect" and len(props) >= 3 and props[0] == b"OO" and props[1] in index and props[2] in index:
+            parent[index[props[1]]] = index[props[2]]
+    local = [_local_matrix(m) for m in models]
+    world = []
+    for i in range(len(models)):
+        matrix, seen, at = local[i], {i}, i
+        while at in parent and parent[at] not in seen and len(seen) <= MAX_DEPTH:
+            at = parent[at]
+            seen.add(at)
+            matrix = local[at] @ matrix
+        world.append(matrix)
+    return world
 
 
 def _numbers(node: Node) -> np.ndarray:
@@ -140,7 +163,8 @@ def _triangulate(indices: np.ndarray, vertex_count: int, name: str) -> np.ndarra
     return faces
 
 
-def _local_transform(vertices: np.ndarray, model: Node) -> np.ndarray:
+def _local_matrix(model: Node) -> np.ndarray:
+    """4x4 ``T @ R @ S`` from the model's Properties60 Lcl Translation / Rotation / Scaling."""
     props = {}
     for prop in (model.child("Properties60") or Node("")).children:
         if prop.name == "Property" and prop.props and isinstance(prop.props[0], bytes):
@@ -149,9 +173,12 @@ def _local_transform(vertices: np.ndarray, model: Node) -> np.ndarray:
     translate = np.asarray(props.get("Lcl Translation", [0, 0, 0])[:3], dtype=np.float64)
     rotate = np.radians(props.get("Lcl Rotation", [0, 0, 0])[:3])
     scale = np.asarray(props.get("Lcl Scaling", [1, 1, 1])[:3], dtype=np.float64)
-    if len(translate) != 3 or len(rotate) != 3 or len(scale) != 3:
-        return vertices
-    return (vertices * scale) @ _euler_xyz(*rotate).T + translate
+    matrix = np.eye(4)
+    complete = len(translate) == 3 and len(rotate) == 3 and len(scale) == 3
+    if complete and np.isfinite([*translate, *rotate, *scale]).all():
+        matrix[:3, :3] = _euler_xyz(*rotate) * scale
+        matrix[:3, 3] = translate
+    return matrix
 
 
 def _euler_xyz(x: float, y: float, z: float) -> np.ndarray:

@@ -1,12 +1,13 @@
 """Classifier latency and accuracy: the engine's path against plain fp32 onnxruntime on the same model.
 
 Baseline ("plain"): the shipped self-contained graph (FPS and kNN in the graph), onnxruntime
-CPU, default session options, one intra-op thread. Candidate ("engine"): what the engine runs,
-the same weights as a smaller graph: FPS-ordered input (the engine prepares every cloud with
-FPS anyway, so the in-graph FPS is the identity and is skipped) and BatchNorm folded into the
-Linear layers. Dynamic int8 quantisation is shown for reference only: its activation scales
-come from the whole batch, so a sample's answer would depend on its batch neighbours.
-Measurements interleave the variants (the machine is shared) and keep each one's best round.
+CPU, default session options, one intra-op thread. Candidates: the engine's fp32 graph (the same
+weights for FPS-ordered input, so the in-graph FPS is skipped, BatchNorm folded into the Linear
+layers; what CUDA runs) and the engine's CPU default, the card's static int8 graph (fixed
+activation scales, so a sample's answer does not depend on its batch). Dynamic int8 is shown
+for reference only: its activation scales come from the whole batch.
+Measurements interleave the variants (the machine is shared) and keep each one's best round;
+each row also says whether batch-32 outputs equal one-at-a-time outputs.
 
 Per-sample latency at batch 1 and 32 and accuracy on the validation split the training script
 holds out (stratified, seed 0, 10 %), the same split the model card reports. Run::
@@ -92,9 +93,11 @@ def main() -> None:
     quantize_dynamic(str(fast_path), str(tmp / "int8.onnx"), weight_type=QuantType.QInt8)
     variants = {
         "plain fp32 (shipped graph)": session(model.weights_path, plain=True),
-        "engine (ordered, BN folded)": session(fast_path, plain=False),
-        "int8 dynamic (reference)": session(tmp / "int8.onnx", plain=False),
+        "engine fp32 (ordered, BN)": session(fast_path, plain=False),
     }
+    if model.card.get("int8_file"):
+        variants["engine int8 (CPU default)"] = session(model.card_path.parent / model.card["int8_file"], plain=False)
+    variants["int8 dynamic (reference)"] = session(tmp / "int8.onnx", plain=False)
     rows = {name: {"ms_per_sample_b1": float("inf"), "ms_per_sample_b32": float("inf")} for name in variants}
     for _ in range(args.repeat):
         for name, sess in variants.items():
@@ -103,14 +106,16 @@ def main() -> None:
                 rows[name][key] = min(rows[name][key], per_sample_ms(sess, x, b, 1))
     for name, sess in variants.items():
         rows[name]["val_accuracy"] = accuracy(sess, x, y)
+        single = np.concatenate([sess.run(["logits"], {"points": x[i : i + 1]})[0] for i in range(32)])
+        rows[name]["batch_equals_single"] = bool(np.array_equal(single, sess.run(["logits"], {"points": x[:32]})[0]))
     base = rows["plain fp32 (shipped graph)"]
     print(f"CPU, 1 intra-op thread, {len(y)} validation shapes, {model.input_points} points")
-    print(f"{'variant':30s} {'b1 ms':>8s} {'b32 ms':>8s} {'x b1':>6s} {'x b32':>6s} {'acc':>7s}")
+    print(f"{'variant':30s} {'b1 ms':>8s} {'b32 ms':>8s} {'x b1':>6s} {'x b32':>6s} {'acc':>7s} batch==single")
     for name, r in rows.items():
         r["ratio_b1"] = r["ms_per_sample_b1"] / base["ms_per_sample_b1"]
         r["ratio_b32"] = r["ms_per_sample_b32"] / base["ms_per_sample_b32"]
         print(f"{name:30s} {r['ms_per_sample_b1']:8.2f} {r['ms_per_sample_b32']:8.2f} {r['ratio_b1']:6.2f} "
-              f"{r['ratio_b32']:6.2f} {r['val_accuracy']:7.4f}")  # fmt: skip
+              f"{r['ratio_b32']:6.2f} {r['val_accuracy']:7.4f} {r['batch_equals_single']}")  # fmt: skip
     print(json.dumps(rows))
 
 

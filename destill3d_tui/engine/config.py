@@ -66,6 +66,7 @@ class ClassificationSettings:
     batch_size: int = 32
     max_wait_ms: int = 200
     device: str = "auto"  # auto | cuda | cpu
+    precision: str = "auto"  # auto (int8 graph on the CPU provider, fp32 on CUDA) | int8 | fp32
     top_k: int = 5
     unknown_threshold: float = 0.0  # below this calibrated confidence -> "unknown"
     tta: int = 1  # number of rotations about the up axis averaged (1 = off)

@@ -86,6 +86,14 @@ def cuda_listed() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
+def wants_cuda(device: str) -> bool:
+    """Whether a session for ``device`` will ask for the CUDA provider (auto: listed and not seen failing)."""
+    return device == "cuda" or (device == "auto" and cuda_listed() and _CUDA_STATE.get("ok", True))
+
+
+PRECISIONS = ("auto", "int8", "fp32")
+
+
 def open_session(path: Path, device: str = "auto", threads: int = 1) -> Any:
     """onnxruntime session: CUDA when asked or available (auto), else CPU; ``threads`` intra-op."""
     import onnxruntime as ort
@@ -96,7 +104,7 @@ def open_session(path: Path, device: str = "auto", threads: int = 1) -> Any:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # CUDA provider missing on CPU hosts is expected, not a warning
     providers = ["CPUExecutionProvider"]
-    want_cuda = device == "cuda" or (device == "auto" and cuda_listed() and _CUDA_STATE.get("ok", True))
+    want_cuda = wants_cuda(device)
     if want_cuda:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         # a GPU wheel lists CUDA even where its libraries are missing; it then falls back to CPU,
@@ -142,17 +150,40 @@ class OnnxClassifier:
         top_k: int = 5,
         unknown_threshold: float = 0.0,
         session_path: Path | None = None,
+        precision: str = "auto",
     ) -> None:
         verify_file(model)
         self.model = model
         self.model_id = model.model_id
-        # the engine feeds FPS-ordered points, so the graph without in-graph FPS gives the same outputs faster
-        self.session_path = session_path or verify_fast(model) or model.weights_path
-        self.session = open_session(self.session_path, device, threads)  # type: ignore[arg-type]
+        if session_path is not None:
+            self.session_path, self.session = session_path, open_session(session_path, device, threads)
+        else:
+            self.session_path, self.session = self._open_graph(model, device, threads, precision)
         check_graph(model, self.session)
         self.tta = max(1, int(tta))
         self.top_k = max(1, int(top_k))
         self.unknown_threshold = float(unknown_threshold)
+
+    @staticmethod
+    def _open_graph(model: RegisteredModel, device: str, threads: int, precision: str) -> tuple[Path, Any]:
+        """The graph for this provider and precision, and its session.
+
+        The engine feeds FPS-ordered points, so the card's ``fast_file`` (no in-graph FPS) gives
+        the full graph's outputs faster. ``int8_file`` (static int8) runs on the CPU provider only:
+        ``auto`` takes it unless CUDA really loaded, ``int8`` insists on it, ``fp32`` never uses it.
+        """
+        if precision not in PRECISIONS:
+            raise InferenceError(f"classification.precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        fp32 = verify_fast(model) or model.weights_path
+        int8 = verify_fast(model, "int8") if precision != "fp32" else None
+        if precision == "int8" and int8 is None:
+            raise InferenceError(f"{model.model_id} ships no int8 graph (card key int8_file); use precision fp32")
+        if int8 is not None and (precision == "int8" or not wants_cuda(device)):
+            return int8, open_session(int8, "cpu", threads)
+        session = open_session(fp32, device, threads)  # type: ignore[arg-type]
+        if int8 is not None and "CUDAExecutionProvider" not in session.get_providers():
+            return int8, open_session(int8, "cpu", threads)  # CUDA listed but did not load: CPU after all
+        return fp32, session  # type: ignore[return-value]
 
     @property
     def providers(self) -> list[str]:

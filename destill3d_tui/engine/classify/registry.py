@@ -24,7 +24,7 @@ from .. import locations
 from ..errors import ModelIntegrityError, ModelNotFoundError
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "models"
-COMPANION_KEYS = ("fast_file", "label_prototypes", "text_embeddings")  # card fields naming extra files
+COMPANION_KEYS = ("fast_file", "int8_file", "label_prototypes", "text_embeddings")  # card fields naming extra files
 
 
 @dataclass
@@ -141,7 +141,8 @@ def verify_file(model: RegisteredModel) -> Path:
 def verify_fast(model: RegisteredModel, key: str = "fast") -> Path | None:
     """The card's ``<key>_file`` when present and intact.
 
-    ``fast_file``: the same weights for FPS-ordered input (outputs equal to the full graph).
+    ``fast_file``: the same weights for FPS-ordered input (outputs equal to the full graph);
+    ``int8_file``: a static int8 copy of it for the CPU provider.
     """
     name, digest = model.card.get(f"{key}_file"), model.card.get(f"{key}_sha256")
     if not name or not digest or model.card_path is None:

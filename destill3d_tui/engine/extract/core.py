@@ -26,8 +26,8 @@ from .sampling import sample
 from .topology import column_bounds
 from .types import ExtractOptions, LoadedGeometry
 
-EXTRACTOR_VERSION = "1.0.0"  # bump when any array of a snapshot would change for the same input
-_LIBRARIES = ("numpy", "scipy", "trimesh", "open3d", "OCP", "laspy")
+EXTRACTOR_VERSION = "1.1.0"  # bump when any array of a snapshot would change for the same input
+_LIBRARIES = ("numpy", "scipy", "numba", "trimesh", "open3d", "OCP", "laspy")
 stage_clock: Callable[[], float] = time.perf_counter  # bench/extract.py swaps in process CPU time
 
 

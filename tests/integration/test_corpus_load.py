@@ -186,3 +186,44 @@ def test_fbx6_hierarchy_composes_parent_transforms() -> None:
     # child origin: its own +1 in x, scaled by 2 and turned 90 degrees about z by the parent, then moved
     np.testing.assert_allclose((world[1] @ origin)[:3], [10, 2, 0], atol=1e-12)
     np.testing.assert_allclose((world[2] @ origin)[:3], [1, 1, 0], atol=1e-12)
+
+
+def _area_and_volume(vertices: np.ndarray, faces: np.ndarray) -> tuple[float, float]:
+    tri = vertices[faces]
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    return float(np.linalg.norm(cross, axis=1).sum() / 2), float(np.einsum("ij,ij->i", tri[:, 0], cross).sum() / 6)
+
+
+@pytest.mark.parametrize("name", ["step/as1-oc-214.stp", "step/M6-1x12-countersunk-screw.step"])
+def test_bulk_cad_triangles_equal_the_exact_walk(name: str) -> None:
+    """OCCT's STL writer (float32) gives the exact walk's triangles: same count, area and signed volume."""
+    from destill3d_tui.engine.extract.loaders import cad
+    from destill3d_tui.engine.extract.types import TessellationOptions
+
+    shape, _ = cad._read_step(CORPUS / name)
+    cad._tessellate(shape, TessellationOptions())
+    bulk_v, bulk_f, bulk_skipped = cad._triangles_bulk(shape)
+    walk_v, walk_f, walk_skipped = cad._triangles(shape)
+    assert len(bulk_f) == len(walk_f) and bulk_skipped == walk_skipped
+    bulk, walk = _area_and_volume(bulk_v, bulk_f), _area_and_volume(walk_v, walk_f)
+    np.testing.assert_allclose(bulk, walk, rtol=1e-5)
+    assert walk[1] > 0  # outward: the reversed faces were flipped on both paths
+
+
+def test_bulk_cad_triangles_fall_back_far_from_the_origin() -> None:
+    """A part 1e7 units from the origin would lose detail in float32: the exact walk is used."""
+    from OCP.BRepBuilderAPI import BRepBuilderAPI_Transform
+    from OCP.gp import gp_Trsf, gp_Vec
+
+    from destill3d_tui.engine.extract.loaders import cad
+    from destill3d_tui.engine.extract.types import TessellationOptions
+
+    shape, _ = cad._read_step(CORPUS / "step/M6-1x12-countersunk-screw.step")
+    move = gp_Trsf()
+    move.SetTranslation(gp_Vec(1e7, 0, 0))
+    far = BRepBuilderAPI_Transform(shape, move, True).Shape()
+    cad._tessellate(far, TessellationOptions())
+    bulk_v, bulk_f, _ = cad._triangles_bulk(far)
+    walk_v, walk_f, _ = cad._triangles(far)
+    np.testing.assert_array_equal(bulk_v, walk_v)
+    np.testing.assert_array_equal(bulk_f, walk_f)

@@ -9,7 +9,10 @@ the 10 held-out classes are the "new" ones.
     synonyms of known labels (should map correctly) and for the unseen class names and their
     synonyms (should be reported unserved, not guessed onto a known label).
 
-    .venv/bin/python tools/eval_zeroshot.py --ckpt /tmp/d3d_runs/mn30/best.pt
+    .venv/bin/python tools/train_classifier.py --out runs/mn30_p512 --threads 1 \
+        --holdout bathtub,bottle,cone,cup,guitar,keyboard,laptop,piano,stairs,tent
+    .venv/bin/python tools/eval_zeroshot.py --ckpt runs/mn30_p512/best.pt > runs/zeroshot.json
+    # then tools/export_classifier.py ... --zero-shot runs/zeroshot.json puts the figures on the card
 """
 
 from __future__ import annotations

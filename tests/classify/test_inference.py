@@ -16,7 +16,7 @@ from destill3d_tui.engine.store.snapshot import Snapshot
 
 def test_shipped_model_is_small_and_verified(shipped) -> None:
     assert shipped.weights_path.stat().st_size <= 5 * 1024 * 1024
-    assert len(shipped.labels) == 40 and shipped.input_points == 256 and shipped.up_axis == "z"
+    assert len(shipped.labels) == 40 and shipped.input_points == 512 and shipped.up_axis == "z"
     assert not shipped.requires_normals and shipped.input_features == ["xyz"]
     metrics = shipped.card["metrics"]
     assert metrics["val_overall_accuracy"] > 0.829  # beats the plain-PointNet floor named in the issue
@@ -34,6 +34,10 @@ def test_graphs_use_standard_ops_only(shipped) -> None:
         assert all(op.domain in ("", "ai.onnx") and op.version >= 17 for op in graph.opset_import)
         assert {n.domain for n in graph.graph.node} <= {"", "ai.onnx"}  # no custom ops
         assert ops <= {n.op_type for n in graph.graph.node}
+    # the int8 graph is an onnxruntime CPU artefact: standard ops plus onnxruntime's own quantised ones
+    int8 = onnx.load(str(shipped.card_path.parent / shipped.card["int8_file"]))
+    assert {n.domain for n in int8.graph.node} <= {"", "ai.onnx", "com.microsoft"}
+    assert "QLinearMatMul" in {n.op_type for n in int8.graph.node}
 
 
 def test_tta_angles_follow_training_range() -> None:
@@ -74,7 +78,7 @@ def test_batch_equals_single_and_is_deterministic(shipped, snapshots) -> None:
 
 def test_fast_graph_equals_self_contained_graph(shipped, snapshots) -> None:
     """The ordered graph (FPS outside) and the full graph (FPS inside) agree on engine-prepared input."""
-    fast = OnnxClassifier(shipped, device="cpu")
+    fast = OnnxClassifier(shipped, device="cpu", precision="fp32")
     full = OnnxClassifier(shipped, device="cpu", session_path=shipped.weights_path)
     assert fast.session_path != full.session_path
     ready = fast.prepare(np.stack([s.geometry.points for s in snapshots]))
@@ -93,7 +97,7 @@ def test_accuracy_on_validation_shapes(shipped, shared_dir) -> None:
         rng.shuffle(idx)
         val.append(idx[: max(1, round(len(idx) * 0.1))])
     pick = np.sort(np.concatenate(val))[::8][:128]
-    fast = OnnxClassifier(shipped, device="cpu")
+    fast = OnnxClassifier(shipped, device="cpu", precision="fp32")
     ready = fast.prepare(data["points"][pick].astype(np.float32))
     acc = (fast.forward(ready)[0].argmax(1) == labels[pick]).mean()
     assert acc >= 0.85
@@ -183,3 +187,49 @@ def test_session_uses_one_thread_and_cpu_when_asked(shipped) -> None:
     clf = OnnxClassifier(shipped, device="cpu", threads=1)
     assert clf.session.get_providers() == ["CPUExecutionProvider"]
     assert "CPUExecutionProvider" in ort.get_available_providers()
+
+
+def validation_split(labels: np.ndarray) -> np.ndarray:
+    """The training script's stratified split (seed 0, 10 %), sorted."""
+    rng = np.random.default_rng(0)
+    val = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        val.append(idx[: max(1, round(len(idx) * 0.1))])
+    return np.sort(np.concatenate(val))
+
+
+def test_cpu_default_is_the_static_int8_graph_and_batch_independent(shipped, snapshots) -> None:
+    clf = OnnxClassifier(shipped, device="cpu")
+    assert clf.session_path.name == shipped.card["int8_file"]
+    ready = clf.prepare(np.stack([s.geometry.points for s in snapshots]))
+    logits, emb = clf.forward(ready)
+    for i in range(len(ready)):  # fixed activation scales: exactly the same numbers alone or in a batch
+        one_logits, one_emb = clf.forward(ready[i : i + 1])
+        assert np.array_equal(one_logits[0], logits[i]) and np.array_equal(one_emb[0], emb[i])
+
+
+def test_int8_accuracy_is_within_half_a_point_of_fp32(shipped, shared_dir) -> None:
+    """The whole validation split (985 shapes): the card's int8 figure is what the graph scores."""
+    data = np.load(shared_dir / "datasets" / "modelnet40_train_1024.npz")
+    labels = data["labels"].astype(np.int64)
+    val = validation_split(labels)
+    int8 = OnnxClassifier(shipped, device="cpu", precision="int8")
+    fp32 = OnnxClassifier(shipped, device="cpu", precision="fp32")
+    ready = fp32.prepare(data["points"][val].astype(np.float32))
+    acc8 = float((np.concatenate([int8.forward(ready[i : i + 128])[0] for i in range(0, len(val), 128)]).argmax(1)
+                  == labels[val]).mean())  # fmt: skip
+    acc32 = float((np.concatenate([fp32.forward(ready[i : i + 128])[0] for i in range(0, len(val), 128)]).argmax(1)
+                   == labels[val]).mean())  # fmt: skip
+    assert abs(acc8 - acc32) <= 0.005
+    assert acc8 == pytest.approx(shipped.card["metrics"]["val_overall_accuracy_int8"], abs=1e-3)
+    assert acc32 == pytest.approx(shipped.card["metrics"]["val_overall_accuracy"], abs=1e-3)
+
+
+def test_precision_choice_and_its_errors(shipped) -> None:
+    from destill3d_tui.engine.errors import InferenceError
+
+    assert OnnxClassifier(shipped, device="cpu", precision="fp32").session_path.name == shipped.card["fast_file"]
+    with pytest.raises(InferenceError, match="precision"):
+        OnnxClassifier(shipped, device="cpu", precision="fp16")

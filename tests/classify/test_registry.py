@@ -55,13 +55,50 @@ def test_altered_fast_graph_is_refused(model_copy: Path) -> None:
     assert err.value.reason == "model_corrupt" and "fast_sha256" in str(err.value)
 
 
+def test_altered_int8_graph_is_refused(model_copy: Path) -> None:
+    int8 = model_copy / f"{MODEL_ID}.int8.onnx"
+    int8.write_bytes(int8.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ModelIntegrityError) as err:
+        OnnxClassifier(load_card(model_copy / f"{MODEL_ID}.toml"), device="cpu")
+    assert err.value.reason == "model_corrupt" and "int8_sha256" in str(err.value)
+
+
+def test_card_without_int8_graph_runs_fp32_unless_int8_is_demanded(model_copy: Path) -> None:
+    from destill3d_tui.engine.errors import InferenceError
+
+    card = model_copy / f"{MODEL_ID}.toml"
+    text = tomllib.loads(card.read_text())
+    del text["int8_file"], text["int8_sha256"]
+    card.write_text(dumps_toml(text))
+    assert OnnxClassifier(load_card(card), device="cpu").session_path.name == text["fast_file"]
+    with pytest.raises(InferenceError, match="no int8 graph"):
+        OnnxClassifier(load_card(card), device="cpu", precision="int8")
+
+
+@pytest.mark.parametrize(("int8_accuracy", "auto_takes_int8"), [(0.9355, True), (0.9300, False), (None, False)])
+def test_auto_takes_int8_only_within_half_a_point(model_copy: Path, int8_accuracy: float | None,
+                                                 auto_takes_int8: bool) -> None:
+    card = model_copy / f"{MODEL_ID}.toml"
+    text = tomllib.loads(card.read_text())
+    text["metrics"]["val_overall_accuracy"] = 0.9360
+    if int8_accuracy is None:
+        del text["metrics"]["val_overall_accuracy_int8"]
+    else:
+        text["metrics"]["val_overall_accuracy_int8"] = int8_accuracy
+    card.write_text(dumps_toml(text))
+    chosen = OnnxClassifier(load_card(card), device="cpu").session_path.name
+    assert chosen == (text["int8_file"] if auto_takes_int8 else text["fast_file"])
+    assert OnnxClassifier(load_card(card), device="cpu", precision="int8").session_path.name == text["int8_file"]
+    assert OnnxClassifier(load_card(card), device="cpu", precision="fp32").session_path.name == text["fast_file"]
+
+
 def test_card_that_lies_about_input_size_is_refused(model_copy: Path) -> None:
     card = model_copy / f"{MODEL_ID}.toml"
     _rewrite_card(card, input__points=2048)
     with pytest.raises(ModelIntegrityError) as err:
         OnnxClassifier(load_card(card), device="cpu")
     assert err.value.reason == "model_card_mismatch"
-    assert "2048" in str(err.value) and "256" in str(err.value)
+    assert "2048" in str(err.value) and "512" in str(err.value)
 
 
 def test_card_that_lies_about_labels_is_refused(model_copy: Path) -> None:

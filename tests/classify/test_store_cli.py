@@ -110,7 +110,7 @@ def test_models_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert any(m["model_id"] == MODEL_ID and m["num_classes"] == 40 for m in models)
     assert main(["models", "info", MODEL_ID, "--json"]) == 0
     info = _lines(capsys.readouterr().out)[0]
-    assert info["verified"] is True and info["card"]["input"]["points"] == 256
+    assert info["verified"] is True and info["card"]["input"]["points"] == 512
     assert main(["models", "download", "anything"]) == 1  # no models_url configured: a clear error
     assert "models_url" in capsys.readouterr().err
 

@@ -92,6 +92,14 @@ def wants_cuda(device: str) -> bool:
 
 
 PRECISIONS = ("auto", "int8", "fp32")
+INT8_MAX_LOSS = 0.005  # accuracy an int8 graph may lose against fp32 before `auto` passes it over
+
+
+def int8_within_budget(model: RegisteredModel) -> bool:
+    """Whether the card measured its int8 graph within INT8_MAX_LOSS of fp32 (no figures: no)."""
+    metrics = model.card.get("metrics", {})
+    fp32, int8 = metrics.get("val_overall_accuracy"), metrics.get("val_overall_accuracy_int8")
+    return bool(model.card.get("int8_file")) and fp32 is not None and int8 is not None and int8 >= fp32 - INT8_MAX_LOSS
 
 
 def open_session(path: Path, device: str = "auto", threads: int = 1) -> Any:
@@ -170,12 +178,14 @@ class OnnxClassifier:
 
         The engine feeds FPS-ordered points, so the card's ``fast_file`` (no in-graph FPS) gives
         the full graph's outputs faster. ``int8_file`` (static int8) runs on the CPU provider only:
-        ``auto`` takes it unless CUDA really loaded, ``int8`` insists on it, ``fp32`` never uses it.
+        ``int8`` insists on it, ``fp32`` never uses it, and ``auto`` takes it on CPU when the card
+        measured it within :data:`INT8_MAX_LOSS` of the fp32 accuracy.
         """
         if precision not in PRECISIONS:
             raise InferenceError(f"classification.precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         fp32 = verify_fast(model) or model.weights_path
-        int8 = verify_fast(model, "int8") if precision != "fp32" else None
+        wanted = precision == "int8" or (precision == "auto" and int8_within_budget(model))
+        int8 = verify_fast(model, "int8") if wanted else None
         if precision == "int8" and int8 is None:
             raise InferenceError(f"{model.model_id} ships no int8 graph (card key int8_file); use precision fp32")
         if int8 is not None and (precision == "int8" or not wants_cuda(device)):

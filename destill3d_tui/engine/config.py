@@ -70,6 +70,8 @@ class ClassificationSettings:
     top_k: int = 5
     unknown_threshold: float = 0.0  # below this calibrated confidence -> "unknown"
     tta: int = 1  # number of rotations about the up axis averaged (1 = off)
+    # files of arbitrary azimuth: try this many turns about the up axis, keep the most confident (0 = off)
+    azimuth_search: int = 0
     models_url: str = ""  # where `models download` fetches from; never used implicitly
     zero_shot_encoder: str = ""  # model id of an imported OpenShape-style point encoder (kind point_encoder)
 

@@ -60,7 +60,8 @@ class ClassifyService:
                 self._cache[key] = OnnxClassifier(self.registry.get(model_id), device=cfg.device, threads=1,
                                                   tta=key[1], top_k=cfg.top_k,
                                                   unknown_threshold=cfg.unknown_threshold,
-                                                  precision=cfg.precision)  # fmt: skip
+                                                  precision=cfg.precision,
+                                                  azimuth_search=cfg.azimuth_search)  # fmt: skip
             clf = self._cache[key]
         clf.top_k = top_k or cfg.top_k
         return clf

@@ -42,4 +42,5 @@ def load_stage_classifier(settings: Settings) -> StageClassifier | None:
         return None
     # one intra-op thread: the pipeline already runs extraction workers on the other cores
     return OnnxClassifier(model, device=cfg.device, threads=1, tta=cfg.tta, top_k=cfg.top_k,
-                          unknown_threshold=cfg.unknown_threshold, precision=cfg.precision)  # fmt: skip
+                          unknown_threshold=cfg.unknown_threshold, precision=cfg.precision,
+                          azimuth_search=cfg.azimuth_search)  # fmt: skip

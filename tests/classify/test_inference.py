@@ -90,13 +90,7 @@ def test_accuracy_on_validation_shapes(shipped, shared_dir) -> None:
     """128 shapes of the model's own validation split (never trained on): engine path and any-order input."""
     data = np.load(shared_dir / "datasets" / "modelnet40_train_1024.npz")
     labels = data["labels"].astype(np.int64)
-    rng = np.random.default_rng(0)
-    val = []
-    for c in np.unique(labels):  # the training script's stratified split (seed 0, 10 %)
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        val.append(idx[: max(1, round(len(idx) * 0.1))])
-    pick = np.sort(np.concatenate(val))[::8][:128]
+    pick = validation_split(labels)[::8][:128]
     fast = OnnxClassifier(shipped, device="cpu", precision="fp32")
     ready = fast.prepare(data["points"][pick].astype(np.float32))
     acc = (fast.forward(ready)[0].argmax(1) == labels[pick]).mean()

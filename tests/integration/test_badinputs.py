@@ -11,15 +11,13 @@ import json
 import math
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from destill3d_tui.engine.store.snapshot import Snapshot
+from tests.fakes.server import FakeServer
 
 BADINPUTS = Path(__file__).resolve().parents[2].parent / "shared" / "badinputs"
 TIMEOUT_S = 20
@@ -35,29 +33,14 @@ ALLOWED = {
 }
 
 
-class Canary(BaseHTTPRequestHandler):
-    hits: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        Canary.hits.append(self.path)
-        self.send_response(404)
-        self.end_headers()
-
-    do_POST = do_HEAD = do_GET
-
-    def log_message(self, *args: object) -> None:
-        return
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     import os
 
     root = tmp_path_factory.mktemp("bad")
     work = root / "a" / "b" / "work"  # ../../ escapes from here land inside root, where we look
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Canary)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    canary = f"http://127.0.0.1:{server.server_address[1]}"
+    server = FakeServer().start()  # the canary: answers 404, records every request
+    canary = server.url
     subprocess.run([sys.executable, str(BADINPUTS / "make_bad_inputs.py"), str(work / "in"), "--canary-url", canary],
                    check=True, capture_output=True)  # fmt: skip
     home = root / "home"
@@ -67,11 +50,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
            "--set", "extraction.memory_limit_mb=3072", "extract", "dir", str(work / "in"), "--pattern", "*",
            "--output-dir", str(work / "out"), "--json", "--workers", "2"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
-    server.shutdown()
+    server.stop()
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     manifest = json.loads((work / "in" / "manifest.json").read_text())
     return {"proc": proc, "records": {Path(r["path"]).name: r for r in records}, "manifest": manifest,
-            "root": root, "work": work, "home": home, "before": before, "count": len(records)}  # fmt: skip
+            "root": root, "work": work, "home": home, "before": before, "count": len(records),
+            "canary": server}  # fmt: skip
 
 
 def test_run_finishes_with_one_record_per_file(run: dict) -> None:
@@ -140,4 +124,4 @@ def test_nothing_written_outside_the_output_dir(run: dict) -> None:
 
 def test_canary_got_no_request(run: dict) -> None:
     assert run["records"]["gltf_buffer_uri_http_canary.gltf"]["reason"] == "reference_outside_item"
-    assert Canary.hits == []
+    assert run["canary"].requests == []

@@ -6,36 +6,15 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 from destill3d_tui.engine.extract.formats import EXTENSIONS
+from tests.fakes.server import FakeServer
 
 from .conftest import REPO, cli, cli_env
-
-
-class _Canary(BaseHTTPRequestHandler):
-    hits: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        _Canary.hits.append(self.path)
-        self.send_response(404)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rows_of(db: Path, table: str) -> dict[str, tuple]:
@@ -47,9 +26,8 @@ def rows_of(db: Path, table: str) -> dict[str, tuple]:
 
 
 def test_bad_inputs_into_the_database(tmp_path: Path, small_dir: Path, shared_dir: Path) -> None:
-    server = HTTPServer(("127.0.0.1", _free_port()), _Canary)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    canary = f"http://127.0.0.1:{server.server_address[1]}"
+    server = FakeServer().start()  # the canary: answers 404, records every request
+    canary = server.url
     work = tmp_path / "a" / "b" / "work"  # deep, so that ../../ escapes land where we can look
     bad = work / "bad"
     subprocess.run([sys.executable, str(shared_dir / "badinputs" / "make_bad_inputs.py"), str(bad),
@@ -68,7 +46,7 @@ def test_bad_inputs_into_the_database(tmp_path: Path, small_dir: Path, shared_di
     result = subprocess.run(cli(*flags, "extract", "dir", str(bad)), env=cli_env(home), cwd=REPO,
                             capture_output=True, text=True, timeout=1500)  # fmt: skip
     assert result.returncode in (0, 1), result.stderr[-3000:]
-    server.shutdown()
+    server.stop()
 
     after_queue = rows_of(db, "processing_queue")
     after_snapshots = rows_of(db, "snapshots")
@@ -97,7 +75,7 @@ def test_bad_inputs_into_the_database(tmp_path: Path, small_dir: Path, shared_di
     for snap in conn.execute("SELECT surface_area, volume FROM snapshots"):
         assert math.isfinite(snap["surface_area"]) and math.isfinite(snap["volume"])  # no NaN/inf in the DB
     conn.close()
-    assert _Canary.hits == []  # nothing fetched from the network
+    assert server.requests == []  # nothing fetched from the network
     escaped = [p for p in tmp_path.rglob("destill3d_*") if bad not in p.parents]
     assert escaped == []
     shutil.rmtree(bad)

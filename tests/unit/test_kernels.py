@@ -97,7 +97,9 @@ def test_prim_orientation_matches_the_scipy_spanning_tree() -> None:
     flip, labels = kernels.propagate_orientation(normals, nbr)
     i, j = np.repeat(np.arange(600), 10), nbr[:, 1:].ravel()
     weight = 1.0 - np.abs(np.einsum("ij,ij->i", normals[i], normals[j])) + 1e-6
-    parity, ref_labels = tree_parity(600, i, j, lambda a, b: np.einsum("ij,ij->i", normals[a], normals[b]) < 0, weight)
+    mst = csgraph.minimum_spanning_tree(sparse.csr_matrix((weight, (i, j)), shape=(600, 600))).tocoo()
+    parity, ref_labels = tree_parity(600, mst.row.astype(np.int64), mst.col.astype(np.int64),
+                                     lambda a, b: np.einsum("ij,ij->i", normals[a], normals[b]) < 0)  # fmt: skip
     assert len(np.unique(labels)) == len(np.unique(ref_labels))
     for part in np.unique(labels):  # a whole tree may be flipped relative to the other: compare per part
         members = labels == part

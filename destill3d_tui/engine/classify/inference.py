@@ -272,6 +272,11 @@ class OnnxClassifier:
         best = int(probs[0].max(axis=1).argmax())
         return upaxis.AXES[best], cands[best]
 
+    @property
+    def searches_azimuth(self) -> bool:
+        """Azimuth search is on (N > 1) and applies (classifiers judge orientation; encoders do not)."""
+        return self.azimuth_search > 1 and self.model.kind == "classifier"
+
     def search_azimuth(self, ready: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Turn each (B, P, 3) model-ready cloud about the up axis to the most confident of N turns.
 
@@ -281,9 +286,9 @@ class OnnxClassifier:
         Turning the prepared cloud is exact: it is centred on the origin and FPS order does
         not change under rotation. Returns the turned clouds and each one's angle (radians).
         """
-        turns = self.azimuth_search
-        if turns <= 1 or self.model.kind != "classifier":
+        if not self.searches_azimuth:
             return ready, np.zeros(len(ready))
+        turns = self.azimuth_search
         angles = [2 * math.pi * k / turns for k in range(turns)]
         confidence = np.stack([self.predict_arrays(rotate_about_z(ready, a), tta=1)[0][0].max(axis=1) for a in angles])
         best = confidence.argmax(axis=0)  # ties: the smallest turn
@@ -306,7 +311,7 @@ class OnnxClassifier:
         for b in range(len(snapshots)):
             preds = self._top_k(probs[b], float(unc[b]))
             notes = [upaxis.describe(axes[b], self.model.up_axis, guessed[b])]
-            if self.azimuth_search > 1 and self.model.kind == "classifier":
+            if self.searches_azimuth:
                 notes.append(f"classifier input: turned {math.degrees(turned[b]):.0f} degrees about "
                              f"{self.model.up_axis} (the most confident of {self.azimuth_search} turns)")  # fmt: skip
             results.append(ClassificationResult(preds, probs[b], emb[b].astype(np.float32), float(unc[b]), method,

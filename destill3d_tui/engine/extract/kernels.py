@@ -1,9 +1,10 @@
 """Compiled inner loops (numba): hashing, union-find and pruned farthest point sampling.
 
 numpy can only express these as sorts (O(n log n), ~15 ms for the 300K corners of a 100K-face
-STL) or as a Python loop per pick (FPS); compiled, each is one pass. Every kernel returns the
-same result as the numpy formulation it replaces (``tests/unit/test_kernels.py`` checks this on
-random input), so snapshots do not depend on which path computed them.
+STL) or as a Python loop per pick (FPS); compiled, each is one pass. ``tests/unit/test_kernels.py``
+checks each against a numpy or scipy formulation on random input: the same groups (numbered by
+first appearance, where a sort numbered them by key), edge flags, component counts, FPS picks
+(ties included), and the same spanning-tree flips where the tree is unique.
 
 Compiled on first use and cached on disk (``cache=True``); the extraction workers call
 :func:`warm_up` before their first file so no file pays the compile.

@@ -125,28 +125,6 @@ def component_count(faces: np.ndarray, n_vertices: int) -> int:
     return int(kernels.vertex_components(np.ascontiguousarray(faces), n_vertices))
 
 
-def face_components(faces: np.ndarray, n_vertices: int) -> tuple[int, np.ndarray]:
-    """Connected components of faces that share a vertex.
-
-    Returns
-    -------
-    count : int
-    labels : (m,) int32 component of each face
-    """
-    if len(faces) == 0:
-        return 0, np.zeros(0, dtype=np.int32)
-    # the vertex graph of edges a-b and b-c links all three corners of every face
-    rows = np.r_[faces[:, 0], faces[:, 1]]
-    cols = np.r_[faces[:, 1], faces[:, 2]]
-    graph = sparse.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n_vertices, n_vertices))
-    count, vertex_labels = csgraph.connected_components(graph, directed=False)
-    labels = vertex_labels[faces[:, 0]]
-    if np.bincount(labels, minlength=count).all():  # every vertex used: labels are already 0..count-1
-        return int(count), labels.astype(np.int32)
-    _, labels = np.unique(labels, return_inverse=True)
-    return int(labels.max()) + 1, labels.astype(np.int32)
-
-
 def _face_adjacency(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of faces sharing a manifold edge, and whether they traverse it the same way.
 
@@ -169,12 +147,11 @@ def tree_parity(
     i: np.ndarray,
     j: np.ndarray,
     flip_of: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per node, whether it must be flipped to agree with the root of its spanning tree.
 
-    Takes a spanning forest (the minimum spanning tree on ``weight`` when given, else a
-    breadth-first tree) of the graph with edges (i, j), then accumulates the XOR of
+    Takes a breadth-first spanning forest of the graph with edges (i, j) (the graph itself when
+    it is already a forest), then accumulates the XOR of
     ``flip_of(node, parent)`` along each node's path to its root by pointer jumping:
     O(E log depth), no Python loop over nodes.
 
@@ -183,7 +160,6 @@ def tree_parity(
     n : number of nodes
     i, j : (e,) int64 edge ends
     flip_of : (a, b) -> (len(a),) bool, True when nodes a and b disagree (called on tree edges)
-    weight : (e,) float64 > 0, optional
 
     Returns
     -------
@@ -192,9 +168,7 @@ def tree_parity(
     """
     if len(i) == 0:
         return np.zeros(n, dtype=bool), np.arange(n, dtype=np.int32)
-    graph = sparse.csr_matrix((weight if weight is not None else np.ones(len(i)), (i, j)), shape=(n, n))
-    if weight is not None:
-        graph = csgraph.minimum_spanning_tree(graph)
+    graph = sparse.csr_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
     _, labels = csgraph.connected_components(graph, directed=False)
     _, roots = np.unique(labels, return_index=True)
     # a virtual root (node n) links one node of every component, so one traversal spans the forest

@@ -3,10 +3,14 @@
 Every error carries a stable ``reason`` code (stored in the queue's ``reason`` column,
 printed in ``--json`` output, shown in the TUI) and a ``kind`` that the retry policy reads:
 
-- ``transient``: try again later (network faults, rate limits, timeouts of a server).
-- ``permanent``: the input itself is bad; retrying gives the same answer.
-- ``resource``: the item exhausted a limit (time, memory); it may succeed with other limits,
-  so it is retried up to ``max_retries`` like a transient error.
+- ``transient``: something outside the item may change (network faults, platform answers,
+  rate limits, a lost worker, a locked database): retried up to ``max_retries`` attempts.
+- ``permanent``: the input itself is bad; retrying gives the same answer: final at once.
+- ``resource``: the item's own bytes exhausted a limit (timeout, parser crash, memory cap):
+  almost always the same answer again, so one more try at most (:data:`RESOURCE_TRIES`; a busy
+  machine can make one timeout a fluke), then final with a message saying so.
+
+:func:`tries_allowed` is the policy the queue applies to a ``kind``.
 
 ::
 
@@ -179,8 +183,27 @@ class NotFoundError(DatabaseError):
     kind: ErrorKind = "permanent"
 
 
+RESOURCE_TRIES = 2  # a timeout, crash or memory cap on the same bytes: the first attempt and one more
+
+# Reasons that say nothing about the item whatever class raised them: the worker process was
+# lost or failed to start, the database was locked. The item may well succeed next time.
+TRANSIENT_REASONS = frozenset({"worker_lost", "worker_failed", "database_locked"})
+
+
+def tries_allowed(kind: str, max_retries: int) -> int:
+    """How many attempts an item may use when its latest error has this ``kind``."""
+    if kind == "permanent":
+        return 1
+    if kind == "resource":
+        return max(1, min(max_retries, RESOURCE_TRIES))
+    return max(1, max_retries)
+
+
 def describe(exc: BaseException) -> dict[str, str]:
     """Reason/kind/message for any exception; unknown ones are ``internal_error``."""
     if isinstance(exc, Destill3DError):
-        return exc.to_dict()
+        info = exc.to_dict()
+        if info["reason"] in TRANSIENT_REASONS:
+            info["kind"] = "transient"
+        return info
     return {"reason": "internal_error", "kind": "permanent", "message": f"{type(exc).__name__}: {exc}"}

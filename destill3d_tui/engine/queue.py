@@ -10,11 +10,16 @@ An item that fails and still has attempts left keeps its last committed stage, g
 
 Leases: a worker *claims* items (``lease_owner``, ``lease_expires_at``, ``heartbeat_at``) and
 every transition it commits says ``WHERE lease_owner = me``, so a worker whose lease was taken
-over can never commit anything for that item. The attempt is counted when the item is claimed
-(``retry_count += 1``), so an item that kills its worker every time still ends ``failed`` after
-``max_retries`` attempts. Claims run in ``BEGIN IMMEDIATE`` on SQLite and with
-``FOR UPDATE SKIP LOCKED`` on PostgreSQL. :meth:`Queue.reap` hands back leases that expired or
-whose owner process is gone (spec 12.3).
+over can never commit anything for that item. Claims run in ``BEGIN IMMEDIATE`` on SQLite and
+with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL.
+
+Attempts: a claim counts one (``retry_count += 1``). It sticks only when the item's own
+processing failed (:meth:`Queue.fail`: its parser crashed, hung or hit the memory cap in the
+isolated worker, its download failed, ...); how many attempts each error ``kind`` may use is
+:func:`errors.tries_allowed`. An item handed back unfinished gets its attempt back: by the
+runner itself on shutdown (:meth:`Queue.release`), or by :meth:`Queue.reap` when the runner
+holding it died or stopped heartbeating (spec 12.3): being held by a runner that was killed
+says nothing about the item, so 20 SIGKILLs of a runner fail no valid item.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any
 
 import peewee as pw
 
-from .errors import NotFoundError
+from .errors import NotFoundError, tries_allowed
 from .events import EventBus, ItemsQueued
 from .store.db import ACTIVE_STAGES, FAILED, FINAL_STAGES, QUEUED, STAGES, STORED, Store, dumps, loads, utcnow
 
@@ -125,6 +130,16 @@ def _row(m: Any) -> QueueRow:
         error_stage=m.error_stage,
         finished_at=m.finished_at,
     )
+
+
+def _failure_message(error: dict[str, str], kind: str, attempts: int, final: bool) -> str:
+    """The stored message; a resource error says whether the item gets its one more try."""
+    message = error.get("message", "")
+    if kind != "resource":
+        return message
+    if final:
+        return f"{message} (failed this way on attempt {attempts} with the same bytes: not retried again)"
+    return f"{message} (the same bytes will be tried once more)"
 
 
 def make_owner() -> str:
@@ -414,11 +429,13 @@ class Queue:
     ) -> tuple[bool, bool]:
         """Record a failed attempt. Returns (held, final): final means the item is now ``failed``.
 
-        ``error`` is :func:`errors.describe` output. Permanent errors fail at once; others are
-        retried with exponential backoff until the attempts are used up. ``refund`` (the platform
-        is banned or rate limited: the item itself did nothing wrong) gives back the attempt the
-        claim counted and never ends the item, which waits ``retry_after`` seconds (else the
-        backoff) instead: an hour-long ban must not fail the whole queue.
+        ``error`` is :func:`errors.describe` output; its ``kind`` decides how many attempts the
+        item may use (:func:`errors.tries_allowed`): permanent errors fail at once, resource
+        errors (the same bytes timed out, crashed or hit the memory cap) get one more try, the
+        rest back off exponentially until ``max_retries``. ``refund`` (the platform is banned or
+        rate limited: the item itself did nothing wrong) gives back the attempt the claim counted
+        and never ends the item, which waits ``retry_after`` seconds (else the backoff) instead:
+        an hour-long ban must not fail the whole queue.
         """
         m = self.Q.get_or_none(self._mine(queue_id, owner))
         if m is None:
@@ -427,10 +444,11 @@ class Queue:
         attempts = m.retry_count or 0
         if refund:
             attempts = max(0, attempts - 1)
-        final = not refund and (error.get("kind") == "permanent" or attempts >= (m.max_retries or 0))
+        kind = error.get("kind", "permanent")
+        final = not refund and attempts >= tries_allowed(kind, m.max_retries or 0)
         values: dict[str, Any] = {
             "reason": error.get("reason", "internal_error"),
-            "last_error": error.get("message", "")[:2000],
+            "last_error": _failure_message(error, kind, attempts, final)[:2000],
             "error_stage": stage,
             "lease_owner": None,
             "lease_expires_at": None,
@@ -450,7 +468,7 @@ class Queue:
         return held, final
 
     def release(self, ids: Sequence[int], owner: str, refund: bool = True) -> int:
-        """Hand items back unfinished (shutdown); ``refund`` returns the attempt the claim counted."""
+        """Hand items back unfinished (shutdown, drain); ``refund`` returns the attempt the claim counted."""
         if not ids:
             return 0
         Q = self.Q
@@ -472,35 +490,31 @@ class Queue:
             )
 
     def reap(self) -> tuple[int, int]:
-        """Free expired or orphaned leases; items out of attempts end ``failed``. Returns (freed, failed)."""
+        """Free expired or orphaned leases uncharged; out-of-attempts items end ``failed``. Returns (freed, failed)."""
         freed, failed = self.reap_detailed()
         return freed, len(failed)
 
     def reap_detailed(self) -> tuple[int, list[QueueRow]]:
-        """:meth:`reap`, returning the rows it failed (so the pipeline can report each one)."""
+        """:meth:`reap`, returning the rows it failed (so the pipeline can report each one).
+
+        A lease whose owner died (this host) or stopped heartbeating (its expiry passed) goes
+        back to the queue with the attempt its claim counted refunded: the runner was killed,
+        not the item's parser (that would have come back through :meth:`fail`).
+        """
         Q = self.Q
         now = utcnow()
         freed = 0
         failed_ids: list[int] = []
         with self.store.atomic(immediate=True):
-            leased = Q.select(
-                Q.queue_id, Q.lease_owner, Q.lease_expires_at, Q.retry_count, Q.max_retries, Q.stage
-            ).where(Q.lease_owner.is_null(False), Q.stage.in_(ACTIVE_STAGES))
+            leased = Q.select(Q.queue_id, Q.lease_owner, Q.lease_expires_at).where(
+                Q.lease_owner.is_null(False), Q.stage.in_(ACTIVE_STAGES)
+            )
             if self.store.is_postgres:
                 leased = leased.for_update(skip_locked=True)
             for m in list(leased):
                 expired = m.lease_expires_at is None or m.lease_expires_at < now
-                if not (expired or _owner_dead(m.lease_owner)):
-                    continue
-                if (m.retry_count or 0) >= (m.max_retries or 0):
-                    if self._fail_lost(m.queue_id, m.lease_owner, m.retry_count, now, m.stage):
-                        failed_ids.append(m.queue_id)
-                else:
-                    freed += (
-                        Q.update(lease_owner=None, lease_expires_at=None, reason="worker_lost", updated_at=now)
-                        .where(Q.queue_id == m.queue_id, Q.lease_owner == m.lease_owner)
-                        .execute()
-                    )
+                if expired or _owner_dead(m.lease_owner):
+                    freed += self._hand_back_lost(m.queue_id, m.lease_owner, now)
             # Attempts used up without a lease (limits lowered by hand): nothing would ever claim them.
             stuck = Q.lease_owner.is_null() & Q.stage.in_(ACTIVE_STAGES) & (Q.retry_count >= Q.max_retries)
             stuck_ids = [r.queue_id for r in Q.select(Q.queue_id).where(stuck)]
@@ -513,13 +527,15 @@ class Queue:
             rows = [_row(m) for m in Q.select().where(Q.queue_id.in_(failed_ids))] if failed_ids else []
         return freed, rows
 
-    def _fail_lost(self, queue_id: int, owner: str, attempts: int, now: dt.datetime, stage: str) -> int:
-        message = f"the worker stopped while holding this item ({attempts} attempts)"
+    def _hand_back_lost(self, queue_id: int, owner: str, now: dt.datetime) -> int:
+        """Free one lease of a lost runner and refund the attempt its claim counted."""
+        Q = self.Q
+        refunded = pw.Case(None, [(Q.retry_count > 0, Q.retry_count - 1)], 0)
         return int(
-            self.Q.update(
-                stage=FAILED, reason="worker_lost", error_stage=stage, lease_owner=None, lease_expires_at=None,
-                finished_at=now, updated_at=now, last_error=message,
-            ).where(self.Q.queue_id == queue_id, self.Q.lease_owner == owner).execute()
+            Q.update(lease_owner=None, lease_expires_at=None, retry_count=refunded, updated_at=now,
+                     reason="worker_lost", last_error=f"handed back uncharged: the runner holding it ({owner}) stopped")
+            .where(Q.queue_id == queue_id, Q.lease_owner == owner)
+            .execute()
         )  # fmt: skip
 
     def next_scheduled(self) -> dt.datetime | None:

@@ -1,4 +1,4 @@
-"""The queue state machine: leases, attempts counted at claim, backoff, reaping, user actions."""
+"""The queue state machine: leases, attempts (counted at claim, refunded when handed back), backoff, reaping."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from destill3d_tui.engine.errors import DownloadError, IsolationError, describe
+from destill3d_tui.engine.errors import DownloadError, ExtractionError, IsolationError, describe
 from destill3d_tui.engine.queue import Queue, QueueEntry, make_owner
 from destill3d_tui.engine.store.db import Store, utcnow
 
@@ -77,17 +77,42 @@ def test_permanent_errors_fail_at_once_others_back_off(queue: Queue) -> None:
     gone = DownloadError("gone", reason="source_gone", kind="permanent")
     held, final = queue.fail(bad, "w", describe(gone), "queued")
     assert held and final and queue.get(bad).stage == "failed" and queue.get(bad).reason == "source_gone"
-    held, final = queue.fail(flaky, "w", describe(IsolationError("slow", reason="timeout")), "acquired")
+    refused = DownloadError("refused", reason="connection_failed")  # the network: transient
+    held, final = queue.fail(flaky, "w", describe(refused), "queued")
     row = queue.get(flaky)
-    assert held and not final and row.stage == "queued" and row.reason == "timeout" and row.scheduled_at > utcnow()
+    assert held and not final and row.stage == "queued" and row.reason == "connection_failed"
+    assert row.scheduled_at > utcnow()
     assert queue.claim("w", 5) == []  # backing off
     time.sleep(0.3)
     for attempt in (2, 3):
         (again,) = queue.claim("w", 5)
         assert again.retry_count == attempt
-        held, final = queue.fail(flaky, "w", describe(IsolationError("slow", reason="timeout")), "acquired")
+        held, final = queue.fail(flaky, "w", describe(refused), "queued")
         time.sleep(0.05 + 0.2 * 2 ** (attempt - 1))
     assert final and queue.get(flaky).stage == "failed"
+
+
+def test_same_bytes_timing_out_get_one_more_try_not_three(queue: Queue) -> None:
+    """Finding 13.7: a timeout / parser crash / memory cap is final on its second occurrence."""
+    slow, crashy, lost = queue.add_entries(entries(3))
+    queue.claim("w", 3)
+    for qid, reason in ((slow, "timeout"), (crashy, "parser_crashed")):
+        held, final = queue.fail(qid, "w", describe(IsolationError("worker killed", reason=reason)), "acquired")
+        row = queue.get(qid)
+        assert held and not final and row.stage == "queued" and "tried once more" in row.last_error
+    # A worker that failed to start says nothing about the item: transient, like the network.
+    assert describe(ExtractionError("no worker", reason="worker_failed"))["kind"] == "transient"
+    held, final = queue.fail(lost, "w", describe(ExtractionError("no worker", reason="worker_failed")), "acquired")
+    assert held and not final
+    time.sleep(0.3)
+    assert {r.queue_id for r in queue.claim("w", 5)} == {slow, crashy, lost}
+    for qid, reason in ((slow, "timeout"), (crashy, "parser_crashed")):
+        held, final = queue.fail(qid, "w", describe(IsolationError("worker killed", reason=reason)), "acquired")
+        row = queue.get(qid)
+        assert held and final and row.stage == "failed" and row.reason == reason and row.retry_count == 2
+        assert "not retried again" in row.last_error
+    held, final = queue.fail(lost, "w", describe(ExtractionError("no worker", reason="worker_failed")), "acquired")
+    assert held and not final  # transient errors keep their max_retries=3
 
 
 def test_banned_or_rate_limited_platform_reschedules_without_using_attempts(queue: Queue) -> None:
@@ -121,25 +146,32 @@ def test_banned_or_rate_limited_platform_reschedules_without_using_attempts(queu
     assert held and not final and queue.get(throttled).retry_count == 1
 
 
-def test_reaper_frees_expired_and_dead_owners_and_fails_exhausted(queue: Queue) -> None:
-    a, b, c = queue.add_entries(entries(3))
+def test_reaper_hands_back_held_items_uncharged(queue: Queue) -> None:
+    """Finding 13.4: an item a dead (or silent) runner merely held gets its attempt back."""
+    a, b, c, d = queue.add_entries(entries(4))
     queue.claim("elsewhere:1:x", 1)  # another machine: only expiry frees it
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_owner = make_owner().rsplit(":", 2)[0] + f":{int(dead.stdout)}:t"
     queue.claim(dead_owner, 1)
     queue.claim(make_owner(), 1)  # alive and unexpired: kept
     assert queue.reap() == (1, 0)  # the dead process's item
-    assert queue.get(b).lease_owner is None and queue.get(b).reason == "worker_lost"
+    row = queue.get(b)
+    assert row.lease_owner is None and row.reason == "worker_lost" and row.retry_count == 0
+    assert "uncharged" in row.last_error
     Q = queue.Q
     Q.update(lease_expires_at=utcnow() - dt.timedelta(seconds=1)).where(Q.queue_id == a).execute()
     assert queue.reap() == (1, 0)
-    # An item that took its worker down on every attempt ends failed.
+    assert queue.get(a).retry_count == 0 and queue.get(c).retry_count == 1 and queue.get(c).lease_owner
+    # Held on its last attempt when the runner died: still handed back, never failed for it.
     Q.update(retry_count=3, lease_owner="elsewhere:2:y", lease_expires_at=utcnow() - dt.timedelta(seconds=1)).where(
-        Q.queue_id == c
+        Q.queue_id == d
     ).execute()
+    assert queue.reap() == (1, 0)
+    assert queue.get(d).stage == "queued" and queue.get(d).retry_count == 2
+    # Attempts used up with no lease at all (limits lowered by hand): nothing would claim it.
+    Q.update(retry_count=3, lease_owner=None).where(Q.queue_id == d).execute()
     assert queue.reap() == (0, 1)
-    assert queue.get(c).stage == "failed" and queue.get(c).reason == "worker_lost"
-    assert queue.get(c).error_stage == "queued"  # where it was when its worker went away
+    assert queue.get(d).stage == "failed" and queue.get(d).error_stage == "queued"
 
 
 def test_headless_json_reports_items_the_reaper_fails(tmp_path: Path) -> None:
@@ -151,18 +183,18 @@ def test_headless_json_reports_items_the_reaper_fails(tmp_path: Path) -> None:
     from .conftest import make_settings
 
     url = f"sqlite:///{tmp_path / 'd.db'}"
-    queue = Queue(Store(url), max_retries=2)
-    (lost,) = queue.add_entries(entries(1))
+    queue = Queue(Store(url), max_retries=3)
+    (stuck,) = queue.add_entries(entries(1))
     queue.claim("elsewhere:1:x", 1)
-    queue.advance(lost, "elsewhere:1:x", "acquired")
+    queue.fail(stuck, "elsewhere:1:x", describe(DownloadError("refused", reason="connection_failed")), "queued")
     Q = queue.Q
-    Q.update(retry_count=2, lease_expires_at=utcnow() - dt.timedelta(seconds=1)).where(Q.queue_id == lost).execute()
+    Q.update(max_retries=1).where(Q.queue_id == stuck).execute()  # the limit lowered by hand
     queue.store.close()
     out, err = io.StringIO(), io.StringIO()
     assert run_headless(make_settings(url), json_lines=True, out=out, err=err) == EXIT_FAILED
     (line,) = [json.loads(text) for text in out.getvalue().splitlines()]
-    assert line["queue_id"] == lost and line["status"] == "failed" and line["reason"] == "worker_lost"
-    assert line["stage"] == "acquired" and line["attempts"] == 2 and "worker stopped" in line["message"]
+    assert line["queue_id"] == stuck and line["status"] == "failed" and line["reason"] == "connection_failed"
+    assert line["stage"] == "queued" and line["attempts"] == 1
     assert "1 failed" in err.getvalue()
 
 

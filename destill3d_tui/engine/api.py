@@ -25,6 +25,7 @@ from .config import Settings, load_settings
 from .events import EventBus
 from .queue import Queue, QueueEntry, QueueRow
 from .store.db import Store
+from .store.filters import SnapshotFilter
 from .store.service import SnapshotRow, StoreService
 
 if TYPE_CHECKING:
@@ -138,13 +139,15 @@ class DbAPI:
         self._service = service
 
     def query(
-        self, limit: int = 100, offset: int = 0, order: str = "processed_at", **filters: Any
+        self, limit: int = 100, offset: int = 0, order: str = "processed_at",
+        filter: SnapshotFilter | None = None, **filters: Any,
     ) -> list[SnapshotRow]:
-        """Filters: platform, format, label, min_confidence, license, text."""
-        return self._service.query(limit=limit, offset=offset, order=order, **filters)
+        """A :class:`SnapshotFilter` and/or its fields as keywords: platform, format (source format),
+        label, min_confidence, license, commercial, derivatives, tags, text, since, until."""
+        return self._service.query(limit=limit, offset=offset, order=order, filter=filter, **filters)
 
-    def count(self, **filters: Any) -> int:
-        return self._service.count(**filters)
+    def count(self, filter: SnapshotFilter | None = None, **filters: Any) -> int:
+        return self._service.count(filter, **filters)
 
     def get(self, snapshot_id: str) -> Snapshot:
         return self._service.get(snapshot_id)
@@ -177,6 +180,12 @@ class DbAPI:
         from .store import dataset
 
         return dataset.export(self._d3d, format, output, **kwargs)
+
+    def export_plan(self, filter: SnapshotFilter | None = None, **kwargs: Any) -> Any:
+        """How many objects ``export`` with the same filter, taxonomy and licence policy would write."""
+        from .store import dataset
+
+        return dataset.export_plan(self._d3d, filter, **kwargs)
 
 
 class Destill3D:

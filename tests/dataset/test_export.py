@@ -219,7 +219,8 @@ def test_filters_return_arrays_and_errors(dataset: DatasetService, tmp_path: Pat
     arrays = result.arrays
     assert arrays is not None and arrays["points"].shape == (result.count, 2048, 3)
     assert set(arrays["split"]) <= {"train", "val", "test"} and list(arrays["label_names"]) == ["socket"]
-    assert result.count == 7 and result.skipped == {"confidence below 0.6": 2}
+    # label and confidence are filters (the rows db.query selects), not refusals: nothing is "skipped"
+    assert result.count == 7 and result.skipped == {}
     with pytest.raises(ExportError):
         dataset.export("obj", tmp_path / "x")
     (tmp_path / "full").mkdir()

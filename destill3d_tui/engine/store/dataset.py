@@ -12,6 +12,7 @@ import threading
 import time
 import weakref
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,9 @@ from ..events import EventBus, ExportFinished, ExportProgressed
 from . import duplicates as dup
 from .export import common
 from .export.common import ExportError, ExportLayout, ExportRecord, ExportResult, flatten_arrays
+from .filters import SnapshotFilter
 from .index import EmbeddingIndex, EmbeddingTableSource, in_chunks
+from .service import where_sql
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -128,16 +131,16 @@ class DatasetService:
 
     # ------------------------------------------------------------------ export: selection
 
-    def _candidates(self, platform: str | None, taxonomy: str | None) -> list[dict[str, Any]]:
+    def _candidates(self, flt: SnapshotFilter, taxonomy: str | None) -> list[dict[str, Any]]:
+        """The rows ``flt`` selects (the WHERE of ``db query`` / ``db count``), relabelled by ``taxonomy``."""
         cols = (
             "snapshot_id, model_id, platform, title, author, source_url, license, license_spdx, license_flags, "
             "original_file_hash, original_format, point_count, label, confidence, label_model"
         )
-        sql, params = f"SELECT {cols} FROM snapshots", []
-        if platform:
-            sql, params = sql + " WHERE platform = ?", [platform]
+        where, params = where_sql(self.store, flt)
         names = [c.strip() for c in cols.split(",")]
-        rows = [dict(zip(names, r, strict=True)) for r in self.store.execute(sql + " ORDER BY snapshot_id", params)]
+        cursor = self.store.execute(f"SELECT {cols} FROM snapshots WHERE {where} ORDER BY snapshot_id", params)
+        rows = [dict(zip(names, r, strict=True)) for r in cursor]
         if taxonomy:
             labels = self._taxonomy_labels(taxonomy)
             for row in rows:
@@ -153,26 +156,38 @@ class DatasetService:
         )
         return {sid: (label, conf) for sid, label, conf in cursor.fetchall()}
 
+    @staticmethod
     def _select(
-        self, rows: list[dict[str, Any]], *, label: str | None, min_confidence: float | None, policy: str,
-        labelled_only: bool,
+        rows: list[dict[str, Any]], *, policy: str, labelled_only: bool
     ) -> tuple[list[dict[str, Any]], Counter[str]]:
+        """Rows the licence policy lets in (the filter already chose the rows; refusals are counted)."""
         kept: list[dict[str, Any]] = []
         skipped: Counter[str] = Counter()
         for row in rows:
-            if label and row.get("label") != label:
-                continue  # a filter, not a refusal: not counted
             refusal = common.license_refusal(row, policy)
             if refusal:
                 skipped[f"licence ({policy}): {refusal}"] += 1
             elif labelled_only and not row.get("label"):
                 skipped["no label in the chosen taxonomy"] += 1
-            elif min_confidence is not None and (row.get("confidence") or 0.0) < min_confidence:
-                skipped[f"confidence below {min_confidence}"] += 1
             else:
                 row["label"] = row.get("label") or common.UNLABELLED
                 kept.append(row)
         return kept, skipped
+
+    def _selection(self, flt: SnapshotFilter, taxonomy: str | None, policy: str) -> _Selection:
+        """Filter -> licence policy -> one point count: what an export writes, and why others are left out."""
+        rows = self._candidates(flt, taxonomy)
+        kept, skipped = self._select(rows, policy=policy, labelled_only=bool(taxonomy))
+        kept, points = self._point_count(kept, skipped)
+        return _Selection(matched=len(rows), rows=kept, skipped=skipped, points=points)
+
+    def plan(
+        self, filter: SnapshotFilter | None = None, *, taxonomy: str | None = None, license_policy: str = "research",
+        **filters: Any,
+    ) -> ExportPlan:
+        """How many objects :meth:`export` with these arguments would write (reads no snapshot blobs)."""
+        chosen = self._selection(SnapshotFilter.coerce(filter, **filters), taxonomy, license_policy)
+        return ExportPlan(matched=chosen.matched, count=len(chosen.rows), skipped=dict(chosen.skipped))
 
     @staticmethod
     def _point_count(rows: list[dict[str, Any]], skipped: Counter[str]) -> tuple[list[dict[str, Any]], int]:
@@ -194,28 +209,31 @@ class DatasetService:
         output: str | Path | None = None,
         taxonomy: str | None = None,
         split: Any = (0.8, 0.1, 0.1),
-        platform: str | None = None,
-        label: str | None = None,
-        min_confidence: float | None = None,
+        filter: SnapshotFilter | None = None,
         license_policy: str = "research",
         views: bool = False,
         return_arrays: bool = False,
         cancel: threading.Event | None = None,
         group_duplicates: bool = False,
+        **filters: Any,
     ) -> ExportResult:
-        """Write the selected snapshots as a dataset (see :mod:`.export`); spec 8.3 / 10.1."""
+        """Write the selected snapshots as a dataset (see :mod:`.export`); spec 8.3 / 10.1.
+
+        ``filter`` (a :class:`SnapshotFilter`) and/or its fields as keywords (``platform=``,
+        ``label=``, ``source_format=``, ``min_confidence=``, ``tags=``, ...) choose the snapshots
+        exactly as ``db.query`` / ``db.count`` do; the licence policy then leaves some out (counted).
+        """
         started = time.perf_counter()
+        flt = SnapshotFilter.coerce(filter, **filters)
         fractions = common.parse_split(split)
         exporter = self._exporter(format, return_arrays)
         out = self._output_dir(output, format, return_arrays)
         self.events.emit(ExportProgressed(done=0, total=0, phase="selecting"))
-        rows = self._candidates(platform, taxonomy)
-        kept, skipped = self._select(
-            rows, label=label, min_confidence=min_confidence, policy=license_policy, labelled_only=bool(taxonomy)
-        )
-        kept, points = self._point_count(kept, skipped)
+        chosen = self._selection(flt, taxonomy, license_policy)
+        kept, skipped, points = chosen.rows, chosen.skipped, chosen.points
         if not kept:
-            raise ExportError(f"nothing to export: {len(rows)} candidates, none passed the filters ({dict(skipped)})")
+            raise ExportError(f"nothing to export: {chosen.matched} snapshots match ({flt.describe()}), "
+                              f"none passed the licence policy ({dict(skipped)})")  # fmt: skip
         groups = self._duplicate_groups() if group_duplicates else None
         splits = common.assign_splits(((r["snapshot_id"], r["label"]) for r in kept), fractions, groups)
         label_names = sorted({r["label"] for r in kept})
@@ -349,9 +367,8 @@ class DatasetService:
 
     @staticmethod
     def _options(scope: dict[str, Any]) -> dict[str, Any]:
-        keys = ("format", "taxonomy", "split", "platform", "label", "min_confidence", "license_policy", "views",
-                "group_duplicates")  # fmt: skip
-        return {k: scope[k] for k in keys}
+        keys = ("format", "taxonomy", "split", "license_policy", "views", "group_duplicates")
+        return {**{k: scope[k] for k in keys}, "filter": scope["flt"].to_dict()}
 
     def _finish(
         self, exporter: common.Exporter, layout: ExportLayout, entries: list[dict[str, Any]], result: ExportResult,
@@ -375,6 +392,27 @@ class DatasetService:
         )
         result.manifest = common.write_manifest(result.output, entries)
         result.card = common.write_card(result.output, facts)
+
+
+@dataclass
+class _Selection:
+    matched: int  # rows the filter selects
+    rows: list[dict[str, Any]]  # what will be written
+    skipped: Counter[str]  # reason -> rows the policy or the point count left out
+    points: int
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What an export would do before it runs: the export dialog shows it."""
+
+    matched: int  # snapshots the filter selects (== db.count of the same filter)
+    count: int  # objects the export will write
+    skipped: dict[str, int]  # reason -> objects the licence policy (or a point count) leaves out
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
 
 
 def _split_counts(rows: list[dict[str, Any]], splits: dict[str, str]) -> dict[str, int]:
@@ -410,3 +448,7 @@ def duplicates(d3d: Any, threshold: float = 0.98) -> list[list[str]]:
 
 def export(d3d: Any, format: str, output: str | Path | None = None, **options: Any) -> ExportResult:
     return service_for(d3d).export(format, output, **options)
+
+
+def export_plan(d3d: Any, filter: SnapshotFilter | None = None, **options: Any) -> ExportPlan:
+    return service_for(d3d).plan(filter, **options)

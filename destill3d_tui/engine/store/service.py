@@ -16,6 +16,7 @@ import peewee as pw
 
 from ..errors import NotFoundError
 from .db import STAGES, Store, dumps, utcnow
+from .filters import SnapshotFilter
 from .snapshot import Snapshot
 
 
@@ -267,59 +268,95 @@ def snapshot_id_for_model(store: Store, model_id: str) -> str | None:
 # ---------------------------------------------------------------- reading
 
 
+_ORDERS = {
+    "processed_at": "processed_at DESC",
+    "title": "title",
+    "confidence": "confidence DESC",
+    "size": "original_file_size DESC",
+    "label": "label",
+}
+"""``query(order=...)`` -> ORDER BY (snapshot_id breaks ties, so pages never overlap)."""
+
+
+def _like(text: str) -> str:
+    """A case-folded LIKE pattern matching ``text`` anywhere, its wildcards taken literally."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+_TEXT_COLUMNS = ("title", "label", "author", "platform", "model_id")
+_TAGGED = ("snapshot_id IN (SELECT st.snapshot_id FROM snapshot_tags st JOIN tags tg ON tg.tag_id = st.tag_id "
+           "WHERE tg.tag_name = ?)")  # fmt: skip
+
+
+def where_sql(store: Store, flt: SnapshotFilter) -> tuple[str, list[Any]]:
+    """The SQL WHERE (``?`` placeholders) and its parameters selecting the snapshots ``flt`` means.
+
+    The only translation of a filter into SQL: queries, counts, export plans and exports all
+    use it, so their numbers cannot disagree. Column names are unqualified (one table).
+    """
+    parts: list[str] = []
+    params: list[Any] = []
+
+    def add(sql: str, *values: Any) -> None:
+        parts.append(sql)
+        params.extend(values)
+
+    if flt.platform:
+        add("LOWER(platform) = ?", flt.platform.lower())
+    if flt.source_format:
+        add("UPPER(original_format) = ?", flt.source_format.upper().lstrip("."))
+    if flt.label:
+        add("LOWER(label) = ?", flt.label.lower())
+    if flt.min_confidence is not None:
+        add("confidence >= ?", float(flt.min_confidence))
+    if flt.license:
+        add("(LOWER(license_spdx) = ? OR LOWER(license) = ?)", flt.license.lower(), flt.license.lower())
+    for column, wanted in (("license_commercial", flt.commercial), ("license_derivatives", flt.derivatives)):
+        if wanted is not None:
+            add(f"{column} = ?", bool(wanted))
+    for tag in flt.tags:
+        add(_TAGGED, tag.lower())
+    if flt.text:
+        pattern = _like(flt.text)
+        add("(" + " OR ".join(f"LOWER({c}) LIKE ? ESCAPE '\\'" for c in _TEXT_COLUMNS) + ")",
+            *[pattern] * len(_TEXT_COLUMNS))
+    if flt.since is not None:
+        add("processed_at >= ?", db_value(store, flt.since))
+    if flt.until is not None:
+        add("processed_at < ?", db_value(store, flt.until))
+    return (" AND ".join(parts) or "1 = 1"), params
+
+
+def _snapshot_row(values: Sequence[Any]) -> SnapshotRow:
+    row = dict(zip(_ROW_FIELDS, values, strict=True))
+    when = row["processed_at"]
+    row["processed_at"] = _parse_time(when) if isinstance(when, str) else when  # SQLite keeps ISO text
+    return SnapshotRow(**row)
+
+
+
 class StoreService:
     """Read side of the database (``d3d.db``). Safe from any thread (thread-local connections)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _filtered(
-        self,
-        query: Any,
-        platform: str | None = None,
-        format: str | None = None,
-        label: str | None = None,
-        min_confidence: float | None = None,
-        license: str | None = None,
-        text: str | None = None,
-    ) -> Any:
-        S = self.store.Snapshots
-        if platform:
-            query = query.where(S.platform == platform.lower())
-        if format:
-            query = query.where(pw.fn.UPPER(S.original_format) == format.upper().lstrip("."))
-        if label:
-            query = query.where(pw.fn.LOWER(S.label) == label.lower())
-        if min_confidence is not None:
-            query = query.where(S.confidence >= float(min_confidence))
-        if license:
-            low = license.lower()
-            query = query.where((pw.fn.LOWER(S.license_spdx) == low) | (pw.fn.LOWER(S.license) == low))
-        if text:
-            like = f"%{text.lower()}%"
-            query = query.where(
-                (pw.fn.LOWER(S.title) ** like) | (pw.fn.LOWER(S.author) ** like) | (pw.fn.LOWER(S.model_id) ** like)
-            )
-        return query
-
     def query(
-        self, limit: int = 100, offset: int = 0, order: str = "processed_at", **filters: Any
+        self, limit: int = 100, offset: int = 0, order: str = "processed_at",
+        filter: SnapshotFilter | None = None, **filters: Any,
     ) -> list[SnapshotRow]:
-        S = self.store.Snapshots
-        fields = [getattr(S, name) for name in _ROW_FIELDS]
-        orders = {
-            "processed_at": S.processed_at.desc(),
-            "title": S.title,
-            "confidence": S.confidence.desc(),
-            "size": S.original_file_size.desc(),
-            "label": S.label,
-        }
-        query = self._filtered(S.select(*fields), **filters)
-        query = query.order_by(orders.get(order, orders["processed_at"]), S.snapshot_id).limit(limit).offset(offset)
-        return [SnapshotRow(**{n: getattr(m, n) for n in _ROW_FIELDS}) for m in query]
+        """One page of the snapshots ``filter`` (or the keyword filters) selects."""
+        where, params = where_sql(self.store, SnapshotFilter.coerce(filter, **filters))
+        sql = (f"SELECT {', '.join(_ROW_FIELDS)} FROM snapshots WHERE {where} "
+               f"ORDER BY {_ORDERS.get(order, _ORDERS['processed_at'])}, snapshot_id LIMIT ? OFFSET ?")
+        rows = self.store.execute(sql, [*params, int(limit), int(offset)]).fetchall()
+        return [_snapshot_row(row) for row in rows]
 
-    def count(self, **filters: Any) -> int:
-        return int(self._filtered(self.store.Snapshots.select(), **filters).count())
+    def count(self, filter: SnapshotFilter | None = None, **filters: Any) -> int:
+        """How many snapshots the filter selects (the same WHERE as :meth:`query` and exports)."""
+        where, params = where_sql(self.store, SnapshotFilter.coerce(filter, **filters))
+        return int(self.store.execute(f"SELECT COUNT(*) FROM snapshots WHERE {where}", params).fetchone()[0])
 
     def resolve_id(self, snapshot_id: str) -> str:
         """A full id from a full id or a unique prefix."""

@@ -80,6 +80,7 @@ class ClassificationSettings:
 class PlatformSettings:
     base_url: str = ""  # empty: the adapter's public API
     rate_limit: str = ""  # "300/5min"; empty: the adapter's default
+    file_rate_limit: str = ""  # hosts other than the API's (file CDNs); empty: 10/s per host
     concurrency: int = 2
     enabled: bool = True
 

@@ -1,23 +1,32 @@
 """One HTTP layer for every adapter: pacing, retries, bans, host checks, safe streamed downloads.
 
-- **Pacing**: a :class:`RateBucket` per (platform, API origin, credential fingerprint), shared by
-  every client in the process: a token bucket (about one second's worth of burst) plus a sliding
-  window log that makes "at most N requests in any window of W seconds" hold exactly.
-- **Retries** (tenacity): 429/420 and 5xx and connection faults are retried with exponential
-  back-off and jitter; ``Retry-After`` (seconds or HTTP date), ``x-ratelimit-remaining: 0`` +
-  ``x-ratelimit-reset`` (epoch or ISO time) are honoured and pause the whole bucket. A wait longer
-  than ``max_retry_wait_s`` is not slept through: the bucket pauses and ``RateLimitError`` tells
-  the queue when to come back. Everything within one call shares one total deadline.
+- **Pacing** (:mod:`.rate`): a bucket per (platform, origin, credential fingerprint), shared by
+  every client in the process. Each request (each redirect hop) takes a slot from the bucket of
+  the origin it goes to: the platform's API origin gets the platform's budget, any other host
+  (a file CDN) its own ``file_rate_limit`` budget. A slot is handed back as soon as its request is
+  answered, so a redirect never waits on a slot its own first hop holds.
+- **Retries** (tenacity): 429/420 and 5xx answers and broken transfers are retried with
+  exponential back-off and jitter; ``Retry-After`` (seconds or HTTP date),
+  ``x-ratelimit-remaining: 0`` + ``x-ratelimit-reset`` (epoch or ISO time) are honoured and pause
+  the bucket. A wait longer than ``max_retry_wait_s`` is not slept through: the bucket pauses and
+  ``RateLimitError`` tells the queue when to come back. Everything within one call shares one
+  total deadline. A host that cannot be reached at all (DNS, refused, unreachable) is reported at
+  once as ``connection_failed`` naming the cause: no back-off, and its slot is refunded.
 - **Bans**: an HTML 403 (a CDN block page) or ``ban_after_403`` consecutive 403s on different URLs
   pause the platform for ``ban_pause_s``, emit ``RateBudgetChanged(banned=True)`` and raise
   ``PlatformError(reason="banned")``; later calls fail at once without touching the network.
-- **Hosts**: redirects are followed here, one hop at a time, and every target is checked before
-  connecting: scheme, the platform's allowed hosts, and no private/loopback/link-local address
-  unless its ``host:port`` is explicitly allowed (``acquisition.allow_hosts`` or the configured
-  ``base_url``). Auth headers go only to the origin they were meant for.
+- **Hosts** (:mod:`.hostpolicy`): redirects are followed here, one hop at a time, and every target
+  is checked before connecting: scheme, the platform's allowed hosts, and no
+  private/loopback/link-local address unless its ``host:port`` is explicitly allowed
+  (``acquisition.allow_hosts`` or the configured ``base_url``). The host is resolved once and the
+  connection goes to the checked address (no DNS rebinding). Auth headers go only to the origin
+  they were meant for.
 - **Downloads** stream to ``<name>.part`` with sha256 while streaming, a size cap, a per-read
   timeout, a minimum rate and a total deadline, then an atomic rename. A short body or a size that
   disagrees with Content-Length/the platform's size is ``truncated``; nothing partial is promoted.
+  At most ``max_concurrent_downloads`` bodies stream at once per event loop, across platforms; a
+  download waiting on its platform's budget holds none of them. Cancelling a download (a drain)
+  closes its connection and removes the partial file.
 """
 
 from __future__ import annotations
@@ -25,15 +34,13 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
-import ipaddress
 import os
 import random
-import socket
-import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,187 +53,37 @@ from ..errors import AcquisitionError, DownloadError, PlatformError, RateLimitEr
 from ..events import Event, RateBudgetChanged
 from .base import RateLimit
 from .credentials import redact
+from .hostpolicy import (
+    HostPolicy,
+    PinnedBackend,
+    connection_error,
+    ip_literal,
+    is_private,
+    origin_of,
+    pinned_transport,
+    port_of,
+    resolve,
+)
+from .rate import RateBucket, RateStatus, Slot, bucket_for, rate_status
+
+__all__ = ["DownloadedFile", "EmitFn", "HostPolicy", "HttpClient", "HttpResponse", "RateBucket", "RateStatus",
+           "bucket_for", "rate_status"]
 
 MAX_REDIRECTS = 5
 API_MAX_BYTES = 32 * 1024 * 1024  # JSON answers larger than this are refused
 _CHUNK = 1 << 16
+DEFAULT_FILE_RATE = RateLimit(10, 1.0)  # hosts other than a platform's API (file CDNs), unless configured
+
+_TRANSFERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
-# ---------------------------------------------------------------- rate buckets
-
-
-@dataclass
-class RateStatus:
-    tokens: float
-    capacity: float
-    paused_until: float | None  # wall-clock epoch seconds
-    banned: bool
-    message: str = ""
-
-
-class RateBucket:
-    """At most ``limit.requests`` in any window of ``limit.per_seconds`` (plus a small safety margin).
-
-    Thread-safe: state is under a lock, waiting is ``asyncio.sleep`` in the caller's loop.
-    """
-
-    # The window is stretched a little so that network jitter between our clock and the server's
-    # can never make the server count one request too many.
-    MARGIN = 0.02
-    SLACK_S = 0.02
-
-    def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.capacity = float(limit.requests)
-        self.window = limit.per_seconds * (1 + self.MARGIN) + self.SLACK_S
-        self.rate = self.capacity / self.window
-        self.burst = max(1.0, min(self.capacity, self.rate))
-        self._tokens = self.burst
-        self._stamp = clock()
-        self._sent: deque[list[float | None]] = deque()
-        self._clock = clock
-        self._lock = threading.Lock()
-        self.paused_until = 0.0  # monotonic
-        self.banned = False
-        self.message = ""
-        self.consecutive_403: list[str] = []
-
-    def _refill(self, now: float) -> None:
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        while self._sent and self._sent[0][1] is not None and self._sent[0][1] <= now - self.window:
-            self._sent.popleft()
-
-    def _busy(self, now: float) -> list[list[float | None]]:
-        """Requests that still count: in flight, or finished less than a window ago."""
-        return [e for e in self._sent if e[1] is None or e[1] > now - self.window]
-
-    def reserve(self) -> tuple[float, list[float | None] | None]:
-        """``(0, slot)`` when a request may go now, else ``(seconds to wait, None)``.
-
-        A slot counts from when it is taken until ``window`` seconds after :meth:`done`; so the
-        server, which sees each request somewhere between those two instants, can never count
-        more than ``capacity`` in any window, whatever the network latency.
-        """
-        with self._lock:
-            now = self._clock()
-            self._refill(now)
-            waits = [self.paused_until - now]
-            if self._tokens < 1.0:
-                waits.append((1.0 - self._tokens) / self.rate)
-            busy = self._busy(now)
-            if len(busy) >= self.capacity:
-                finished = [e[1] for e in busy if e[1] is not None]
-                waits.append(min(finished) + self.window - now if finished else 0.05)
-            wait = max(waits)
-            if wait > 0:
-                return wait, None
-            self._tokens -= 1.0
-            slot: list[float | None] = [now, None]
-            self._sent.append(slot)
-            return 0.0, slot
-
-    def done(self, slot: list[float | None] | None) -> None:
-        if slot is not None:
-            with self._lock:
-                slot[1] = self._clock()
-
-    def pause(self, seconds: float, message: str = "", *, banned: bool = False) -> None:
-        with self._lock:
-            self.paused_until = max(self.paused_until, self._clock() + seconds)
-            self.banned = self.banned or banned
-            self.message = message or self.message
-
-    def pause_remaining(self) -> float:
-        return max(0.0, self.paused_until - self._clock())
-
-    def status(self) -> RateStatus:
-        with self._lock:
-            now = self._clock()
-            self._refill(now)
-            free = min(self._tokens, self.capacity - len(self._busy(now)))
-            remaining = self.paused_until - now
-            paused = time.time() + remaining if remaining > 0 else None
-            if self.banned and remaining <= 0:
-                self.banned = False
-            return RateStatus(max(0.0, free), self.capacity, paused, self.banned, self.message)
-
-
-_BUCKETS: dict[tuple[str, str, str], RateBucket] = {}
-_BUCKETS_LOCK = threading.Lock()
-
-
-def bucket_for(platform: str, origin: str, credential: str | None, limit: RateLimit) -> RateBucket:
-    """The process-wide bucket for this platform, API origin and credential."""
-    fingerprint = hashlib.sha256((credential or "").encode()).hexdigest()[:12]
-    key = (platform, origin, fingerprint)
-    with _BUCKETS_LOCK:
-        bucket = _BUCKETS.get(key)
-        if bucket is None or bucket.limit != limit:
-            bucket = _BUCKETS[key] = RateBucket(limit)
-        return bucket
-
-
-def rate_status() -> dict[str, RateStatus]:
-    """Per platform, the most constrained of its buckets."""
-    out: dict[str, RateStatus] = {}
-    with _BUCKETS_LOCK:
-        items = list(_BUCKETS.items())
-    for (platform, _, _), bucket in items:
-        status = bucket.status()
-        prev = out.get(platform)
-        if prev is None or status.banned or (status.paused_until or 0) > (prev.paused_until or 0):
-            out[platform] = status
-    return out
-
-
-# ---------------------------------------------------------------- host policy
-
-
-@dataclass
-class HostPolicy:
-    """Where a platform's requests may go."""
-
-    hostnames: set[str] = field(default_factory=set)  # default ports only, must be public
-    explicit: set[str] = field(default_factory=set)  # "host:port", private allowed
-
-    def allows(self, url: httpx.URL) -> tuple[bool, bool]:
-        """(allowed by name, explicitly allowed) for this URL."""
-        hostport = f"{url.host}:{_port(url)}"
-        if hostport in self.explicit:
-            return True, True
-        default = _port(url) == (443 if url.scheme == "https" else 80)
-        named = url.host in self.hostnames or any(
-            h.startswith("*.") and url.host.endswith(h[1:]) for h in self.hostnames
-        )
-        return named and default, False
-
-
-def _port(url: httpx.URL) -> int:
-    return url.port or (443 if url.scheme == "https" else 80)
-
-
-def _origin(url: httpx.URL) -> str:
-    return f"{url.scheme}://{url.host}:{_port(url)}"
-
-
-def _is_private(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])
-    return bool(
-        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
-    )
-
-
-async def _resolves_private(host: str, port: int) -> bool:
-    try:
-        return _is_private(host)
-    except ValueError:
-        pass
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        return False  # the connection attempt will fail and say so
-    return any(_is_private(info[4][0]) for info in infos)
+def _transfer_slots(size: int) -> asyncio.Semaphore:
+    """The loop's shared download slots (one set for every platform and client on that loop)."""
+    loop = asyncio.get_running_loop()
+    slots = _TRANSFERS.get(loop)
+    if slots is None:
+        slots = _TRANSFERS[loop] = asyncio.Semaphore(max(1, size))
+    return slots
 
 
 # ---------------------------------------------------------------- responses and errors
@@ -315,6 +172,7 @@ class HttpClient:
         self._platforms: dict[str, tuple[HostPolicy, RateLimit, str]] = {}
         self._global_explicit = {h.strip().lower() for h in self.acq.allow_hosts if h.strip()}
         self._credentials: dict[str, str | None] = {}
+        self._backend = PinnedBackend()  # connections go only to addresses check_url pinned
 
     # ------------------------------------------------------------ setup
 
@@ -327,13 +185,17 @@ class HttpClient:
         base_url: str = "",
         credential: str | None = None,
     ) -> None:
-        """Declare a platform's allowed hosts and pacing; ``base_url``'s host:port is explicitly allowed."""
+        """Declare a platform's allowed hosts and pacing; ``base_url``'s host:port is explicitly allowed.
+
+        ``hosts`` are names served on the default port (``*.example.com`` for subdomains) or
+        ``host:port`` pairs; either way they must resolve to public addresses.
+        """
         explicit = set(self._global_explicit)
         origin = ""
         if base_url:
             url = httpx.URL(base_url)
-            explicit.add(f"{url.host}:{_port(url)}")
-            origin = _origin(url)
+            explicit.add(f"{url.host}:{port_of(url)}")
+            origin = origin_of(url)
         configured = self.settings.platform(platform).rate_limit
         limit = RateLimit.parse(configured) if configured else rate_limit
         policy = HostPolicy({h.lower() for h in hosts}, explicit)
@@ -344,8 +206,19 @@ class HttpClient:
         self._platforms[platform][0].explicit.add(hostport.lower())
 
     def bucket(self, platform: str) -> RateBucket:
+        """The platform's API budget (its configured base URL's origin)."""
         _policy, limit, origin = self._platforms[platform]
         return bucket_for(platform, origin, self._credentials.get(platform), limit)
+
+    def bucket_for_url(self, platform: str, url: httpx.URL) -> RateBucket:
+        """The API budget for the API's origin; any other host (a file CDN) is paced by its own."""
+        _policy, _limit, origin = self._platforms[platform]
+        target = origin_of(url)
+        if not origin or target == origin:
+            return self.bucket(platform)
+        configured = self.settings.platform(platform).file_rate_limit
+        limit = RateLimit.parse(configured) if configured else DEFAULT_FILE_RATE
+        return bucket_for(platform, target, None, limit)
 
     def _client(self) -> httpx.AsyncClient:
         """One AsyncClient per event loop (the sync wrappers run short-lived loops)."""
@@ -363,6 +236,7 @@ class HttpClient:
                 follow_redirects=False,
                 headers={"User-Agent": self.acq.user_agent},
                 trust_env=False,
+                transport=pinned_transport(self._backend),
             )
             self._clients[loop_id] = client
         return client
@@ -376,7 +250,7 @@ class HttpClient:
     # ------------------------------------------------------------ checks
 
     async def check_url(self, platform: str, url: httpx.URL) -> None:
-        """Refuse a URL before connecting: scheme, allowed host, private addresses."""
+        """Refuse a URL before connecting (scheme, allowed host, private addresses); pin what was checked."""
         if url.scheme not in ("http", "https") or not url.host:
             raise DownloadError(f"refused URL scheme {url.scheme!r}", url=redact(str(url)), reason="host_not_allowed",
                                 kind="permanent")
@@ -384,39 +258,43 @@ class HttpClient:
         named, explicit = policy.allows(url)
         if not named:
             raise DownloadError(
-                f"{platform}: host {url.host}:{_port(url)} is not an allowed host for this platform",
+                f"{platform}: host {url.host}:{port_of(url)} is not an allowed host for this platform",
                 url=redact(str(url)), reason="host_not_allowed", kind="permanent",
             )
-        if not explicit and await _resolves_private(url.host, _port(url)):
+        addresses = await resolve(platform, url)
+        if not explicit and any(is_private(address) for address in addresses):
             raise DownloadError(
                 f"{platform}: host {url.host} resolves to a private/loopback/link-local address "
                 "(allow it with acquisition.allow_hosts)",
                 url=redact(str(url)), reason="host_not_allowed", kind="permanent",
             )
+        if not ip_literal(url.host):
+            self._backend.pin(url.host, port_of(url), addresses)
 
     def _check_ban(self, platform: str, bucket: RateBucket) -> None:
-        if bucket.banned and bucket.pause_remaining() > 0:
-            error = PlatformError(
-                f"{platform} is paused after a ban ({bucket.message}); not retrying for "
-                f"{bucket.pause_remaining():.0f} s", platform=platform, status_code=403, reason="banned",
-            )
-            error.retry_after = bucket.pause_remaining()  # type: ignore[attr-defined]
-            raise error
+        for held in {id(b): b for b in (bucket, self.bucket(platform))}.values():
+            if held.banned and held.pause_remaining() > 0:
+                error = PlatformError(
+                    f"{platform} is paused after a ban ({held.message}); not retrying for "
+                    f"{held.pause_remaining():.0f} s", platform=platform, status_code=403, reason="banned",
+                )
+                error.retry_after = held.pause_remaining()  # type: ignore[attr-defined]
+                raise error
 
-    async def _pace(self, platform: str, bucket: RateBucket, deadline: float) -> list[float | None] | None:
-        """Wait for a slot; the caller hands it back with ``bucket.done(slot)`` when the exchange ends."""
+    async def _pace(self, platform: str, bucket: RateBucket, deadline: float) -> Slot:
+        """Wait for a slot of ``bucket``; the request hands it back once it is answered."""
         self._check_ban(platform, bucket)
         while True:
             wait, slot = bucket.reserve()
             if slot is not None:
                 return slot
-            if bucket.pause_remaining() > self.acq.max_retry_wait_s or time.monotonic() + wait > deadline:
-                raise RateLimitError(
-                    f"{platform}: rate budget exhausted, next slot in {wait:.0f} s", retry_after=wait
-                )
+            paused = bucket.pause_remaining()
+            if paused > self.acq.max_retry_wait_s or time.monotonic() + wait > deadline:
+                why = f"paused ({bucket.message or 'throttled'})" if paused > 0 else \
+                    f"its budget of {bucket.limit.requests} per {bucket.limit.per_seconds:g} s has no slot"
+                raise RateLimitError(f"{platform}: {why}; next request possible in {wait:.0f} s", retry_after=wait)
             await asyncio.sleep(min(wait, 1.0))
             self._check_ban(platform, bucket)
-        return None  # pragma: no cover
 
     def _emit_budget(self, platform: str, bucket: RateBucket) -> None:
         if self.emit is None:
@@ -482,24 +360,18 @@ class HttpClient:
         self,
         platform: str,
         method: str,
-        url: str,
+        url: httpx.URL,
         *,
-        params: Mapping[str, Any] | None,
         headers: Mapping[str, str] | None,
         auth: Mapping[str, str] | None,
         content: bytes | None,
         json_body: Any,
-        pacing: tuple[RateBucket, float, list[Any]],
-    ) -> httpx.Response:
-        """Send, following redirects ourselves; returns an open streaming response (caller closes).
-
-        Every hop takes its own slot from the bucket (``pacing`` = bucket, deadline, slots taken);
-        the caller releases the slots when the exchange is over.
-        """
-        bucket, deadline, slots = pacing
+        deadline: float,
+    ) -> tuple[httpx.Response, RateBucket]:
+        """Send, following redirects ourselves; returns an open streaming response (caller closes)
+        and the bucket of the host that answered it."""
         client = self._client()
-        current = httpx.URL(url, params=params) if params else httpx.URL(url)
-        first_origin = _origin(current)
+        current, first_origin = url, origin_of(url)
         seen: set[str] = set()
         for _hop in range(MAX_REDIRECTS + 1):
             if str(current) in seen:
@@ -507,20 +379,38 @@ class HttpClient:
                                     reason="redirect_loop", kind="permanent")
             seen.add(str(current))
             await self.check_url(platform, current)
-            slots.append(await self._pace(platform, bucket, deadline))
+            bucket = self.bucket_for_url(platform, current)
             send_headers = dict(headers or {})
-            if auth and _origin(current) == first_origin:
+            if auth and origin_of(current) == first_origin:
                 send_headers.update(auth)
             request = client.build_request(method, current, headers=send_headers, content=content, json=json_body)
-            response = await client.send(request, stream=True)
+            response = await self._send(platform, client, request, bucket, deadline)
             if response.status_code not in (301, 302, 303, 307, 308) or "location" not in response.headers:
-                return response
+                return response, bucket
             await response.aclose()
             current = current.join(response.headers["location"])
             if response.status_code == 303:
                 method, content, json_body = "GET", None, None
-        raise DownloadError(f"{platform}: more than {MAX_REDIRECTS} redirects from {redact(url)}", url=redact(url),
-                            reason="redirect_loop", kind="permanent")
+        raise DownloadError(f"{platform}: more than {MAX_REDIRECTS} redirects from {redact(str(url))}",
+                            url=redact(str(url)), reason="redirect_loop", kind="permanent")
+
+    async def _send(self, platform: str, client: httpx.AsyncClient, request: httpx.Request, bucket: RateBucket,
+                    deadline: float) -> httpx.Response:
+        """One request on its own slot: handed back when answered, refunded when it never left."""
+        slot = await self._pace(platform, bucket, deadline)
+        reached = True
+        try:
+            return await client.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            reached = False
+            raise self._network_error(platform, request.url, exc) from None
+        except httpx.HTTPError as exc:
+            raise self._network_error(platform, request.url, exc) from None
+        finally:
+            if reached:
+                bucket.done(slot)
+            else:
+                bucket.cancel(slot)
 
     def _retrying(self, deadline: float) -> AsyncRetrying:
         def wait(state: RetryCallState) -> float:
@@ -550,12 +440,18 @@ class HttpClient:
         )
 
     @staticmethod
-    def _network_error(platform: str, url: str, exc: Exception, *, download: bool) -> AcquisitionError:
+    def _network_error(platform: str, url: httpx.URL, exc: BaseException) -> AcquisitionError:
+        """The error for a transport failure, naming its cause (DNS, refused, unreachable, timeout)."""
+        if isinstance(exc, httpx.ConnectTimeout):
+            return connection_error(platform, url, "timed out connecting (host unreachable?)")
+        if isinstance(exc, httpx.ConnectError):
+            return connection_error(platform, url, _cause(exc))
         if isinstance(exc, httpx.TimeoutException | TimeoutError):
-            return DownloadError(f"{platform}: timed out talking to {redact(url)}", url=redact(url), reason="timeout")
+            return DownloadError(f"{platform}: timed out talking to {redact(str(url))}", url=redact(str(url)),
+                                 reason="timeout")
         return DownloadError(
-            f"{platform}: connection failed for {redact(url)}: {type(exc).__name__}",
-            url=redact(url), reason="connection_failed",
+            f"{platform}: connection failed for {redact(str(url))}: {_cause(exc)}",
+            url=redact(str(url)), reason="connection_failed",
         )
 
     # ------------------------------------------------------------ API requests
@@ -575,39 +471,40 @@ class HttpClient:
     ) -> HttpResponse:
         """An API call: paced, retried, redirect-checked; raises a typed error for every non-2xx."""
         deadline = time.monotonic() + (timeout_s or self.acq.request_timeout_s)
-        bucket = self.bucket(platform)
+        target = httpx.URL(url, params=params) if params else httpx.URL(url)
         async for attempt in self._retrying(deadline):
             with attempt:
-                return await self._request_once(platform, bucket, method, url, params, headers, auth, json, content,
-                                                deadline)
+                return await self._request_once(platform, method, target, headers, auth, json, content, deadline)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _request_once(self, platform, bucket, method, url, params, headers, auth, json_body, content,
-                            deadline) -> HttpResponse:  # type: ignore[no-untyped-def]
-        slots: list[Any] = []
+    async def _request_once(self, platform: str, method: str, url: httpx.URL, headers: Mapping[str, str] | None,
+                            auth: Mapping[str, str] | None, json_body: Any, content: bytes | None,
+                            deadline: float) -> HttpResponse:
         try:
             async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
-                response = await self._open(platform, method, url, params=params, headers=headers, auth=auth,
-                                            content=content, json_body=json_body, pacing=(bucket, deadline, slots))
+                response, bucket = await self._open(platform, method, url, headers=headers, auth=auth,
+                                                    content=content, json_body=json_body, deadline=deadline)
                 try:
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > API_MAX_BYTES:
-                            raise PlatformError(f"{platform}: answer larger than {API_MAX_BYTES} bytes",
-                                                reason="platform_error", kind="permanent")
+                    body = await self._read_capped(platform, response)
                 finally:
                     await response.aclose()
         except (httpx.HTTPError, TimeoutError) as exc:
-            raise self._network_error(platform, url, exc, download=False) from None
-        finally:
-            for slot in slots:
-                bucket.done(slot)
+            raise self._network_error(platform, url, exc) from None
         if response.status_code >= 400:
-            raise self._status_error(platform, bucket, response, bytes(body))
+            raise self._status_error(platform, bucket, response, body)
         bucket.consecutive_403.clear()
         self._note_headers(platform, bucket, response.headers)
-        return HttpResponse(response.status_code, response.headers, bytes(body), str(response.url))
+        return HttpResponse(response.status_code, response.headers, body, str(response.url))
+
+    @staticmethod
+    async def _read_capped(platform: str, response: httpx.Response) -> bytes:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > API_MAX_BYTES:
+                raise PlatformError(f"{platform}: answer larger than {API_MAX_BYTES} bytes",
+                                    reason="platform_error", kind="permanent")
+        return bytes(body)
 
     def _note_headers(self, platform: str, bucket: RateBucket, headers: httpx.Headers) -> None:
         """A successful answer that says the quota is spent pauses the bucket until reset."""
@@ -638,21 +535,21 @@ class HttpClient:
         """Stream ``url`` to ``target_dir/name`` (via ``name.part``), hashing as it goes.
 
         ``refetch`` gives a fresh URL when the first one answers 403/410 (a time-limited URL that
-        expired); it is used once, then the error is ``expired_url``.
+        expired); it is used once, then the error is ``expired_url``. Cancelling the task closes
+        the connection and removes the partial file (``asyncio.CancelledError`` propagates).
         """
         safe = os.path.basename(name.replace("\\", "/")).lstrip(".") or "download.bin"
         target_dir.mkdir(parents=True, exist_ok=True)
         final = target_dir / safe
         part = target_dir / (safe + ".part")
         deadline = time.monotonic() + self.acq.download_deadline_s
-        bucket = self.bucket(platform)
         refetched = False
         try:
             while True:
                 try:
                     async for attempt in self._retrying(deadline):
                         with attempt:
-                            result = await self._download_once(platform, bucket, url, part, headers, auth,
+                            result = await self._download_once(platform, httpx.URL(url), part, headers, auth,
                                                                expected_size, deadline)
                     break
                 except _Expired:
@@ -668,16 +565,14 @@ class HttpClient:
         finally:
             part.unlink(missing_ok=True)
 
-    async def _download_once(self, platform, bucket, url, part, headers, auth, expected_size,
-                             deadline) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    async def _download_once(self, platform: str, url: httpx.URL, part: Path, headers: Mapping[str, str] | None,
+                             auth: Mapping[str, str] | None, expected_size: int | None,
+                             deadline: float) -> tuple[str, int]:
         cap = self.acq.max_download_mb * 1024 * 1024
-        digest = hashlib.sha256()
-        count = 0
-        slots: list[Any] = []
         try:
             async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
-                response = await self._open(platform, "GET", url, params=None, headers=headers, auth=auth,
-                                            content=None, json_body=None, pacing=(bucket, deadline, slots))
+                response, bucket = await self._open(platform, "GET", url, headers=headers, auth=auth, content=None,
+                                                    json_body=None, deadline=deadline)
                 try:
                     if response.status_code in (403, 410):
                         raise _Expired()
@@ -687,35 +582,45 @@ class HttpClient:
                     declared = self._declared_length(response)
                     if declared is not None and declared > cap:
                         raise DownloadError(f"{platform}: file is {declared} bytes, over the {cap} byte cap",
-                                            url=redact(url), reason="too_large", kind="permanent")
-                    started = time.monotonic()
-                    window: deque[tuple[float, int]] = deque()
-                    with part.open("wb") as out:
-                        async for chunk in response.aiter_bytes():
-                            count += len(chunk)
-                            if count > cap:
-                                raise DownloadError(f"{platform}: download passed the {cap} byte cap",
-                                                    url=redact(url), reason="too_large", kind="permanent")
-                            digest.update(chunk)
-                            out.write(chunk)
-                            self._check_stall(platform, url, started, window, count)
+                                            url=redact(str(url)), reason="too_large", kind="permanent")
+                    # a body streaming holds one of the loop's shared download slots; pacing waits hold none
+                    async with _transfer_slots(self.acq.max_concurrent_downloads):
+                        digest, count = await self._stream_to(platform, url, response, part, cap)
                 finally:
                     await response.aclose()
         except (httpx.HTTPError, TimeoutError) as exc:
-            if count and isinstance(exc, httpx.RemoteProtocolError):
-                raise DownloadError(f"{platform}: connection closed after {count} bytes of {redact(url)}",
-                                    url=redact(url), reason="truncated") from None
-            raise self._network_error(platform, url, exc, download=True) from None
-        finally:
-            for slot in slots:
-                bucket.done(slot)
+            raise self._network_error(platform, url, exc) from None
         if declared is not None and count != declared:
             raise DownloadError(f"{platform}: got {count} bytes, Content-Length said {declared}",
-                                url=redact(url), reason="truncated")
+                                url=redact(str(url)), reason="truncated")
         if expected_size is not None and count != expected_size:
             raise DownloadError(f"{platform}: got {count} bytes, the platform said {expected_size}",
-                                url=redact(url), reason="truncated")
+                                url=redact(str(url)), reason="truncated")
         bucket.consecutive_403.clear()
+        return digest, count
+
+    async def _stream_to(self, platform: str, url: httpx.URL, response: httpx.Response, part: Path,
+                         cap: int) -> tuple[str, int]:
+        """Write the body to ``part`` under the size cap and the minimum rate; (sha256, bytes)."""
+        digest = hashlib.sha256()
+        count = 0
+        started = time.monotonic()
+        window: deque[tuple[float, int]] = deque()
+        try:
+            with part.open("wb") as out:
+                async for chunk in response.aiter_bytes():
+                    count += len(chunk)
+                    if count > cap:
+                        raise DownloadError(f"{platform}: download passed the {cap} byte cap",
+                                            url=redact(str(url)), reason="too_large", kind="permanent")
+                    digest.update(chunk)
+                    out.write(chunk)
+                    self._check_stall(platform, str(url), started, window, count)
+        except httpx.RemoteProtocolError as exc:
+            if not count:
+                raise
+            raise DownloadError(f"{platform}: connection closed after {count} bytes of {redact(str(url))}",
+                                url=redact(str(url)), reason="truncated") from exc
         return digest.hexdigest(), count
 
     @staticmethod
@@ -743,3 +648,14 @@ class HttpClient:
                 f"{platform}: download slower than {self.acq.min_download_bytes_per_s} B/s for {span:.0f} s",
                 url=redact(url), reason="timeout",
             )
+
+
+def _cause(exc: BaseException) -> str:
+    """The human cause of a transport error: its own text, else the OS error beneath it."""
+    seen = exc
+    while seen is not None:
+        text = str(seen).strip()
+        if text:
+            return text
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    return type(exc).__name__

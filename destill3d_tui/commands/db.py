@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from . import db_dataset
 from .context import CommandContext
+from .filter_args import add_filter_arguments, filter_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,12 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.set_defaults(handler=show_stats)
 
     query = sub.add_parser("query", help="list stored snapshots matching filters")
-    query.add_argument("--platform")
-    query.add_argument("--format", help="original format, e.g. STL")
-    query.add_argument("--label")
-    query.add_argument("--min-confidence", "--confidence", type=float, dest="min_confidence")
-    query.add_argument("--license", help="SPDX id or the platform's licence string")
-    query.add_argument("--text", help="substring of title, author or model id")
+    add_filter_arguments(query, ("--format", "--source-format"))
+    query.add_argument("--count", action="store_true", help="print only how many snapshots match")
     query.add_argument("--limit", type=int, default=50)
     query.add_argument("--offset", type=int, default=0)
     query.add_argument("--json", action="store_true", dest="json_output")
@@ -68,9 +64,15 @@ def show_stats(args: argparse.Namespace, ctx: CommandContext) -> int:
 
 
 def run_query(args: argparse.Namespace, ctx: CommandContext) -> int:
-    filters: dict[str, Any] = {k: getattr(args, k) for k in ("platform", "format", "label", "min_confidence",
-                                                            "license", "text")}  # fmt: skip
-    rows = ctx.engine().db.query(limit=args.limit, offset=args.offset, **filters)
+    flt = filter_from_args(args)
+    if args.count:
+        total = ctx.engine().db.count(flt)
+        if ctx.json_output:
+            ctx.emit_json({"count": total, "filter": flt.to_dict()})
+        else:
+            ctx.out.print(f"{total} match ({flt.describe()})", markup=False, highlight=False)
+        return 0
+    rows = ctx.engine().db.query(limit=args.limit, offset=args.offset, filter=flt)
     if ctx.json_output:
         for row in rows:
             ctx.emit_json(row.to_dict())

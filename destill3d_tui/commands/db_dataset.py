@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from .context import CommandContext
+from .filter_args import add_filter_arguments, filter_from_args
 
 FORMATS = ("hdf5", "numpy", "parquet", "tfrecord", "modelnet")
 
@@ -29,9 +30,7 @@ def register(db_subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--output", required=True, metavar="PATH", help="a new (or empty) folder")
     export.add_argument("--taxonomy", help="label objects by their top class in this taxonomy (e.g. modelnet40)")
     export.add_argument("--split", default="0.8:0.1:0.1", help="train:val:test fractions (default 0.8:0.1:0.1)")
-    export.add_argument("--platform")
-    export.add_argument("--label", help="only objects with this label")
-    export.add_argument("--min-confidence", type=float, dest="min_confidence")
+    add_filter_arguments(export, ("--source-format",))
     export.add_argument("--license-policy", choices=("research", "commercial", "any"), default="research",
                         dest="license_policy")  # fmt: skip
     export.add_argument("--views", action="store_true", help="include depth views where snapshots have them")
@@ -121,9 +120,8 @@ def run_export(args: argparse.Namespace, ctx: CommandContext) -> int:
     try:
         with progress:
             result = d3d.db.export(
-                args.format, args.output, taxonomy=args.taxonomy, split=args.split, platform=args.platform,
-                label=args.label, min_confidence=args.min_confidence, license_policy=args.license_policy,
-                views=args.views, group_duplicates=args.group_duplicates,
+                args.format, args.output, taxonomy=args.taxonomy, split=args.split, filter=filter_from_args(args),
+                license_policy=args.license_policy, views=args.views, group_duplicates=args.group_duplicates,
             )  # fmt: skip
     finally:
         unsubscribe()

@@ -81,6 +81,7 @@ CAPABILITY_MODULES: dict[str, tuple[str, str | None]] = {
     "acquire": (".acquire.service", "AcquireService"),
     "classify": (".classify.service", "ClassifyService"),
     "db.export": (".store.dataset", "export"),
+    "db.export_plan": (".store.dataset", "export_plan"),
     "db.find_similar": (".store.dataset", "find_similar"),
 }
 """Engine modules behind facade members that other parts of the engine fill in."""

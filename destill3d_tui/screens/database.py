@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
+from ..engine.store.filters import FilterError, SnapshotFilter
 from ..widgets.bars import BarChart
 from ..widgets.text import human_bytes, plain
 from .base import EngineScreen
@@ -17,7 +18,9 @@ from .base import EngineScreen
 PAGE_SIZE = 100
 """Rows fetched per page: one LIMIT/OFFSET query, so a million rows never reach the widget."""
 FILTERS = (("platform", "platform"), ("format", "format"), ("label", "label"),
-           ("min_confidence", "min conf."), ("license", "licence"))
+           ("min_confidence", "min conf."), ("license", "licence"), ("search", "text, tag:x since:…"))
+"""Form fields (key, placeholder). ``search`` reads typed terms like the F4 filter box; the others
+are one SnapshotFilter field each (``format`` is the source format)."""
 
 
 class DatabaseScreen(EngineScreen):
@@ -38,7 +41,7 @@ class DatabaseScreen(EngineScreen):
         super().__init__()
         self.page = 0
         self.total = 0
-        self.filters: dict[str, Any] = {}
+        self.filters = SnapshotFilter()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -70,23 +73,20 @@ class DatabaseScreen(EngineScreen):
 
     # ------------------------------------------------------------ query and paging
 
-    def read_form(self) -> dict[str, Any]:
-        """The form's non-empty fields as db.query keyword arguments."""
-        out: dict[str, Any] = {}
-        for key, _label in FILTERS:
+    def read_form(self) -> SnapshotFilter:
+        """The form as one SnapshotFilter; a field that cannot be read is left out, with a warning."""
+        flt = SnapshotFilter()
+        for key, label in FILTERS:
             value = self.query_one(f"#q-{key}", Input).value.strip()
             if not value:
                 continue
-            if key == "min_confidence":
-                try:
-                    out[key] = float(value.rstrip("%")) / (100 if value.endswith("%") else 1)
-                except ValueError:
-                    self.notify(f"minimum confidence must be a number, not {value!r}", title="Query",
-                                severity="warning", markup=False)
-                    continue
-            else:
-                out[key] = value
-        return out
+            try:
+                part = SnapshotFilter.parse(value) if key == "search" else SnapshotFilter.from_mapping({key: value})
+            except FilterError as exc:
+                self.notify(f"{label}: {exc}", title="Query", severity="warning", markup=False)
+                continue
+            flt = flt.merged(**{k: v for k, v in part.items()})
+        return flt
 
     @on(Input.Submitted, ".db-filter")
     def action_run_query(self) -> None:
@@ -98,10 +98,10 @@ class DatabaseScreen(EngineScreen):
         if not self.bridge.has("db"):
             self.query_one("#db-status", Static).update("The database is not available in this engine yet.")
             return
-        filters, offset = dict(self.filters), self.page * PAGE_SIZE
+        flt, offset = self.filters, self.page * PAGE_SIZE
         self.query_one("#db-status", Static).update("querying…")
-        self.ask("count", lambda d3d: d3d.db.count(**filters), title="Could not count the results", modal=True)
-        self.ask("rows", lambda d3d: d3d.db.query(**filters, limit=PAGE_SIZE, offset=offset),
+        self.ask("count", lambda d3d: d3d.db.count(flt), title="Could not count the results", modal=True)
+        self.ask("rows", lambda d3d: d3d.db.query(filter=flt, limit=PAGE_SIZE, offset=offset),
                  title="Query failed", modal=True)
 
     def got_count(self, total: int) -> None:
@@ -123,7 +123,7 @@ class DatabaseScreen(EngineScreen):
         pages = max((self.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
         first = self.page * PAGE_SIZE
         shown = getattr(self, "rows_shown", 0)
-        where = ", ".join(f"{k}={v}" for k, v in self.filters.items()) or "no filters"
+        where = self.filters.describe()
         self.query_one("#db-status", Static).update(
             f"{self.total:,} match ({where}) · rows {first + 1 if shown else 0}–{first + shown} · "
             f"page {self.page + 1}/{pages} · enter runs the form · [ ] page · e export")
@@ -183,4 +183,4 @@ class DatabaseScreen(EngineScreen):
             return
         from .export_dialog import ExportModal
 
-        self.app.push_screen(ExportModal(dict(self.filters)))
+        self.app.push_screen(ExportModal(self.filters))

@@ -19,6 +19,7 @@ from ..app import EngineReplied, describe_error
 
 if TYPE_CHECKING:
     from ..engine.events import Event
+    from ..engine.store.filters import SnapshotFilter
     from ..live import LiveState
 
 FORMATS = ("hdf5", "numpy", "parquet", "tfrecord", "modelnet")
@@ -40,9 +41,10 @@ class ExportModal(ModalScreen[None]):
         Binding("ctrl+s", "start", "Start export"),
     ]
 
-    def __init__(self, filters: dict[str, Any], default_dir: str = "") -> None:
+    def __init__(self, filters: SnapshotFilter, default_dir: str = "") -> None:
         super().__init__()
-        self.filters = filters
+        self.filters = filters  # exactly what the database screen counted: the export selects the same rows
+        self.plan: Any = None  # the engine's ExportPlan for these filters and the chosen licence policy
         self.default_dir = default_dir or str(Path.cwd() / "destill3d_export")
         self.running = False
         self.cancel = threading.Event()
@@ -50,8 +52,9 @@ class ExportModal(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box"):
             yield Label("Export a dataset", id="export-title")
-            described = ", ".join(f"{k}={v}" for k, v in self.filters.items()) or "none (everything)"
+            described = self.filters.describe() if self.filters else "none (everything)"
             yield Static(f"filters: {described}", markup=False, id="export-filters")
+            yield Static("counting…", markup=False, id="export-count")
             with Horizontal(classes="export-row"):
                 yield Select([(f, f) for f in FORMATS], value="hdf5", allow_blank=False, id="export-format")
                 yield Input(self.default_dir, placeholder="output path", id="export-path")
@@ -71,6 +74,27 @@ class ExportModal(ModalScreen[None]):
         for field in self.query(Input).results(Input):
             field.cursor_blink = cursor_blink
         self.query_one("#export-start", Button).focus()
+        self.count_plan()
+
+    @on(Select.Changed, "#export-policy")
+    def count_plan(self) -> None:
+        """Ask the engine how many objects these filters and this licence policy will write."""
+        bridge = self.app.bridge  # type: ignore[attr-defined]
+        if not bridge.has("db.export_plan"):
+            self.query_one("#export-count", Static).update("")
+            return
+        flt, policy = self.filters, str(self.query_one("#export-policy", Select).value)
+        self.query_one("#export-count", Static).update("counting…")
+        bridge.call(lambda d3d: d3d.db.export_plan(flt, license_policy=policy), reply_to=self, tag="planned",
+                    group="export-plan", title="Could not count the export", exclusive=True)
+
+    def show_plan(self, plan: Any) -> None:
+        self.plan = plan
+        text = f"{plan.matched:,} match · {plan.count:,} will be written"
+        if plan.skipped_total:
+            reasons = "; ".join(f"{n} {why}" for why, n in sorted(plan.skipped.items()))
+            text += f" · {plan.skipped_total:,} left out ({reasons})"
+        self.query_one("#export-count", Static).update(text)
 
     @on(Button.Pressed, "#export-start")
     def action_start(self) -> None:
@@ -85,14 +109,14 @@ class ExportModal(ModalScreen[None]):
         output = self.query_one("#export-path", Input).value.strip() or self.default_dir
         views = self.query_one("#export-views", Checkbox).value
         policy = str(self.query_one("#export-policy", Select).value)
-        filters = {k: v for k, v in self.filters.items() if k in ("platform", "label", "min_confidence")}
+        flt = self.filters
         self.running, cancel = True, self.cancel
         self.query_one("#export-status", Static).update(f"exporting {fmt} to {output}… (escape cancels)")
 
         def export(d3d: Any) -> Any:
             try:
                 return d3d.db.export(fmt, output, split=split, views=views, license_policy=policy, cancel=cancel,
-                                     **filters)
+                                     filter=flt)
             except Exception as exc:  # shown in this dialog and in the error modal, not swallowed
                 return exc
 
@@ -114,6 +138,9 @@ class ExportModal(ModalScreen[None]):
     @on(EngineReplied)
     def _done(self, message: EngineReplied) -> None:
         message.stop()
+        if message.tag == "planned":
+            self.show_plan(message.result)
+            return
         self.running = False
         result = message.result
         if isinstance(result, Exception):
@@ -135,6 +162,6 @@ class ExportModal(ModalScreen[None]):
             where += " (" + ", ".join(files[:6]) + (", …" if len(files) > 6 else "") + ")"
         skipped = getattr(result, "skipped_total", 0)
         if skipped:
-            where += f"; {skipped} skipped by the filters or licence policy"
+            where += f"; {skipped} left out (licence policy or point count)"
         self.query_one("#export-status", Static).update(where)
         self.notify(where, title="Export finished", markup=False, timeout=15)

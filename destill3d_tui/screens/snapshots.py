@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
 from ..engine.errors import Destill3DError
+from ..engine.store.filters import FilterError, SnapshotFilter
 from ..widgets.bars import confidence_line
 from ..widgets.depth_view import DepthView
 from ..widgets.pointcloud import PointCloudView
@@ -86,10 +87,14 @@ class SnapshotsScreen(EngineScreen):
         if not self.bridge.has("db"):
             self.query_one("#snap-count", Static).update("The database is not available in this engine yet.")
             return
-        text, offset = self.filter_text or None, self.page * LIST_PAGE
+        try:  # "vase", or terms as on the CLI: "vase format:stl tag:kitchen"
+            flt, offset = SnapshotFilter.parse(self.filter_text), self.page * LIST_PAGE
+        except FilterError as exc:
+            self.query_one("#snap-count", Static).update(f"filter: {exc}")
+            return
 
         def fetch(d3d: Any) -> tuple[list[Any], int]:
-            return d3d.db.query(text=text, limit=LIST_PAGE, offset=offset), d3d.db.count(text=text)
+            return d3d.db.query(filter=flt, limit=LIST_PAGE, offset=offset), d3d.db.count(flt)
 
         self.ask("list", fetch, title="Could not list the snapshots")
 

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Input
 
 from destill3d_tui.app import Destill3DApp
 from destill3d_tui.engine.api import Destill3D
+from destill3d_tui.engine.store.filters import SnapshotFilter
 from destill3d_tui.screens.database import DatabaseScreen
 from destill3d_tui.screens.help import HelpModal
 from destill3d_tui.screens.queue import QueueScreen
@@ -107,7 +108,7 @@ async def test_running_a_database_query_from_the_form(seeded: Destill3D) -> None
         await pilot.press("slash", "tab", *"OBJ", "enter")
         await wait_for(pilot, lambda: table.row_count == 1)
         assert str(table.get_row_at(0)[0]) == "rabbit"
-        assert app.screen.filters == {"format": "OBJ"}
+        assert app.screen.filters == SnapshotFilter(source_format="OBJ")
         await wait_for(pilot, lambda: app.screen.total == 1)
         await pilot.press("escape")
         app.screen.query_one("#db-results", DataTable).focus()

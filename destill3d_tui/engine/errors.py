@@ -23,7 +23,7 @@ printed in ``--json`` output, shown in the TUI) and a ``kind`` that the retry po
     │   ├── DownloadError                reason: download_failed / too_large / truncated / expired_url /
     │   │                                        host_not_allowed / redirect_loop / timeout / connection_failed /
     │   │                                        no_model_file
-    │   ├── ArchiveError                 reason: unsafe_archive / archive_bomb
+    │   ├── ArchiveError                 reason: unsafe_archive / too_large (count, size, ratio) / archive_bomb
     │   └── LicenseError                 reason: license_forbidden
     ├── ExtractionError
     │   ├── FormatError                  reason: format_unsupported / parse_error / reference_outside_item

@@ -186,9 +186,11 @@ def local_entries(
 def _wanted(path: Path, pattern: str | None) -> bool:
     if pattern:
         return fnmatch.fnmatch(path.name.lower(), pattern.lower())
+    from .extract.archive import is_archive_name  # archives: the pipeline makes one item per model inside
     from .extract.formats import EXTENSIONS  # the formats extraction reads: one list for CLI and queue
 
-    return path.suffix.lower() in EXTENSIONS and not path.name.startswith(".")
+    readable = path.suffix.lower() in EXTENSIONS or is_archive_name(path.name)
+    return readable and not path.name.startswith(".")
 
 
 def _local_entry(path: Path, priority: int) -> QueueEntry:

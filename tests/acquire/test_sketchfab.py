@@ -72,11 +72,10 @@ def test_download_glb_without_auth_on_s3(fake: FakeSketchfab, tmp_path: Path) ->
     assert "authorization" not in fake.s3.hits()[0].headers
 
 
-def test_download_gltf_zip_is_unpacked(fake: FakeSketchfab, tmp_path: Path) -> None:
+def test_download_gltf_zip_is_kept_for_the_isolated_worker(fake: FakeSketchfab, tmp_path: Path) -> None:
     result = asyncio.run(adapter(fake).download(UID, tmp_path, "gltf"))
-    assert result.primary.name == "scene.gltf"
-    assert (result.primary.parent / "AnimatedMorphCube.bin").exists()
-    assert not (result.primary.parent / "license.txt").exists()
+    assert result.primary.suffix == ".zip" and result.files == [result.primary]
+    assert [p.name for p in tmp_path.iterdir()] == [result.primary.name]  # unpacked by extraction, not here
 
 
 def test_expired_link_is_requested_again(fake: FakeSketchfab, tmp_path: Path) -> None:

@@ -75,14 +75,13 @@ def test_download_one_file_via_tracked_redirect(fake: FakeThingiverse, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sun_gear.stl"]
 
 
-def test_download_zip_unpacks_model_files(fake: FakeThingiverse, tmp_path: Path) -> None:
+def test_download_zip_is_kept_for_the_isolated_worker(fake: FakeThingiverse, tmp_path: Path) -> None:
     tv = adapter(fake)
     meta = asyncio.run(tv.get_metadata("7000004"))
     assert [f.format for f in meta.files] == ["zip"]
     result = asyncio.run(tv.download("7000004", tmp_path, meta.files[0].file_id))
-    assert [p.name for p in result.files] == ["a.stl", "b.stl"] or [p.name for p in result.files] == ["b.stl", "a.stl"]
-    assert result.primary.parent == (tmp_path / "unpacked" / "parts").resolve()
-    assert not (tmp_path / "unpacked" / "README.txt").exists()
+    assert result.primary == tmp_path / meta.files[0].name and result.files == [result.primary]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [meta.files[0].name]  # unpacked by extraction, not here
 
 
 def test_missing_and_bad_credentials(fake: FakeThingiverse, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,37 +52,77 @@ class _Task:
     options: Any
     provenance: Any
     future: Future
+    call: dict[str, Any] = field(default_factory=dict)  # extra keywords for the target (archive member ...)
 
 
 # ---------------------------------------------------------------- the child side
 
 
-def extract_item(path: str, *, options: Any = None, provenance: Any = None) -> Any:
+def extract_item(
+    path: str, *, options: Any = None, provenance: Any = None, member: str | None = None, list_models: bool = False
+) -> Any:
     """The default child target: ``extract_file``, unpacking an archive into the item dir first.
 
-    A zip/tar (that is not itself a 3D format such as 3MF) is unpacked with the acquisition
-    layer's safe unpacker into the current directory, which the supervisor made the item's temp
-    dir, and its best model file is extracted.
+    A zip/tar (that is not itself a 3D format such as 3MF) is unpacked by ``extract.archive``
+    here, under this worker's timeout and address-space cap, into the current directory, which
+    the supervisor made the item's temp dir. ``member`` names the model file to extract (its
+    sidecars come along); without it the best model is chosen. ``list_models`` unpacks nothing
+    and answers the archive's model files (``ArchiveMember`` name, size, sha256) after the same
+    checks, or None when ``path`` is not an archive.
     """
-    from ..errors import FormatError
     from . import extract_file
+
+    if not _is_archive_input(path):
+        if list_models:
+            return None  # a model file (a 3MF is a zip too): nothing to list
+        if member is not None:
+            raise _not_an_archive(path)
+        return extract_file(path, options=options, provenance=provenance)
+    from .archive import ArchiveLimits, choose_model_files, safe_extract
+    from .archive import list_models as archive_models
+
+    limits = ArchiveLimits(max_entries=ARCHIVE_MAX_ENTRIES)
+    if list_models:
+        return archive_models(Path(path), limits)
+    unpacked = Path.cwd() / "unpacked"
+    models = choose_model_files(safe_extract(Path(path), unpacked, limits, member))
+    if not models:
+        what = f"no model file named {member!r}" if member else "no model file"
+        raise _not_an_archive(path, f"{Path(path).name}: the archive holds {what}")
+    chosen = models[0]
+    inside = chosen.relative_to(unpacked.resolve()).as_posix()
+    return extract_file(str(chosen), options=options, provenance=_member_provenance(provenance, path, inside))
+
+
+def _is_archive_input(path: str) -> bool:
+    """An archive, not a 3D format that happens to be a zip (3MF): detection decides first."""
+    from ..errors import FormatError
+    from .archive import is_archive
     from .formats import detect_format
 
     try:
         detect_format(path)
     except FormatError as exc:
-        from ..acquire.archive import ArchiveLimits, choose_model_files, is_archive, safe_extract
+        return exc.reason == "format_unsupported" and is_archive(Path(path))
+    return False
 
-        if exc.reason != "format_unsupported" or not is_archive(Path(path)):
-            raise
-        limits = ArchiveLimits(max_entries=ARCHIVE_MAX_ENTRIES)
-        models = choose_model_files(safe_extract(Path(path), Path.cwd() / "unpacked", limits))
-        if not models:
-            raise FormatError(
-                f"{Path(path).name}: the archive holds no model file", reason="format_unsupported"
-            ) from None
-        path = str(models[0])
-    return extract_file(path, options=options, provenance=provenance)
+
+def _not_an_archive(path: str, message: str = "") -> Exception:
+    from ..errors import FormatError
+
+    return FormatError(message or f"{Path(path).name} is not an archive", reason="format_unsupported")
+
+
+def _member_provenance(provenance: Any, archive: str, member: str) -> Any:
+    """The archive's path stays the source; the member is the original file name."""
+    from dataclasses import replace
+
+    from ..store.snapshot import Provenance
+
+    base = replace(provenance) if provenance is not None else Provenance(source_id=archive)
+    base.source_id = base.source_id or archive
+    base.original_filename = member
+    return base
 
 
 def _child_setup(memory_limit_mb: int, temp_root: str) -> None:
@@ -128,12 +168,12 @@ def _run_one(func, task: tuple[str, Any, Any], temp_root: str) -> tuple[str, Any
     import shutil
     import tempfile
 
-    path, options, provenance = task
+    path, options, provenance, *extra = task  # extra: the target's keywords (archive member, listing)
     workdir = tempfile.mkdtemp(prefix="item-", dir=temp_root)
     os.chdir(workdir)
     os.environ["TMPDIR"] = tempfile.tempdir = workdir
     try:
-        result = func(path, options=options, provenance=provenance)
+        result = func(path, options=options, provenance=provenance, **(extra[0] if extra else {}))
         return "ok", result.to_bytes("exact") if hasattr(result, "to_bytes") else result
     except MemoryError:
         return "error", ("IsolationError", "memory_limit", "ran out of memory under the worker's address-space cap")
@@ -276,12 +316,34 @@ class ExtractionSupervisor:
 
     # ------------------------------------------------------------ public
 
-    def submit(self, key: Any, path: str | Path, options: Any = None, provenance: Any = None) -> Future:
-        """Queue one file; the future gives a ``Snapshot`` or raises the file's error."""
+    def submit(self, key: Any, path: str | Path, options: Any = None, provenance: Any = None, *,
+               member: str | None = None) -> Future:  # fmt: skip
+        """Queue one file; the future gives a ``Snapshot`` or raises the file's error.
+
+        ``member``: the model file inside the archive ``path`` to extract (default: the best one).
+        """
         if self._closed:
             raise RuntimeError("ExtractionSupervisor is closed")
         future: Future = Future()
-        self._tasks.put(_Task(key, str(path), options, provenance, future))
+        # The child works in its own temp dir: a relative path means the caller's folder, so it
+        # is made absolute here, in the caller's process (without following symlinks).
+        call = {"member": member} if member is not None else {}
+        self._tasks.put(_Task(key, os.path.abspath(path), options, provenance, future, call))
+        return future
+
+    def submit_listing(self, key: Any, path: str | Path) -> Future:
+        """The model member names of the archive ``path`` (``list[str]``), read in a child.
+
+        Listing decompresses a tar stream, so it runs under the same timeout and memory cap as
+        extraction; a bomb or unsafe archive raises its ``ArchiveError`` from the future.
+        """
+        return self._submit_call(key, path, {"list_models": True})
+
+    def _submit_call(self, key: Any, path: str | Path, call: dict[str, Any]) -> Future:
+        if self._closed:
+            raise RuntimeError("ExtractionSupervisor is closed")
+        future: Future = Future()
+        self._tasks.put(_Task(key, os.path.abspath(path), None, None, future, call))
         return future
 
     def close(self, cancel_pending: bool = True, *, kill: bool = False) -> None:
@@ -362,7 +424,8 @@ class ExtractionSupervisor:
     def _exchange(self, worker: _Worker, task: _Task) -> tuple[tuple[str, Any], _Worker | None]:
         """Send the file, wait for the answer while watching the clock and the child's memory."""
         task.future.started_at = time.monotonic()  # type: ignore[attr-defined]  # per-file time, worker start excluded
-        worker.conn.send((task.path, task.options, task.provenance))
+        worker.conn.send((task.path, task.options, task.provenance, task.call) if task.call else
+                         (task.path, task.options, task.provenance))  # fmt: skip
         deadline = time.monotonic() + self.timeout_s
         peak = 0
         while True:

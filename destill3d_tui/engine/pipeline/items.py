@@ -71,6 +71,7 @@ class WorkItem:
     snapshot: Snapshot | None = None
     blob: bytes | None = None
     started: float = field(default_factory=time.monotonic)
+    siblings: list[Any] = field(default_factory=list)  # QueueEntry: the other model files of its archive
 
     @property
     def queue_id(self) -> int:
@@ -141,7 +142,8 @@ def provenance_for(item: WorkItem) -> Provenance:
         license_spdx=str(lic.get("spdx") or meta.get("license_spdx") or ""),
         license_flags=flags or dict(meta.get("license_flags") or {}),
         tags=[str(t) for t in meta.get("tags") or []],
-        original_filename=item.primary.name if item.primary else str(meta.get("original_filename") or ""),
+        original_filename=str(meta.get("archive_member") or "")  # the model file inside an archive
+        or (item.primary.name if item.primary else str(meta.get("original_filename") or "")),
         original_file_size=item.bytes_in,
         original_file_hash=item.sha256,
         source_created=str(meta.get("created") or ""),

@@ -21,6 +21,7 @@ from ..queue import QueueRow
 from ..store import service
 from ..store.db import ACQUIRED, CLASSIFIED, EXTRACTED, FAILED, FINAL_STAGES, QUEUED
 from ..store.snapshot import Snapshot
+from .archives import member_of, split_archive
 from .extraction import extraction_options
 from .items import (
     CHECKPOINT,
@@ -155,6 +156,7 @@ class _StagesMixin:
                 result = await adapter.download(item.row.source_id, target, item.row.file_id)
             item.primary, item.sha256, item.bytes_in = Path(result.primary), result.sha256, int(result.bytes_downloaded)
             item.metadata = _metadata_from_download(result.metadata)
+            await split_archive(item, self._supervisor)  # one item per model file inside an archive
             first = await asyncio.to_thread(service.snapshot_id_for_hash, self.store, item.sha256)
         except Exception as exc:
             self._ops.put(_Op("failed", item, error=exc, stage=QUEUED))
@@ -173,8 +175,10 @@ class _StagesMixin:
         self._emit_started(item, "extract")
         assert item.primary is not None
         try:
+            member = member_of({**item.row.metadata, **item.metadata})  # the model file inside an archive
+            inside = {"member": member} if member else {}
             future = self._supervisor.submit(item.queue_id, item.primary, extraction_options(self.settings),
-                                             provenance_for(item))  # fmt: skip
+                                             provenance_for(item), **inside)  # fmt: skip
         except Exception as exc:
             self._ops.put(_Op("failed", item, error=exc, stage=ACQUIRED))
             return

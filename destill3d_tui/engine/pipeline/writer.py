@@ -167,6 +167,8 @@ class _WriterMixin:
             held = q.advance(item.queue_id, owner, ACQUIRED, temp_path=str(item.temp_dir),
                              primary_path=str(item.primary), file_hash=item.sha256, bytes_in=item.bytes_in,
                              metadata=dumps(meta))  # fmt: skip
+            if held and item.siblings:  # the archive's other model files: queued with this transition
+                q.add_entries(item.siblings)
         elif op.kind == "duplicate":
             held = q.advance(item.queue_id, owner, STORED, reason="duplicate", duplicate_of=op.duplicate_of,
                              file_hash=item.sha256, bytes_in=item.bytes_in)  # fmt: skip

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from ...config import Settings
 from ...errors import DownloadError, PlatformError
+from ...extract.archive import is_archive, model_format
 from .. import credentials
-from ..archive import ArchiveLimits, choose_model_files, is_archive, model_format, safe_extract
 from ..base import DownloadResult, ModelMetadata, RateLimit
 from ..http import DownloadedFile, EmitFn, HttpClient
 
@@ -61,19 +60,15 @@ class HttpAdapter:
 
     def finish(self, downloaded: DownloadedFile, target_dir: Path,
                metadata: ModelMetadata | None = None) -> DownloadResult:
-        """Unpack an archive safely (model files only) and pick the primary model file."""
-        files = [downloaded.path]
-        if is_archive(downloaded.path) and model_format(downloaded.path.name) != "3mf":
-            # a run killed while unpacking leaves a partial folder behind: start it afresh
-            shutil.rmtree(target_dir / "unpacked", ignore_errors=True)
-            unpacked = safe_extract(downloaded.path, target_dir / "unpacked",
-                                    ArchiveLimits.from_settings(self.settings.acquisition))
-            files = choose_model_files(unpacked)
-            if not files:
-                raise DownloadError(f"{self.platform_id}: the archive {downloaded.path.name} holds no model file",
-                                    reason="no_model_file", kind="permanent")
-        elif not model_format(downloaded.path.name):
-            raise DownloadError(f"{self.platform_id}: {downloaded.path.name} is not a model file",
+        """The downloaded model file, or the archive as it came: never unpacked here.
+
+        Decompressing is where archive bombs go off, so an archive is unpacked (and its model
+        files chosen) by the extraction stage, in its isolated worker under the worker's timeout
+        and memory cap (``extract.isolate.extract_item``), never in the runner's download loop.
+        """
+        path = downloaded.path
+        if not model_format(path.name) and not is_archive(path):
+            raise DownloadError(f"{self.platform_id}: {path.name} is not a model file or an archive",
                                 reason="no_model_file", kind="permanent")
-        return DownloadResult(primary=files[0], files=files, sha256=downloaded.sha256,
+        return DownloadResult(primary=path, files=[path], sha256=downloaded.sha256,
                               bytes_downloaded=downloaded.size, metadata=metadata)

@@ -19,8 +19,10 @@ def fixture(name: str) -> Any:
 
 
 class FakeSmithsonian:
-    def __init__(self, api_key: str = "DEMO_KEY") -> None:
+    def __init__(self, api_key: str = "DEMO_KEY", *, free_text_only: bool = False) -> None:
         self.api_key = api_key
+        # True: ``q`` matches titles only, all the API's docs promise (a package id finds nothing)
+        self.free_text_only = free_text_only
         self.server = FakeServer(self.app)
         self.rows: list[dict[str, Any]] = []
         self.blobs: dict[str, bytes] = {}
@@ -54,7 +56,8 @@ class FakeSmithsonian:
             start, rows = int(request.query.get("start", 0)), int(request.query.get("rows", 10))
             if rows > 1000:
                 return json_reply(fixture("error_400.json"), 400)
-            hits = [r for r in self.rows if query in r["title"].lower() or query in r["content"]["model_url"]]
+            hits = [r for r in self.rows if query in r["title"].lower()
+                    or (not self.free_text_only and query in r["content"]["model_url"])]  # fmt: skip
             return json_reply({"rows": hits[start : start + rows], "rowCount": len(hits), "message": "content found"})
         if path.startswith("/api/v1.0/openaccess/content/"):
             if request.query.get("api_key") != self.api_key:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -156,12 +156,24 @@ class AcquireService:
             needs = meta.extra.get("needs_detail") or not meta.files
             if needs and not (policy == "any" and meta.files):
                 try:
-                    meta = await self.adapter(meta.platform).get_metadata(meta.source_id)
+                    meta = await self._detail(meta)
                 except Destill3DError as exc:
                     self.refused.append(Refusal(meta.platform, meta.source_id, meta.title, f"{exc.reason}: {exc}"))
                     continue
             out.append(meta)
         return out
+
+    async def _detail(self, meta: ModelMetadata) -> ModelMetadata:
+        """What a search result lacks (a licence), asked of the platform the way it documents.
+
+        An adapter with ``complete(meta)`` finishes the result it found (keeping its files); the
+        others look the model up again by id with ``get_metadata``.
+        """
+        adapter = self.adapter(meta.platform)
+        complete = getattr(adapter, "complete", None)
+        if complete is not None and meta.files:
+            return await complete(meta)
+        return await adapter.get_metadata(meta.source_id)
 
     def _entries(self, meta: ModelMetadata, priority: int) -> list[QueueEntry]:
         from ..queue import QueueEntry
@@ -177,16 +189,17 @@ class AcquireService:
             "created": meta.created_at,
             "description": meta.description[:500],
         }
-        if not per_file:
+        if not per_file:  # the files the search found travel with the item: download needs no new lookup
+            files = [asdict(f) for f in meta.files]
             return [QueueEntry(model_id=f"{meta.platform}:{meta.source_id}", platform=meta.platform,
                                source_url=meta.source_url, source_id=meta.source_id, priority=priority,
-                               metadata=base)]
+                               metadata={**base, "files": files} if files else base)]
         group = f"{meta.platform}:{meta.source_id}"
         return [
             QueueEntry(model_id=f"{group}:{f.file_id}", platform=meta.platform, source_url=meta.source_url,
                        source_id=meta.source_id, file_id=f.file_id, group_id=group, priority=priority,
                        metadata={**base, "title": f"{meta.title} / {f.name}" if len(meta.files) > 1 else meta.title,
-                                 "file_name": f.name, "file_format": f.format})
+                                 "file_name": f.name, "file_format": f.format, "files": [asdict(f)]})
             for f in meta.files
         ]
 

@@ -5,6 +5,12 @@ rows are grouped by ``model_url`` (``3d_package:<uuid>``) into one model. Files 
 (``content.uri``). The 3D API carries no licence: with ``SMITHSONIAN_API_KEY`` the Open Access
 API's media entry for the package gives its ``usage.access`` (``CC0``); without a key the licence
 stays unknown, and unknown is never free.
+
+The API documents ``q`` as free text, not as a way to find a package by its id: what a search
+learned (the package's files and their ``content.uri``, the EDAN record id) travels with the
+queue item (:meth:`complete` adds the licence from the Open Access ``/content/{id}`` endpoint,
+:meth:`download` reads the files from the queue row's metadata). Searching ``q=<uuid>`` is only
+the last resort of :meth:`get_metadata`, for a package known by nothing but a page URL.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DownloadError, PlatformError
+from ...extract.archive import model_format
 from .. import licenses
-from ..archive import model_format
 from ..base import DownloadResult, ModelFile, ModelMetadata, RateLimit, SearchFilters, SearchPage
 from .common import HttpAdapter
 
@@ -44,6 +50,7 @@ class SmithsonianAdapter(HttpAdapter):
     default_rate_limit = RateLimit(1, 1.0)  # none documented: stay polite
     hosts = ("3d-api.si.edu", "api.si.edu")
     files_are_models = False  # rows of a package are versions of one model
+    reads_queue_metadata = True  # download() takes the files the search found from the queue row
 
     def __init__(self, settings: Any = None, http: Any = None, emit: Any = None) -> None:
         super().__init__(settings, http, emit)
@@ -102,7 +109,15 @@ class SmithsonianAdapter(HttpAdapter):
                 return licenses.smithsonian((entry.get("usage") or {}).get("access"))
         return licenses.LicenseInfo(raw="no media entry for this 3D package", spdx="")
 
+    async def complete(self, meta: ModelMetadata) -> ModelMetadata:
+        """A search result made ready to queue: its licence, from the Open Access record the row named."""
+        meta.license = await self._license(str(meta.extra.get("edan_id", "")), meta.source_id.lower())
+        meta.extra["needs_detail"] = False
+        return meta
+
     async def get_metadata(self, source_id: str) -> ModelMetadata:
+        """A package known only by its id (a page URL): the search is asked for the id as text,
+        which the API does not promise to find; results queued from a search never come here."""
         uuid = source_id.lower()
         body = await self._rows(uuid, 0, 100)
         found = [m for m in self._group(body.get("rows") or []) if m.source_id == uuid]
@@ -114,19 +129,20 @@ class SmithsonianAdapter(HttpAdapter):
         meta.extra["needs_detail"] = False
         return meta
 
-    async def download(self, source_id: str, target_dir: Path, file_id: str | None = None) -> DownloadResult:
-        meta = await self.get_metadata(source_id) if file_id is None else None
-        if meta is not None:
-            if not meta.files:
-                raise DownloadError(f"smithsonian package {source_id} has no usable model file",
-                                    reason="no_model_file", kind="permanent")
-            chosen = meta.files[0]
-        else:
-            body = await self._rows(source_id.lower(), 0, 100)
-            files = [f for m in self._group(body.get("rows") or []) for f in m.files if f.file_id == file_id]
-            if not files:
-                raise DownloadError(f"smithsonian file {file_id} not found", reason="no_model_file", kind="permanent")
-            chosen = files[0]
+    async def download(self, source_id: str, target_dir: Path, file_id: str | None = None, *,
+                       known: dict[str, Any] | None = None) -> DownloadResult:
+        """The package's best file, from the files its search result carried (``known``, the queue
+        row's metadata); a package queued without them is looked up with :meth:`get_metadata`."""
+        files = _known_files(known)
+        if not files:
+            files = (await self.get_metadata(source_id)).files
+        if file_id is not None:
+            files = [f for f in files if f.file_id == file_id]
+        if not files:
+            what = f"file {file_id}" if file_id else f"package {source_id}"
+            raise DownloadError(f"smithsonian {what} has no usable model file", reason="no_model_file",
+                                kind="permanent")  # fmt: skip
+        chosen = files[0]
         got = await self.fetch(chosen.download_url, target_dir, chosen.name)
         return self.finish(got, target_dir)
 
@@ -137,3 +153,11 @@ class SmithsonianAdapter(HttpAdapter):
             if match := pattern.search(url):
                 return match.group(1).lower()
         return None
+
+
+def _known_files(known: dict[str, Any] | None) -> list[ModelFile]:
+    """The files a search result carried into the queue row (``metadata["files"]``), best first."""
+    rows = (known or {}).get("files") or []
+    files = [ModelFile(**{k: f.get(k) for k in ("file_id", "name", "size", "download_url", "format")})
+             for f in rows if isinstance(f, dict) and f.get("download_url")]  # fmt: skip
+    return [f for f in files if f.file_id and f.name]

@@ -1,7 +1,8 @@
 """``destill3d-tui --headless``: the unattended runner, the same pipeline as the TUI.
 
 Progress goes to stderr (a rich progress bar on a TTY, plain lines otherwise); with ``--json``
-one JSON object per finished item goes to stdout. Exit codes: 0 every item stored, 1 some
+one JSON object per finished item goes to stdout (model ids and messages in the escaped
+display form of :func:`text.display`, like every line on stderr). Exit codes: 0 every item stored, 1 some
 failed, 2 configuration or database error, 130 interrupted. The first SIGINT/SIGTERM lets
 in-flight items reach a committed stage and then exits; a second one exits at once (the
 queue is still consistent: every transition is committed before the next stage starts).
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 from .config import Settings
 from .errors import ConfigError, DatabaseError
 from .events import Event, ItemFailed, ItemsQueued, ItemStored
+from .text import display, display_all
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -80,6 +82,7 @@ class _Reporter:
                 return
             self.done += 1
             self.failed += record["status"] == "failed"
+            record = display_all(record)  # names and messages from files and platforms, escaped
             if self.json_lines:
                 self.out.write(json.dumps(record, default=str) + "\n")
                 self.out.flush()
@@ -136,7 +139,7 @@ def run_headless(
     try:
         d3d = Destill3D(settings)
     except (ConfigError, DatabaseError) as exc:
-        err.write(f"destill3d-tui: {exc.reason}: {exc}\n")
+        err.write(f"destill3d-tui: {exc.reason}: {display(exc)}\n")
         return EXIT_USAGE
     cancel = cancel or threading.Event()
     restore = _install_signals(cancel, err)

@@ -194,12 +194,18 @@ def _wanted(path: Path, pattern: str | None) -> bool:
 
 
 def _local_entry(path: Path, priority: int) -> QueueEntry:
-    meta = {"title": path.stem, "original_filename": path.name, "source_url": path.as_uri()}
+    from .text import display, encodable
+
+    # A name that is not valid UTF-8 cannot be a database string: its source id is then the
+    # percent-encoded file URI (the adapter turns it back into the same bytes); people see the
+    # escaped display form.
+    source_id = str(path) if encodable(str(path)) else path.as_uri()
+    meta = {"title": display(path.stem), "original_filename": display(path.name), "source_url": path.as_uri()}
     return QueueEntry(
-        model_id=f"local:{path}",
+        model_id=f"local:{source_id}",
         platform="local",
         source_url=path.as_uri(),
-        source_id=str(path),
+        source_id=source_id,
         priority=priority,
         metadata=meta,
     )

@@ -8,7 +8,11 @@ refuse another major with a migration hint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import os
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +23,7 @@ import msgpack
 import numpy as np
 
 from ..errors import Destill3DError
+from ..text import clean_name, display, encodable, is_clean
 from . import quantize as q
 
 MAGIC = b"D3D"
@@ -29,6 +34,63 @@ PRECISIONS = ("compact", "exact")
 
 class SnapshotFormatError(Destill3DError):
     reason = "snapshot_invalid"
+
+
+class SnapshotWriteError(Destill3DError):
+    """The snapshot was made but could not be written (disk full, no permission, ...)."""
+
+    reason = "write_failed"
+
+
+NAME_MAX_BYTES = 255  # the longest file name (in bytes) Linux, macOS and Windows file systems take
+_NAME_BUDGET = NAME_MAX_BYTES - 16  # room for a ".N" repeat counter added by callers
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """``data`` into ``target`` via a short-named temp file in the same folder and ``os.replace``.
+
+    The temp name is short (not ``target.name + ".part"``), so a name near the limit still works.
+    """
+    fd, tmp = -1, ""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".d3d-", suffix=".part", dir=target.parent)
+        with os.fdopen(fd, "wb") as handle:
+            fd = -1  # the file object owns it now
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        tmp = ""
+    except OSError as exc:
+        raise SnapshotWriteError(
+            f"cannot write {display(target.name)}: {exc.strerror or exc}", reason="write_failed"
+        ) from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def snapshot_file_name(name: str, suffix: str = ".d3d") -> str:
+    """A safe file name for the snapshot of an input named ``name`` (``fuze.obj`` -> ``fuze.obj.d3d``).
+
+    Names that would not survive as they are: too long once the suffix is added, not valid
+    UTF-8 (surrogate-escaped bytes), or holding control/bidi characters. They are shortened and
+    cleaned (unsafe characters become ``_``) and get the first 12 hex digits of the sha256 of the
+    original name's bytes, so two such names never collide: ``<cleaned>-<hash>.<ext>.d3d``.
+    """
+    plain = f"{name}{suffix}"
+    if is_clean(name) and len(os.fsencode(plain)) <= _NAME_BUDGET:
+        return plain
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not is_clean(ext) or len(ext) > 16:
+        stem, ext = name, ""
+    tail = f"-{digest}{'.' + ext if ext else ''}{suffix}"
+    cleaned = clean_name(stem).encode("utf-8")[: _NAME_BUDGET - len(tail.encode("utf-8"))]
+    return cleaned.decode("utf-8", "ignore") + tail  # "ignore" drops a character cut in half
 
 
 @dataclass
@@ -141,7 +203,7 @@ class Snapshot:
         precision = precision or self.processing.precision or "compact"
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-        payload = _encode(self, precision)
+        payload = _utf8(_encode(self, precision))
         body = msgpack.packb(payload, use_bin_type=True)
         return MAGIC + bytes([FORMAT_MAJOR, FORMAT_MINOR]) + lz4.frame.compress(body)
 
@@ -163,11 +225,14 @@ class Snapshot:
             raise SnapshotFormatError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from exc
 
     def save(self, path: str | Path, precision: str | None = None) -> int:
+        """Write the ``.d3d`` atomically: a temp file beside ``path``, then one rename.
+
+        A reader never sees half a snapshot, and a failed write (full disk, file too big, a
+        folder that went away) leaves no temp file behind: it raises
+        :class:`SnapshotWriteError` (reason ``write_failed``) and ``path`` is as it was.
+        """
         data = self.to_bytes(precision)
-        target = Path(path)
-        tmp = target.with_name(target.name + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        write_atomic(Path(path), data)
         return len(data)
 
     @classmethod
@@ -230,6 +295,17 @@ def _decode_geometry(d: dict[str, Any]) -> Geometry:
         centroid=tuple(d["centroid"]),
         scale=d["scale"],
     )
+
+
+def _utf8(value: Any) -> Any:
+    """Strings msgpack can store: a name that is not valid UTF-8 is kept in its escaped form."""
+    if isinstance(value, str):
+        return value if encodable(value) else display(value)
+    if isinstance(value, dict):
+        return {k: _utf8(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_utf8(v) for v in value]
+    return value
 
 
 def _plain(obj: Any) -> dict[str, Any]:

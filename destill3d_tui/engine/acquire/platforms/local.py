@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote_to_bytes, urlparse
 
 from ...errors import DownloadError
 from ..base import DownloadResult, ModelMetadata, RateLimit, SearchFilters, SearchPage
@@ -67,7 +68,7 @@ class LocalAdapter:
 
     def parse_url(self, url: str) -> str | None:
         if url.startswith("file://"):
-            return str(Path(unquote(urlparse(url).path)).resolve())
+            return str(_from_uri(url).resolve())
         if "://" not in url and Path(url).expanduser().exists():
             return str(Path(url).expanduser().resolve())
         return None
@@ -76,7 +77,8 @@ class LocalAdapter:
 
     @staticmethod
     def _existing(source_id: str) -> Path:
-        path = Path(source_id).expanduser()
+        # queue.local_entries gives names that are not UTF-8 as file URIs (see there)
+        path = _from_uri(source_id) if source_id.startswith("file://") else Path(source_id).expanduser()
         if not path.is_file():
             raise DownloadError(
                 f"{path}: the file is gone or is not a regular file", reason="source_gone", kind="permanent"
@@ -85,4 +87,12 @@ class LocalAdapter:
 
     @staticmethod
     def _metadata(path: Path) -> ModelMetadata:
-        return ModelMetadata(platform="local", source_id=str(path), title=path.stem, source_url=path.as_uri())
+        from ...text import display, encodable
+
+        source_id = str(path) if encodable(str(path)) else path.as_uri()
+        return ModelMetadata(platform="local", source_id=source_id, title=display(path.stem), source_url=path.as_uri())
+
+
+def _from_uri(url: str) -> Path:
+    """``file:///a/b%FF.stl`` -> the path with those exact bytes (not-UTF-8 bytes surrogate-escaped)."""
+    return Path(os.fsdecode(unquote_to_bytes(urlparse(url).path)))

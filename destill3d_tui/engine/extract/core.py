@@ -195,7 +195,7 @@ def _processing(
         timings_ms=timings,
         warnings=warnings,
         up_axis=geom.up_axis or "",
-        transforms=list(prepared.transforms),
+        transforms=[*geom.metadata.get("load_transforms", ()), *prepared.transforms],
         mesh_quality_score=round(float(score), 4),
     )
 

@@ -130,10 +130,11 @@ def _by_lines(lines: list[bytes]) -> str | None:
     if not lines:
         return None
     first = lines[0]
-    has_pcd_header = any(ln.startswith(b"VERSION") for ln in lines[:3]) and any(
-        ln.startswith(b"FIELDS") for ln in lines[:12]
+    upper = [ln.upper() for ln in lines[:12]]  # PCD keywords are case-insensitive
+    has_pcd_header = any(ln.startswith(b"VERSION") for ln in upper[:3]) and any(
+        ln.startswith(b"FIELDS") for ln in upper
     )
-    if first.startswith(b"# .PCD") or has_pcd_header:
+    if upper[0].startswith(b"# .PCD") or has_pcd_header:
         return "PCD"
     if re.match(rb"^[A-Z]*OFF\b", first) or first.startswith(b"OFF"):
         return "OFF"

@@ -53,10 +53,10 @@ def _dispatch(path: Path, fmt: str, options: ExtractOptions) -> LoadedGeometry:
             from .loaders.cad import load_cad
 
             return load_cad(path, fmt, options.tessellation)
-        if fmt in POINT_FORMATS:
+        if fmt in POINT_FORMATS or (fmt == "PLY" and _ply_without_faces(path)):
             from .loaders.pointcloud import load_points
 
-            return load_points(path, fmt)
+            return load_points(path, fmt, options.seed)
         if fmt == "FBX":
             from .loaders.fbx import load_fbx
 
@@ -72,6 +72,14 @@ def _dispatch(path: Path, fmt: str, options: ExtractOptions) -> LoadedGeometry:
         raise FormatError(
             f"{path.name}: cannot read {fmt}: {type(exc).__name__}: {exc}"[:500], format=fmt, reason="parse_error"
         ) from exc
+
+
+def _ply_without_faces(path: Path) -> bool:
+    """A PLY that holds only points streams like the other cloud formats (any size, bounded memory)."""
+    from .loaders.pointcloud import HEADER_BYTES, ply_cloud_layout
+
+    with path.open("rb") as fh:
+        return ply_cloud_layout(fh.read(HEADER_BYTES)) is not None
 
 
 def finalize(geometry: LoadedGeometry, name: str) -> LoadedGeometry:

@@ -374,8 +374,11 @@ class Queue:
 
     # ------------------------------------------------------------ worker side
 
-    def claim(self, owner: str, n: int) -> list[QueueRow]:
-        """Lease up to ``n`` claimable items (highest priority first) and count an attempt on each."""
+    def claim(self, owner: str, n: int, *, exclude_platforms: frozenset[str] = frozenset()) -> list[QueueRow]:
+        """Lease up to ``n`` claimable items (highest priority first) and count an attempt on each.
+
+        ``exclude_platforms``: skip these platforms' items (the pipeline claims round-robin by platform).
+        """
         if n <= 0:
             return []
         now = utcnow()
@@ -392,6 +395,8 @@ class Queue:
                 .order_by(Q.priority.desc(), Q.queue_id)
                 .limit(n)
             )
+            if exclude_platforms:
+                candidates = candidates.where(Q.platform.not_in(sorted(exclude_platforms)))
             if self.store.is_postgres:
                 candidates = candidates.for_update(skip_locked=True)
             ids = [r.queue_id for r in candidates]

@@ -31,6 +31,9 @@ from .items import (
     provenance_for,
 )
 
+DRAIN_POLL_S = 0.2
+"""How often an item downloading looks at the stop flag: a drain cancels it within this."""
+
 
 class _StagesMixin:
     """Acquire/extract/classify halves of :class:`~.core.Pipeline` (state lives there)."""
@@ -144,27 +147,52 @@ class _StagesMixin:
         asyncio.run_coroutine_threadsafe(self._acquire(item), self._loop)
 
     async def _acquire(self, item: WorkItem) -> None:
+        """Download one item; a drain cancels the download and hands the item back uncharged."""
         if self._stopping.is_set():
             self._ops.put(_Op("release", item))
             return
         self._emit_started(item, "acquire")
-        try:
-            async with self._download_slots:
-                adapter = self._adapter(item.row.platform)
-                target = item.temp_dir / "files"
-                await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
-                result = await adapter.download(item.row.source_id, target, item.row.file_id)
-            item.primary, item.sha256, item.bytes_in = Path(result.primary), result.sha256, int(result.bytes_downloaded)
-            item.metadata = _metadata_from_download(result.metadata)
-            await split_archive(item, self._supervisor)  # one item per model file inside an archive
-            first = await asyncio.to_thread(service.snapshot_id_for_hash, self.store, item.sha256)
-        except Exception as exc:
-            self._ops.put(_Op("failed", item, error=exc, stage=QUEUED))
+        fetch = asyncio.ensure_future(self._fetch(item))
+        while not fetch.done():
+            await asyncio.wait({fetch}, timeout=DRAIN_POLL_S)
+            if self._stopping.is_set() and not fetch.done():
+                fetch.cancel()  # closes the connection and removes the partial file
+                await asyncio.gather(fetch, return_exceptions=True)
+        if fetch.cancelled():
+            self._ops.put(_Op("release", item))
             return
-        if first is not None:
+        error = fetch.exception()
+        if error is not None:
+            self._ops.put(_Op("failed", item, error=error, stage=QUEUED))
+        elif (first := fetch.result()) is not None:
             self._ops.put(_Op("duplicate", item, duplicate_of=first))
         else:
             self._ops.put(_Op("acquired", item))
+
+    async def _fetch(self, item: WorkItem) -> str | None:
+        """The download itself; returns the snapshot id already stored with the same bytes, if any."""
+        async with self._platform_slot(item.row.platform):
+            adapter = self._adapter(item.row.platform)
+            target = item.temp_dir / "files"
+            await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
+            result = await adapter.download(item.row.source_id, target, item.row.file_id)
+        item.primary, item.sha256, item.bytes_in = Path(result.primary), result.sha256, int(result.bytes_downloaded)
+        item.metadata = _metadata_from_download(result.metadata)
+        await split_archive(item, self._supervisor)  # one item per model file inside an archive
+        return await asyncio.to_thread(service.snapshot_id_for_hash, self.store, item.sha256)
+
+    def _platform_slot(self, platform: str) -> asyncio.Semaphore:
+        """``platforms.<p>.concurrency`` downloads per platform. The slots every platform shares are
+        taken in the HTTP layer only while a body streams, so a platform waiting on its rate budget
+        or on a slow host never keeps another platform's item from downloading."""
+        loop = asyncio.get_running_loop()
+        owner, slots = getattr(self, "_platform_slots", (None, {}))
+        if owner is not loop:  # semaphores belong to one loop; a restarted pipeline has a new one
+            slots = {}
+            self._platform_slots = (loop, slots)
+        if platform not in slots:
+            slots[platform] = asyncio.Semaphore(max(1, self.settings.platform(platform).concurrency))
+        return slots[platform]
 
     # ------------------------------------------------------------ extract
 

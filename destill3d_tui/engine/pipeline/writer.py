@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue as queue_mod
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -99,12 +100,35 @@ class _WriterMixin:
         room = self._capacity() - self.inflight
         if room <= 0:
             return 0
-        rows = self.queue.claim(self.owner, room)
+        rows = self._claim_round_robin(room)
         if rows:
             self._crash.reached("after_claim")
         for row in rows:
             self._route(row)
         return len(rows)
+
+    def _claim_round_robin(self, room: int) -> list[Any]:
+        """Claim one item at a time from a platform holding the fewest items in flight.
+
+        Claimed in queue order, one platform's long run (or a platform waiting on its rate budget)
+        would hold every slot while the other platforms' budgets sit idle.
+        """
+        with self._lock:
+            load = Counter(item.row.platform for item in self._inflight.values())
+        rows: list[Any] = []
+        while len(rows) < room:
+            row = None
+            for level in sorted(set(load.values())) or [0]:  # the last level excludes nobody
+                busier = frozenset(p for p, n in load.items() if n > level)
+                got = self.queue.claim(self.owner, 1, exclude_platforms=busier)
+                if got:
+                    row = got[0]
+                    break
+            if row is None:
+                return rows
+            rows.append(row)
+            load[row.platform] += 1
+        return rows
 
     def _update_idle(self, claimed: int) -> None:
         if self._state in ("running", "idle"):

@@ -18,7 +18,7 @@ from .base import EngineScreen
 PAGE_SIZE = 100
 """Rows fetched per page: one LIMIT/OFFSET query, so a million rows never reach the widget."""
 FILTERS = (("platform", "platform"), ("format", "format"), ("label", "label"),
-           ("min_confidence", "min conf."), ("license", "licence"), ("search", "text, tag:x since:…"))
+           ("min_confidence", "min conf."), ("license", "licence"), ("search", "text / tag:x…"))
 """Form fields (key, placeholder). ``search`` reads typed terms like the F4 filter box; the others
 are one SnapshotFilter field each (``format`` is the source format)."""
 

@@ -175,7 +175,9 @@ class _StagesMixin:
             adapter = self._adapter(item.row.platform)
             target = item.temp_dir / "files"
             await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
-            result = await adapter.download(item.row.source_id, target, item.row.file_id)
+            # what the search learned (files, urls) travels in the row: adapters that read it get it
+            known = {"known": item.row.metadata} if getattr(adapter, "reads_queue_metadata", False) else {}
+            result = await adapter.download(item.row.source_id, target, item.row.file_id, **known)
         item.primary, item.sha256, item.bytes_in = Path(result.primary), result.sha256, int(result.bytes_downloaded)
         item.metadata = _metadata_from_download(result.metadata)
         await split_archive(item, self._supervisor)  # one item per model file inside an archive

@@ -346,7 +346,8 @@ def _tar_members(archive: tarfile.TarFile, packed: int, limits: ArchiveLimits) -
             raise ArchiveError(f"tar archive is corrupt: {exc}", reason="unsafe_archive") from exc
         count += 1
         declared += member.size
-        _check_totals(count, max(declared, archive.offset), packed, limits)
+        _check_totals(count, declared, packed, limits)  # what the headers so far say they will expand to
+        _check_totals(count, archive.offset, packed, limits)  # what was decompressed to reach this header
         _check_tar_member(member)
         yield member
 

@@ -42,9 +42,9 @@ def other_server() -> Iterator[FakeServer]:
 
 
 def platform_settings(
-    platform: str, base_url: str, *allow: str, rate: str = "200/s", **acquisition: object
+    platform: str, base_url: str, *allow: str, rate: str = "", **acquisition: object
 ) -> Settings:
-    """Quick settings with ``platform`` pointed at a fake server."""
+    """Quick settings with ``platform`` pointed at a fake server, at the platform's shipped rate budget."""
     from destill3d_tui.engine.config import PlatformSettings
 
     settings = quick_settings(*allow, **acquisition)

@@ -69,8 +69,9 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class FakeServer:
-    def __init__(self, app: App | None = None) -> None:
+    def __init__(self, app: App | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app: App = app or (lambda request: Reply(404, "Not Found"))
+        self.host, self._port = host, port  # another 127.x address stands in for another machine
         self.requests: list[Request] = []
         self._faults: list[tuple[str, Reply]] = []
         self._lock = threading.Lock()
@@ -93,7 +94,7 @@ class FakeServer:
 
             do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle
 
-        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer((self.host, self._port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -118,11 +119,11 @@ class FakeServer:
 
     @property
     def hostport(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     # ------------------------------------------------------------ faults and records
 

@@ -78,3 +78,18 @@ def tar_gz_of(path: Path, members: dict[str, bytes]) -> Path:
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return path
+
+
+# name -> the reason the bad-input tests expect (tests/integration and tests/store test_badinputs)
+CASES = {
+    "ours_tar_bz2_bomb_3GB.tar.bz2": "too_large",
+    "ours_tar_bz2_one_8GiB_member.tar.bz2": "too_large",
+    "ours_tar_bz2_gnu_long_name_4000MB.tar.bz2": "too_large",
+}
+
+
+def write_cases(folder: Path) -> None:
+    """The hostile archives of :data:`CASES` into ``folder`` (beside the shared bad inputs)."""
+    tar_bz2_bomb(folder / "ours_tar_bz2_bomb_3GB.tar.bz2")
+    tar_bz2_one_huge_member(folder / "ours_tar_bz2_one_8GiB_member.tar.bz2", gigabytes=8)
+    tar_bz2_gnu_long_name(folder / "ours_tar_bz2_gnu_long_name_4000MB.tar.bz2", name_mb=4000)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from destill3d_tui.engine.store.snapshot import Snapshot
+from tests.acquire import hostile_archives
 from tests.fakes.server import FakeServer
 
 BADINPUTS = Path(__file__).resolve().parents[2].parent / "shared" / "badinputs"
@@ -43,6 +44,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     canary = server.url
     subprocess.run([sys.executable, str(BADINPUTS / "make_bad_inputs.py"), str(work / "in"), "--canary-url", canary],
                    check=True, capture_output=True)  # fmt: skip
+    hostile_archives.write_cases(work / "in")
     home = root / "home"
     before = {p for p in root.rglob("*")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESTILL3D_")} | {"DESTILL3D_HOME": str(home)}
@@ -64,7 +66,7 @@ def test_run_finishes_with_one_record_per_file(run: dict) -> None:
     inputs = [p for p in (run["work"] / "in").iterdir()]
     assert run["count"] == len(inputs)
     for record in run["records"].values():
-        assert set(record) == {"path", "status", "reason", "message", "output", "points", "ms"}
+        assert set(record) - {"member"} == {"path", "status", "reason", "message", "output", "points", "ms"}
         assert record["status"] in ("ok", "failed")
         assert record["status"] == "ok" or (record["reason"] and record["message"])
 
@@ -98,6 +100,14 @@ def test_file_behaves_as_its_class_requires(run: dict, case: dict) -> None:
     assert record["reason"] in allowed, record
     if expect == "hang_guard":
         assert record["ms"] is not None and record["ms"] < (TIMEOUT_S + 10) * 1000
+
+
+@pytest.mark.parametrize("name", sorted(hostile_archives.CASES))
+def test_our_hostile_archives(run: dict, name: str) -> None:
+    """Archive bombs are refused with too_large while the archive streams, in a worker, quickly."""
+    record = run["records"][name]
+    assert (record["status"], record["reason"]) == ("failed", hostile_archives.CASES[name]), record
+    assert record["ms"] is not None and record["ms"] < 10_000  # the old code decompressed for 10-90 s
 
 
 def test_no_nan_in_any_snapshot(run: dict) -> None:

@@ -39,7 +39,9 @@ async def split_archive(item: Any, supervisor: Any) -> None:
     ``metadata`` (member, its sha256 and size), its ``sha256``/``bytes_in`` become the member's,
     and ``siblings`` holds the queue entries for the archive's other model files.
     """
-    if item.primary is None or not await asyncio.to_thread(is_archive, Path(item.primary)):
+    if item.primary is None or not _members_are_models(item.row.platform):
+        return
+    if not await asyncio.to_thread(is_archive, Path(item.primary)):
         return  # reads at most one decompressed tar block: safe in the runner
     known = member_of(item.row.metadata)
     if known is not None:  # a sibling (or a retry): its member was chosen when the archive was listed
@@ -58,6 +60,19 @@ async def split_archive(item: Any, supervisor: Any) -> None:
     item.metadata.update(_member_metadata(item.row, first, several=bool(rest)))
     item.sha256, item.bytes_in = first.sha256, first.size
     item.siblings = [sibling_entry(item.row, m) for m in rest]
+
+
+def _members_are_models(platform: str) -> bool:
+    """Whether an archive from ``platform`` holds separate models (a Thingiverse zip of parts, a
+    local folder's archives) or one model's encodings (a Sketchfab or Smithsonian package, whose
+    ``files_are_models`` is False: the worker extracts its best file)."""
+    from ..acquire.registry import adapter_class
+    from ..errors import Destill3DError
+
+    try:
+        return bool(getattr(adapter_class(platform), "files_are_models", True))
+    except Destill3DError:
+        return True
 
 
 def _member_metadata(row: QueueRow, member: ArchiveMember, several: bool) -> dict[str, Any]:

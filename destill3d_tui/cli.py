@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .commands import register_all
@@ -63,23 +65,47 @@ def normalise_db_url(value: str) -> str:
     """A plain path means a SQLite file."""
     if "://" in value:
         return value
-    from pathlib import Path
-
     return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+def new_database_path(db: str | None) -> Path | None:
+    """The explicit ``--db`` SQLite file when it does not exist yet (its creation is then announced)."""
+    if not db or "://" in db:
+        return None
+    path = Path(db).expanduser().resolve()
+    return None if path.exists() else path
+
+
+def database_fault_line(exc: BaseException, settings: Any) -> str | None:
+    """One line for a fault of the database itself (full, damaged, read-only, ...); None otherwise."""
+    from .engine.store.db import database_fault, display_url, is_fault
+
+    if not is_fault(exc):
+        return None
+    fault = database_fault(exc, display_url(settings.database_url()))
+    return f"destill3d-tui: {fault.reason}: {fault}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .engine.config import load_settings
-    from .engine.errors import ConfigError, Destill3DError
+    from .engine.errors import ConfigError
 
     try:
         settings = load_settings(args.config, settings_overrides(args))
     except ConfigError as exc:
         print(f"destill3d-tui: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    created = new_database_path(args.db)
+    try:
+        return _dispatch(args, settings)
+    finally:
+        if created is not None and created.exists():
+            print(f"destill3d-tui: created a new database at {created}", file=sys.stderr)
 
+
+def _dispatch(args: argparse.Namespace, settings: Any) -> int:
     if args.headless:
         from .engine.headless import run_headless
 
@@ -88,11 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .app import run_app
 
         return run_app(settings)
-
     handler = getattr(args, "handler", None)
     if handler is None:
         args.group_parser.print_help(sys.stderr)
         return EXIT_USAGE
+    return _run_command(handler, args, settings)
+
+
+def _run_command(handler: Any, args: argparse.Namespace, settings: Any) -> int:
+    """Run one subcommand; every engine error, database faults included, is one line on stderr."""
+    from .engine.errors import ConfigError, Destill3DError
+
     ctx = CommandContext(settings=settings, json_output=getattr(args, "json_output", False))
     try:
         return int(handler(args, ctx) or 0)
@@ -104,5 +136,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        line = database_fault_line(exc, settings)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return EXIT_FAILED
     finally:
+        _close_quietly(ctx, settings)
+
+
+def _close_quietly(ctx: CommandContext, settings: Any) -> None:
+    """Closing after a database fault may meet the same fault: it was reported already."""
+    try:
         ctx.close()
+    except Exception as exc:
+        if database_fault_line(exc, settings) is None:
+            raise

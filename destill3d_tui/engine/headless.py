@@ -3,9 +3,11 @@
 Progress goes to stderr (a rich progress bar on a TTY, plain lines otherwise); with ``--json``
 one JSON object per finished item goes to stdout (model ids and messages in the escaped
 display form of :func:`text.display`, like every line on stderr). Exit codes: 0 every item stored, 1 some
-failed, 2 configuration or database error, 130 interrupted. The first SIGINT/SIGTERM lets
-in-flight items reach a committed stage and then exits; a second one exits at once (the
-queue is still consistent: every transition is committed before the next stage starts).
+failed, 2 configuration or database error (a full, damaged or read-only database stops the run
+with one line naming it), 130 interrupted by SIGINT, 143 by SIGTERM. The first signal hands
+every in-flight item back or to a committed stage within 30 s and then exits; a second one
+exits at once (the queue is still consistent: every transition is committed before the next
+stage starts, and leases of a dead runner go back to the queue uncharged).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from .config import Settings
-from .errors import ConfigError, DatabaseError
+from .errors import ConfigError, DatabaseError, Destill3DError
 from .events import Event, ItemFailed, ItemsQueued, ItemStored
 from .text import display, display_all
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: what a service manager expects after SIGTERM
 
 
 def item_record(event: Event) -> dict[str, Any] | None:
@@ -107,12 +110,16 @@ class _Reporter:
             self._progress.stop()
 
 
-def _install_signals(cancel: threading.Event, err: TextIO) -> Callable[[], None]:
-    """First SIGINT/SIGTERM: drain; second: leave now. Returns a function restoring the old handlers."""
+def _install_signals(cancel: threading.Event, err: TextIO, received: list[int]) -> Callable[[], None]:
+    """First SIGINT/SIGTERM: drain; second: leave now. Returns a function restoring the old handlers.
+
+    The signal number goes into ``received``: the exit code is 128 + it (130 SIGINT, 143 SIGTERM).
+    """
 
     def handler(signum: int, frame: Any) -> None:
         if cancel.is_set():
-            os._exit(EXIT_INTERRUPTED)
+            os._exit(128 + signum)
+        received.append(signum)
         cancel.set()
         err.write("destill3d: stopping after in-flight items reach a committed stage (again to quit now)\n")
         err.flush()
@@ -142,20 +149,48 @@ def run_headless(
         err.write(f"destill3d-tui: {exc.reason}: {display(exc)}\n")
         return EXIT_USAGE
     cancel = cancel or threading.Event()
-    restore = _install_signals(cancel, err)
-    reporter = _Reporter(d3d.queue_engine.pending(), json_lines, out, err)
+    received: list[int] = []
+    restore = _install_signals(cancel, err, received)
+    reporter = _Reporter(0, json_lines, out, err)
     unsubscribe = d3d.events.subscribe(reporter)
     try:
+        reporter.total = d3d.queue_engine.pending()
         summary = d3d.pipeline.run_until_empty(cancel=cancel, watch=watch)
+    except Exception as exc:  # the database stopped the run: one line, nothing stored is lost
+        fault = _as_database_fault(exc, d3d)
+        err.write(f"destill3d-tui: {fault.reason}: {display(fault)}\n")
+        return EXIT_USAGE
     finally:
         unsubscribe()
         reporter.close()
         restore()
-        d3d.close()
+        _close_quietly(d3d)
     err.write(
         f"destill3d: {summary.stored} stored ({summary.duplicates} duplicates), {summary.failed} failed"
         f"{', interrupted' if summary.interrupted else ''}\n"
     )
     if summary.interrupted:
-        return EXIT_INTERRUPTED
+        return 128 + received[0] if received else EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _as_database_fault(exc: Exception, d3d: Any) -> Destill3DError:
+    """The error that stopped a run as one reportable error; anything that is not one is re-raised."""
+    from .store.db import is_fault
+
+    if isinstance(exc, Destill3DError):
+        return exc
+    if is_fault(exc):
+        return d3d.store.fault(exc)
+    raise exc
+
+
+def _close_quietly(d3d: Any) -> None:
+    """Closing after a database fault meets the same fault again: it was reported already."""
+    from .store.db import is_fault
+
+    try:
+        d3d.close()
+    except Exception as exc:
+        if not is_fault(exc):
+            raise

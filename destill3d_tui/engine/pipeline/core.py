@@ -15,7 +15,7 @@ from .. import locations
 from ..config import Settings
 from ..events import EventBus, PipelineStateChanged
 from ..queue import Queue, make_owner
-from ..store.db import Store
+from ..store.db import Store, is_fault
 from .extraction import make_supervisor
 from .items import (
     RunSummary,
@@ -25,6 +25,11 @@ from .items import (
 )
 from .stages import _StagesMixin
 from .writer import _WriterMixin
+
+DRAIN_S = 15.0  # stop(): in-flight extractions get this long to commit; then they are handed back.
+# SIGTERM must end within 30 s whatever is in flight (operators and service managers wait about
+# that long); downloads stop at once, so this and the shutdown steps below fit well inside it.
+LOOP_CLOSE_S = 5.0  # cancelled download tasks get this long to unwind before the loop closes
 
 # ---------------------------------------------------------------- the pipeline
 
@@ -54,6 +59,7 @@ class Pipeline(_StagesMixin, _WriterMixin):
         self._summary = RunSummary()
         self._wake = threading.Event()
         self._stop_deadline = float("inf")
+        self._fault: Exception | None = None  # set by the writer when the database stops the run
         db_key = hashlib.sha1(store.url.encode()).hexdigest()[:10]
         root = (
             Path(settings.acquisition.temp_directory) if settings.acquisition.temp_directory else locations.temp_root()
@@ -80,13 +86,15 @@ class Pipeline(_StagesMixin, _WriterMixin):
         if self._threads:
             return
         self._stopping.clear()
+        self._fault = None
         self._summary = RunSummary()
+        # Before any process or thread starts: a database fault here leaves nothing to clean up.
+        self._reap()  # leases of dead processes are reclaimed on start (spec 12.3)
+        self._sweep_temp()
         self._supervisor = make_supervisor(self.settings)
         self._classifier = self._load_classifier()
         self._loop = asyncio.new_event_loop()
         self._download_slots = asyncio.Semaphore(max(1, self.settings.acquisition.max_concurrent_downloads))
-        self._reap()  # leases of dead processes are reclaimed on start (spec 12.3)
-        self._sweep_temp()
         for name, target in (("writer", self._writer_loop), ("acquire", self._loop.run_forever),
                              ("classify", self._classify_loop)):  # fmt: skip
             thread = threading.Thread(target=target, name=f"d3d-{name}", daemon=True)
@@ -106,38 +114,72 @@ class Pipeline(_StagesMixin, _WriterMixin):
         if self._threads:
             self._set_state("running")
 
+    @property
+    def fault(self) -> Exception | None:
+        """What stopped the run (a full, damaged or read-only database), or None."""
+        return self._fault
+
     def stop(self, drain: bool = True) -> None:
-        """Finish in-flight stages to a committed state, hand unfinished items back, stop threads."""
+        """Hand every in-flight item back or to a committed stage within :data:`DRAIN_S`, stop threads.
+
+        Downloads see the stop and cancel themselves (their items go back to the queue uncharged);
+        extractions and classifications get until the deadline to commit, then are handed back too.
+        Tasks still on the download loop after that are cancelled before it closes.
+        """
         if not self._threads:
             return
         self._set_state("draining")
-        # In-flight stages get this long to reach a commit; then they are handed back unfinished.
-        self._stop_deadline = time.monotonic() + self.settings.extraction.timeout_s + 30.0
+        self._stop_deadline = time.monotonic() + DRAIN_S
         self._stopping.set()
         self._wake.set()
-        writer = self._threads[0]
-        writer.join()
+        self._threads[0].join()  # the writer: returns once nothing is in flight (or on a fault)
         self._classify_q.put(None)
         self._threads[2].join()
-        if self._loop is not None:
-            self._close_adapters()
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._threads[1].join()
-            self._loop.close()
-        self._supervisor.close()
+        self._close_loop()
+        # Whatever the children still hold was handed back by the writer: stop them now.
+        self._supervisor.close(kill=True)
         self._threads = []
         self._set_state("stopped")
 
+    def _close_loop(self) -> None:
+        """Close adapters, stop the loop, and leave no task pending ("Task was destroyed ...")."""
+        loop = self._loop
+        if loop is None:
+            return
+        self._close_adapters()
+        loop.call_soon_threadsafe(loop.stop)
+        self._threads[1].join()
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=LOOP_CLOSE_S))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
     def run_until_empty(self, cancel: threading.Event | None = None, watch: bool = False) -> RunSummary:
-        """Process until no unfinished item is left (``watch``: until ``cancel`` is set)."""
-        self.start()
+        """Process until no unfinished item is left (``watch``: until ``cancel`` is set).
+
+        Raises :class:`~..errors.DatabaseError` (one message naming the cause and the database)
+        when the database stops the run: full, damaged, read-only. Nothing stored is lost, and
+        the items in flight go back to the queue uncharged when the next run reaps their leases.
+        """
+        interrupted = False
         try:
-            while not (cancel is not None and cancel.is_set()):
+            self.start()
+            while not (cancel is not None and cancel.is_set()) and self._fault is None:
                 if not watch and self.inflight == 0 and self.queue.pending() == 0:
                     break
                 time.sleep(0.1)
-        finally:
             interrupted = cancel is not None and cancel.is_set()
+        except Exception as exc:
+            if not is_fault(exc):
+                raise
+            self._fault = self._fault or self.store.fault(exc)
+        finally:
             self.stop(drain=True)
+        if self._fault is not None:
+            raise self._fault
         self._summary.interrupted = interrupted
         return self._summary

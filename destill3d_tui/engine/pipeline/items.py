@@ -89,6 +89,7 @@ class _Op:
     error: BaseException | None = None
     stage: str = ""
     duplicate_of: str | None = None
+    in_batch: bool = False  # duplicate_of is a snapshot stored earlier in the same writer batch
 
 
 def _platform_wait(error: BaseException | None) -> bool:

@@ -7,14 +7,16 @@ import queue as queue_mod
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import peewee as pw
 
-from ..errors import describe
+from ..errors import Destill3DError, describe
 from ..events import ItemFailed, ItemStored, StageFinished
 from ..store import service
-from ..store.db import ACQUIRED, CLASSIFIED, EXTRACTED, QUEUED, STORED, dumps
+from ..store.db import ACQUIRED, CLASSIFIED, EXTRACTED, QUEUED, STORED, dumps, is_fault
 from .items import (
     _REQUEUED,
     BATCH_MAX,
@@ -27,6 +29,23 @@ from .items import (
 
 log = logging.getLogger(__name__)
 
+FAULT_RETRY_S = 30.0  # a transient database fault (lock, lost server) is retried this long, then stops the run
+
+
+@dataclass
+class _WriterClock:
+    """When the writer next heartbeats, reaps and claims (monotonic seconds)."""
+
+    next_beat: float = 0.0
+    next_reap: float = 0.0
+    next_claim: float = 0.0
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    """``vector`` scaled to length 1 (cosine similarity is then a dot product)."""
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
 
 class _WriterMixin:
     """The writer half of :class:`~.core.Pipeline` (state lives there)."""
@@ -34,42 +53,66 @@ class _WriterMixin:
     # ------------------------------------------------------------ writer
 
     def _writer_loop(self) -> None:
-        next_beat = next_reap = next_claim = 0.0
-        beat_every = max(0.5, self.settings.pipeline.lease_seconds / 3.0)
-        reap_every = max(0.5, min(10.0, self.settings.pipeline.lease_seconds / 2.0))
+        clock = _WriterClock()
+        failing_since: float | None = None
         try:
             while True:
                 ops = self._drain_ops()
                 try:
-                    if ops:
-                        self._apply(ops)
-                        ops = []
-                    now = time.monotonic()
-                    if self._stopping.is_set():
-                        if self.inflight == 0 and self._ops.empty():
-                            return
-                        if now > self._stop_deadline:
-                            with self._lock:
-                                stuck = list(self._inflight.values())
-                            self._release(stuck)
-                        continue
-                    if now >= next_beat:
-                        self.queue.heartbeat(self.owner)
-                        next_beat = now + beat_every
-                    if now >= next_reap:
-                        self._reap()
-                        next_reap = now + reap_every
-                    if not self._paused.is_set() and now >= next_claim:
-                        got = self._claim()
-                        next_claim = now if got else now + IDLE_POLL_S
-                        self._update_idle(got)
-                except pw.OperationalError:
-                    # Locked or unreachable database: keep the ops and try again shortly.
-                    for op in ops:
+                    if self._writer_step(ops, clock):
+                        return
+                    failing_since = None
+                except Exception as exc:
+                    fault = self._as_fault(exc)
+                    failing_since = failing_since or time.monotonic()
+                    if fault.kind != "transient" or time.monotonic() - failing_since > FAULT_RETRY_S:
+                        self._stop_for(fault)
+                        return
+                    for op in ops:  # locked, or the server away for a moment: keep the ops, try again
                         self._ops.put(op)
                     time.sleep(0.5)
         finally:
             self.store.close()
+
+    def _writer_step(self, ops: list[_Op], clock: _WriterClock) -> bool:
+        """Commit ``ops``, then heartbeat, reap and claim when due. True when the writer is done."""
+        if ops:
+            self._apply(ops)
+            ops.clear()
+        now = time.monotonic()
+        if self._stopping.is_set():
+            if self.inflight == 0 and self._ops.empty():
+                return True
+            if now > self._stop_deadline:
+                with self._lock:
+                    stuck = list(self._inflight.values())
+                self._release(stuck)
+            return False
+        if now >= clock.next_beat:
+            self.queue.heartbeat(self.owner)
+            clock.next_beat = now + max(0.5, self.settings.pipeline.lease_seconds / 3.0)
+        if now >= clock.next_reap:
+            self._reap()
+            clock.next_reap = now + max(0.5, min(10.0, self.settings.pipeline.lease_seconds / 2.0))
+        if not self._paused.is_set() and now >= clock.next_claim:
+            got = self._claim()
+            clock.next_claim = now if got else now + IDLE_POLL_S
+            self._update_idle(got)
+        return False
+
+    def _as_fault(self, exc: Exception) -> Destill3DError:
+        """The writer's exception as an error to stop on: database faults by cause, anything else a bug."""
+        if is_fault(exc):
+            return self.store.fault(exc)
+        log.exception("the database writer failed")
+        return Destill3DError(f"the database writer failed: {type(exc).__name__}: {exc}", reason="internal_error")
+
+    def _stop_for(self, fault: Destill3DError) -> None:
+        """A fault retrying cannot fix: stop the run. Committed work stays; held items are reaped uncharged."""
+        log.error("stopping: %s", fault)
+        self._fault = fault
+        self._stopping.set()
+        self._wake.set()
 
     def _reap(self) -> None:
         """Free stale leases; items that ran out of attempts that way count as failed in this run."""
@@ -137,6 +180,7 @@ class _WriterMixin:
     def _apply(self, ops: list[_Op]) -> None:
         """Commit a batch of transitions in one transaction, then move each item on."""
         done: list[tuple[_Op, Any]] = []
+        ops = [self._handed_back(op) for op in ops]
         self._check_near_duplicates(ops)  # before the transaction: the index may reconcile (reads only)
         with self.store.atomic(immediate=True):
             for op in ops:
@@ -146,11 +190,10 @@ class _WriterMixin:
                 except _LeaseLost:
                     service.tags_rolled_back(self.store)
                     done.append((op, _LeaseLost))
-                except pw.OperationalError:
-                    service.tags_rolled_back(self.store)
-                    raise  # the connection or lock, not this item: the whole batch is retried
                 except Exception as exc:
                     service.tags_rolled_back(self.store)
+                    if is_fault(exc):
+                        raise  # the database (full, locked, damaged), not this item: the writer decides
                     done.append((op, self._op_failed(op, exc)))
             if any(op.kind == "store" for op, _ in done):
                 for op, result in done:
@@ -160,21 +203,40 @@ class _WriterMixin:
         for op, result in done:
             self._after_commit(op, result)
 
+    def _handed_back(self, op: _Op) -> _Op:
+        """An extraction cancelled by stop() is handed back uncharged, not failed."""
+        cancelled = op.kind == "failed" and describe(op.error or Exception())["reason"] == "cancelled"
+        return _Op("release", op.item) if cancelled and self._stopping.is_set() else op
+
     def _check_near_duplicates(self, ops: list[_Op]) -> None:
-        """With ``pipeline.skip_near_duplicates``, mark store ops whose object is already stored."""
+        """With ``pipeline.skip_near_duplicates``, mark store ops whose object is already stored.
+
+        Each snapshot is checked against the index and against the ones this batch accepts
+        before it (they are not in the index yet: two copies in one batch must not both be stored).
+        """
         if not self.settings.pipeline.skip_near_duplicates:
             return
-        from ..store.duplicates import is_near_duplicate
+        from ..store.duplicates import is_near_duplicate, shape_descriptor
 
+        accepted: list[tuple[str, np.ndarray]] = []
+        threshold = self.settings.pipeline.near_duplicate_threshold
         for op in ops:
             if op.kind == "store" and op.item.snapshot is not None:
-                if service.snapshot_id_for_hash(self.store, op.item.snapshot.provenance.original_file_hash):
+                snap = op.item.snapshot
+                if service.snapshot_id_for_hash(self.store, snap.provenance.original_file_hash):
                     continue  # the same file: _commit_store records it as an exact "duplicate"
                 try:
-                    op.duplicate_of = is_near_duplicate(op.item.snapshot, self.store, self.settings)
+                    op.duplicate_of = is_near_duplicate(snap, self.store, self.settings)
+                    descriptor = _unit(shape_descriptor(snap.geometry.points))
                 except Exception:  # a broken index must not lose the item: store it as usual
                     log.exception("near-duplicate check failed for %s", op.item.model_id)
                     op.duplicate_of = None
+                    continue
+                if op.duplicate_of is None:
+                    op.duplicate_of = next((sid for sid, d in accepted if float(d @ descriptor) >= threshold), None)
+                    op.in_batch = op.duplicate_of is not None
+                if op.duplicate_of is None:
+                    accepted.append((snap.snapshot_id, descriptor))
 
     def _op_failed(self, op: _Op, exc: Exception) -> Any:
         """An op that raised: the item fails at the stage it was committing (or is dropped)."""
@@ -201,6 +263,9 @@ class _WriterMixin:
         elif op.kind == "classified":
             held = q.advance(item.queue_id, owner, CLASSIFIED)
         elif op.kind == "store":
+            twin = "SELECT 1 FROM snapshots WHERE snapshot_id = ?"
+            if op.in_batch and self.store.execute(twin, (op.duplicate_of,)).fetchone() is None:
+                op.duplicate_of = None  # its twin earlier in the batch failed to store: this one is the first
             if op.duplicate_of:  # near duplicate (checked before the transaction): nothing stored
                 held = q.advance(item.queue_id, owner, STORED, reason="near_duplicate", duplicate_of=op.duplicate_of,
                                  file_hash=item.sha256, bytes_in=item.bytes_in)  # fmt: skip

@@ -16,11 +16,14 @@ a busy timeout.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
+import sqlite3
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import peewee as pw
 
@@ -204,7 +207,10 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
         return "sqlite", {"path": Path(url).expanduser()}
     parts = urlparse(url)
     if parts.scheme == "sqlite":
-        return "sqlite", {"path": Path(unquote(parts.path)).expanduser()}
+        path = unquote(parts.path)
+        if path.startswith("//"):  # sqlite:////abs/path (an absolute path after sqlite:///)
+            path = "/" + path.lstrip("/")
+        return "sqlite", {"path": Path(path).expanduser()}
     if parts.scheme in ("postgresql", "postgres"):
         params: dict[str, Any] = {
             "database": unquote(parts.path.lstrip("/")) or "postgres",
@@ -219,27 +225,103 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     raise DatabaseError(f"unsupported database URL {url!r}: use a SQLite path or postgresql://user@host:port/name")
 
 
-def open_database(url: str, busy_timeout_ms: int = 10_000) -> pw.Database:
+def display_url(url: str) -> str:
+    """A SQLite file's path, or a PostgreSQL URL without its password: what messages name."""
     kind, p = parse_url(url)
     if kind == "sqlite":
-        path: Path = p["path"]
+        return str(p["path"])
+    user = f"{p['user']}@" if p["user"] else ""
+    return f"postgresql://{user}{p['host']}:{p['port']}/{p['database']}"
+
+
+def sqlite_writable(path: Path) -> bool:
+    """False when this process cannot write the file or create its ``-wal``/``-shm`` beside it.
+
+    ``os.access`` also answers False for an immutable file (``chattr +i``), even for root.
+    """
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _sqlite_target(path: Path, create_dirs: bool) -> tuple[str, bool]:
+    """The file name or URI to connect to, and whether it is read-only.
+
+    An explicit path is never invented: a missing folder is an error naming it (only the
+    default database in the user data dir creates its folder). A file we cannot write opens
+    read-only; a WAL file in a folder we cannot write has no ``-shm`` to share, so it opens
+    ``immutable`` (nothing can be writing it: nobody can create its ``-wal`` either).
+    """
+    if not path.parent.is_dir():
+        if not create_dirs:
+            raise DatabaseError(f"{path}: the folder {path.parent} does not exist (check the --db path)",
+                                reason="database_not_found", kind="permanent")  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
-        return pw.SqliteDatabase(
-            str(path),
-            timeout=busy_timeout_ms / 1000.0,
-            pragmas={
-                "journal_mode": "wal",
-                "synchronous": "normal",
-                "foreign_keys": 1,
-                "busy_timeout": busy_timeout_ms,
-            },
-        )
+    if not path.exists() or sqlite_writable(path):
+        return str(path), False
+    uri = f"file:{quote(str(path))}"
+    try:
+        sqlite3.connect(f"{uri}?mode=ro", uri=True).execute("SELECT 1 FROM sqlite_master LIMIT 1").close()
+        return f"{uri}?mode=ro", True
+    except sqlite3.Error:
+        return f"{uri}?immutable=1", True
+
+
+def open_database(url: str, busy_timeout_ms: int = 10_000, *, create_dirs: bool = False) -> pw.Database:
+    kind, p = parse_url(url)
+    if kind == "sqlite":
+        target, read_only = _sqlite_target(p["path"], create_dirs)
+        pragmas: dict[str, Any] = {"foreign_keys": 1, "busy_timeout": busy_timeout_ms}
+        if not read_only:  # WAL is a property of the file: a read-only connection cannot switch it
+            pragmas.update(journal_mode="wal", synchronous="normal")
+        return pw.SqliteDatabase(target, timeout=busy_timeout_ms / 1000.0, pragmas=pragmas, uri=read_only)
     # Timestamps are naive UTC everywhere; the session time zone makes CURRENT_TIMESTAMP agree.
     options = "-c timezone=UTC"
     if p["schema"]:
         options += f" -c search_path={p['schema']}"
     kwargs = {k: p[k] for k in ("user", "password", "host", "port") if p[k] is not None}
     return pw.PostgresqlDatabase(p["database"], options=options, **kwargs)
+
+
+# What SQLite / PostgreSQL say -> (reason, kind, what it means for the user). First match wins.
+_FAULTS = (
+    (("database or disk is full", "no space left", "disk full"), "database_full", "permanent",
+     "the database or its disk is full"),
+    (("locked", "busy", "could not obtain lock"), "database_locked", "transient", "the database is locked"),
+    (("readonly", "read-only"), "database_readonly", "permanent", "the database is read-only"),
+    (("malformed", "not a database", "corrupt"), "database_corrupt", "permanent",
+     "the database is damaged or not a SQLite database"),
+    (("disk i/o error",), "database_io", "permanent", "the disk failed to read or write the database"),
+    (("unable to open",), "database_unavailable", "permanent", "the database file cannot be opened"),
+    (("connection", "could not connect", "server closed", "terminating"), "database_unavailable", "transient",
+     "the database server cannot be reached"),
+)  # fmt: skip
+
+
+def is_fault(exc: BaseException) -> bool:
+    """A fault of the database itself (space, locks, damage, connection), not of one item's data."""
+    if isinstance(exc, (pw.IntegrityError, pw.DataError, sqlite3.IntegrityError)):
+        return False
+    return isinstance(exc, (pw.DatabaseError, pw.InterfaceError, sqlite3.Error))
+
+
+def database_fault(exc: BaseException, where: str) -> DatabaseError:
+    """One clear error naming the cause and the database for a driver exception.
+
+    The cause may sit further down the chain: after SQLITE_FULL, SQLite has rolled the
+    transaction back itself, so the savepoint's own rollback fails with "no transaction is
+    active" while handling the real error.
+    """
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for cause in chain:
+        text = str(cause).strip() or type(cause).__name__
+        for needles, reason, kind, what in _FAULTS:
+            if any(n in text.lower() for n in needles):
+                return DatabaseError(f"{what}: {where} ({text})", reason=reason, kind=kind)  # type: ignore[arg-type]
+    text = str(exc).strip() or type(exc).__name__
+    return DatabaseError(f"database error at {where}: {text}", reason="database_error", kind="transient")
 
 
 class Store:
@@ -251,9 +333,15 @@ class Store:
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, migrate: bool = True) -> None:
         self.url = url
-        self.database = open_database(url, busy_timeout_ms)
+        kind, p = parse_url(url)
+        from .. import locations
+
+        # Only the default database may create its folder; an explicit path is never invented.
+        create_dirs = kind == "sqlite" and p["path"] == locations.default_database_path()
+        self.database = open_database(url, busy_timeout_ms, create_dirs=create_dirs)
         self.is_postgres = isinstance(self.database, pw.PostgresqlDatabase)
-        self.schema: str | None = parse_url(url)[1].get("schema")
+        self.read_only = bool(getattr(self.database, "connect_params", {}).get("uri"))
+        self.schema: str | None = p.get("schema")
         for base in MODELS:
             meta = type("Meta", (), {"database": self.database, "table_name": base._meta.table_name})
             setattr(self, base.__name__, type(base.__name__, (base,), {"Meta": meta, "__module__": __name__}))
@@ -268,17 +356,14 @@ class Store:
 
             try:
                 migrations.ensure_schema(self)
-            except pw.OperationalError as exc:
-                raise DatabaseError(f"cannot open database {self.display_url}: {exc}") from exc
+            except (pw.DatabaseError, pw.InterfaceError, sqlite3.Error) as exc:
+                self.close()
+                raise database_fault(exc, self.display_url) from None
 
     @property
     def display_url(self) -> str:
         """The URL without a password."""
-        kind, p = parse_url(self.url)
-        if kind == "sqlite":
-            return str(p["path"])
-        user = f"{p['user']}@" if p["user"] else ""
-        return f"postgresql://{user}{p['host']}:{p['port']}/{p['database']}"
+        return display_url(self.url)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -297,7 +382,12 @@ class Store:
             sql = sql.replace("?", "%s")
         return self.database.execute_sql(sql, params)
 
+    def fault(self, exc: BaseException) -> DatabaseError:
+        """:func:`database_fault` for this store (the message names its path or server)."""
+        return database_fault(exc, self.display_url)
+
     def close(self) -> None:
         """Closes this thread's connection (other threads' connections close with them)."""
         if not self.database.is_closed():
-            self.database.close()
+            with contextlib.suppress(pw.DatabaseError, sqlite3.Error):  # a broken file: nothing left to close
+                self.database.close()

@@ -213,7 +213,20 @@ def _lock(store: Store) -> None:
 
 
 def ensure_schema(store: Store) -> int:
-    """Create or upgrade the schema to :data:`LATEST`; returns the version found before."""
+    """Create or upgrade the schema to :data:`LATEST`; returns the version found before.
+
+    A read-only database is only read: it must already be at :data:`LATEST`.
+    """
+    if getattr(store, "read_only", False):
+        found = current_version(store)
+        if found != LATEST:
+            raise DatabaseError(
+                f"{store.display_url} is read-only and at schema version {found}, not {LATEST}: "
+                "open it once where it can be written to upgrade it",
+                reason="database_readonly",
+                kind="permanent",
+            )
+        return found
     with store.atomic(immediate=True):
         _lock(store)
         found = current_version(store)

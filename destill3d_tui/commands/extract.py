@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import CommandContext
+from .extract_archives import submit_jobs
 
 STRATEGIES = ("uniform", "fps", "poisson", "voxel", "hybrid")
 
@@ -99,18 +100,20 @@ def extract_dir_command(args: argparse.Namespace, ctx: CommandContext) -> int:
         ctx.err.print(f"no model files in {directory}", markup=False)
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
-    targets = output_names(files, out_dir)
     options = _options(args, ctx)
     workers = args.dir_workers or ctx.settings.pipeline.workers
     failed = 0
     with _supervisor(ctx, workers) as supervisor:
-        futures: dict[Future, Path] = {supervisor.submit(str(f), f, options, None): f for f in files}
-        for done, future in enumerate(as_completed(futures), start=1):
-            path = futures[future]
-            record = _finish(future, path, targets[path], options.precision)
+        jobs = submit_jobs(supervisor, files, options)  # an archive: one job per model file inside
+        targets = output_names([job.label for job in jobs.values()], out_dir)
+        for done, future in enumerate(as_completed(jobs), start=1):
+            job = jobs[future]
+            record = _finish(future, job.path, targets[job.label], options.precision)
+            if job.member is not None:
+                record["member"] = job.member
             failed += record["status"] != "ok"
-            _report(ctx, record, progress=f"[{done}/{len(files)}]")
-    ctx.err.print(f"{len(files) - failed} of {len(files)} files extracted into {out_dir}", markup=False)
+            _report(ctx, record, progress=f"[{done}/{len(jobs)}]")
+    ctx.err.print(f"{len(jobs) - failed} of {len(jobs)} files extracted into {out_dir}", markup=False)
     return 1 if failed else 0
 
 
@@ -140,13 +143,14 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def find_inputs(directory: Path, *, recursive: bool, pattern: str | None) -> list[Path]:
     """Regular files under ``directory`` (symlinks are not followed), sorted for a stable order."""
+    from ..engine.extract.archive import is_archive_name
     from ..engine.extract.formats import EXTENSIONS
 
     glob = pattern or "*"
     candidates = directory.rglob(glob) if recursive else directory.glob(glob)
     files = [p for p in candidates if p.is_file() and not p.is_symlink()]
     if pattern is None:
-        files = [p for p in files if p.suffix.lower() in EXTENSIONS]
+        files = [p for p in files if p.suffix.lower() in EXTENSIONS or is_archive_name(p.name)]
     return sorted(files)
 
 
@@ -199,11 +203,12 @@ def _summary(snapshot: Any) -> str:
 def _report(ctx: CommandContext, record: dict[str, Any], *, progress: str = "", verbose: bool = False) -> None:
     if ctx.json_output:
         ctx.emit_json(record)
+    name = f"{record['path']} [{record['member']}]" if record.get("member") else record["path"]  # in an archive
     if record["status"] == "ok":
         where = f" -> {record['output']}" if record["output"] else ""
-        line = f"{progress} ok {record['path']}{where} ({record['points']} points, {record['ms']} ms)"
+        line = f"{progress} ok {name}{where} ({record['points']} points, {record['ms']} ms)"
     else:
-        line = f"{progress} FAILED {record['path']}: {record['reason']}: {record['message']}"
+        line = f"{progress} FAILED {name}: {record['reason']}: {record['message']}"
     ctx.err.print(line.strip(), markup=False, soft_wrap=True)
     if verbose and not ctx.json_output and record["status"] == "ok":
         ctx.err.print(record["message"], markup=False)

@@ -3,7 +3,9 @@
 Bearer token on every call; 300 requests / 5 min (paced at <= 1 request/s); search answers
 ``{total, hits}`` (capped at 10 000 results) and has no licence, so licences come from
 ``/things/{id}``; a thing has several files (one queue item per model file, grouped by thing);
-downloads go through ``/files/{id}/download`` (302 to the CDN, fetched fresh each time).
+downloads go through ``/files/{id}/download`` (302 to the CDN, fetched fresh each time). A zip
+file is kept as downloaded: the pipeline lists it in the isolated extraction worker and makes
+one item per model file inside (``pipeline/archives.py``).
 
 Source ids: ``"5823117"`` (a thing), ``"5823117:12093311"`` (one file of a thing),
 ``"file:12093311"`` (a file whose thing is unknown: a ``download:`` URL).

@@ -302,10 +302,12 @@ def where_sql(store: Store, flt: SnapshotFilter) -> tuple[str, list[Any]]:
         parts.append(sql)
         params.extend(values)
 
+    # platforms are the adapters' lower-case names and formats are stored upper-case
+    # (snapshot_columns): plain equality keeps their indexes usable
     if flt.platform:
-        add("LOWER(platform) = ?", flt.platform.lower())
+        add("platform = ?", flt.platform.lower())
     if flt.source_format:
-        add("UPPER(original_format) = ?", flt.source_format.upper().lstrip("."))
+        add("original_format = ?", flt.source_format.upper().lstrip("."))
     if flt.label:
         add("LOWER(label) = ?", flt.label.lower())
     if flt.min_confidence is not None:

@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from destill3d_tui.engine.extract.archive import is_archive_name
 from destill3d_tui.engine.extract.formats import EXTENSIONS
+from tests.acquire import hostile_archives
 from tests.fakes.server import FakeServer
 
 from .conftest import REPO, cli, cli_env
@@ -33,6 +35,7 @@ def test_bad_inputs_into_the_database(tmp_path: Path, small_dir: Path, shared_di
     subprocess.run([sys.executable, str(shared_dir / "badinputs" / "make_bad_inputs.py"), str(bad),
                     "--canary-url", canary], check=True, capture_output=True)  # fmt: skip
     manifest = json.loads((bad / "manifest.json").read_text())
+    hostile_archives.write_cases(bad)
     db, home = tmp_path / "d.db", tmp_path / "home"
     flags = ("--db", str(db), "--set", "extraction.target_points=512", "--set", "pipeline.max_retries=2",
              "--set", "pipeline.retry_backoff_s=0.05", "--set", "extraction.timeout_s=30",
@@ -56,7 +59,9 @@ def test_bad_inputs_into_the_database(tmp_path: Path, small_dir: Path, shared_di
     conn.row_factory = sqlite3.Row
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     new = [r for r in conn.execute("SELECT * FROM processing_queue") if str(r["queue_id"]) not in before_queue]
-    expected = {f["file"] for f in manifest["files"] if Path(f["file"]).suffix.lower() in EXTENSIONS}
+    expected = {f["file"] for f in manifest["files"]
+                if Path(f["file"]).suffix.lower() in EXTENSIONS or is_archive_name(f["file"])}  # fmt: skip
+    expected |= set(hostile_archives.CASES)  # archives are queued: one item per model inside
     assert {Path(r["source_id"]).name for r in new} == expected
     for row in new:
         assert row["stage"] in ("stored", "failed"), dict(row)
@@ -72,6 +77,8 @@ def test_bad_inputs_into_the_database(tmp_path: Path, small_dir: Path, shared_di
             assert row["stage"] == "stored", (entry, row["reason"], row["last_error"])
         if entry["expect"] == "reject":
             assert row["stage"] == "failed", entry
+    for name, reason in hostile_archives.CASES.items():
+        assert (verdict[name]["stage"], verdict[name]["reason"]) == ("failed", reason), dict(verdict[name])
     for snap in conn.execute("SELECT surface_area, volume FROM snapshots"):
         assert math.isfinite(snap["surface_area"]) and math.isfinite(snap["volume"])  # no NaN/inf in the DB
     conn.close()

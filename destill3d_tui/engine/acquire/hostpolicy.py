@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
 import threading
 from collections.abc import Iterable
@@ -75,6 +76,29 @@ def is_private(address: str) -> bool:
     )
 
 
+def os_cause(exc: BaseException) -> str:
+    """The operating system's words for why a connection failed ("Connection refused"), else ``exc``'s."""
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, OSError) and current.errno:
+            return os.strerror(current.errno)
+        pending += list(getattr(current, "exceptions", ()))  # an ExceptionGroup of several attempts
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return str(exc) or type(exc).__name__
+
+
+def checked_addresses(platform: str, url: httpx.URL, addresses: list[str], *, explicit: bool) -> list[str]:
+    """``addresses`` unless one is private and the host:port was not explicitly allowed."""
+    if not explicit and any(is_private(address) for address in addresses):
+        raise DownloadError(
+            f"{platform}: host {url.host} resolves to a private/loopback/link-local address "
+            "(allow it with acquisition.allow_hosts)",
+            url=redact(str(url)), reason="host_not_allowed", kind="permanent",
+        )
+    return addresses
+
+
 def connection_error(platform: str, url: httpx.URL, why: str) -> DownloadError:
     """A failure to reach a host at all: reported at once (``retry = False``), never backed off."""
     error = DownloadError(f"{platform}: cannot connect to {url.host}:{port_of(url)}: {why}",
@@ -127,7 +151,7 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None
-        raise failure
+        raise type(failure)(os_cause(failure)) from failure
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Any = None) -> httpcore.AsyncNetworkStream:

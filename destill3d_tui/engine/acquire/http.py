@@ -51,6 +51,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from ..config import Settings
 from ..errors import AcquisitionError, DownloadError, PlatformError, RateLimitError
 from ..events import Event, RateBudgetChanged
+from . import hostpolicy
 from .base import RateLimit
 from .credentials import redact
 from .hostpolicy import (
@@ -58,7 +59,6 @@ from .hostpolicy import (
     PinnedBackend,
     connection_error,
     ip_literal,
-    is_private,
     origin_of,
     pinned_transport,
     port_of,
@@ -261,13 +261,7 @@ class HttpClient:
                 f"{platform}: host {url.host}:{port_of(url)} is not an allowed host for this platform",
                 url=redact(str(url)), reason="host_not_allowed", kind="permanent",
             )
-        addresses = await resolve(platform, url)
-        if not explicit and any(is_private(address) for address in addresses):
-            raise DownloadError(
-                f"{platform}: host {url.host} resolves to a private/loopback/link-local address "
-                "(allow it with acquisition.allow_hosts)",
-                url=redact(str(url)), reason="host_not_allowed", kind="permanent",
-            )
+        addresses = hostpolicy.checked_addresses(platform, url, await resolve(platform, url), explicit=explicit)
         if not ip_literal(url.host):
             self._backend.pin(url.host, port_of(url), addresses)
 
@@ -445,7 +439,7 @@ class HttpClient:
         if isinstance(exc, httpx.ConnectTimeout):
             return connection_error(platform, url, "timed out connecting (host unreachable?)")
         if isinstance(exc, httpx.ConnectError):
-            return connection_error(platform, url, _cause(exc))
+            return connection_error(platform, url, hostpolicy.os_cause(exc))
         if isinstance(exc, httpx.TimeoutException | TimeoutError):
             return DownloadError(f"{platform}: timed out talking to {redact(str(url))}", url=redact(str(url)),
                                  reason="timeout")

@@ -41,13 +41,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _extraction_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--points", type=int, help="points per snapshot (default: extraction.target_points)")
+    parser.add_argument("--points", type=_points, help="points per snapshot, 256-16384 (default: target_points)")
     parser.add_argument("--strategy", choices=STRATEGIES, help="sampling strategy")
     parser.add_argument("--views", action="store_true", default=None, help="also render 12 depth views")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--precision", choices=("compact", "exact"), help="array precision in the .d3d")
     parser.add_argument("--json", action="store_true", dest="json_output", default=argparse.SUPPRESS,
                         help="one JSON object per input on stdout")  # fmt: skip
+
+
+def _points(text: str) -> int:
+    """``--points`` within the range ``extraction.target_points`` allows (config.LIMITS)."""
+    from ..engine.config import range_message
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    message = range_message("extraction.target_points", value)
+    if message is not None:
+        raise argparse.ArgumentTypeError(message.replace("extraction.target_points", "--points", 1))
+    return value
 
 
 def _options(args: argparse.Namespace, ctx: CommandContext) -> Any:

@@ -3,7 +3,8 @@
 Sections are dataclasses; ``load_settings()`` builds a :class:`Settings` from all layers.
 Environment variables nest with ``__``: ``DESTILL3D_EXTRACTION__TARGET_POINTS=1024``,
 ``DESTILL3D_PLATFORMS__THINGIVERSE__BASE_URL=http://127.0.0.1:8000``.
-Unknown keys are errors with a "did you mean" hint, in every layer.
+Unknown keys are errors with a "did you mean" hint, in every layer; values outside their
+allowed range (:data:`LIMITS`, :data:`CHOICES`) are errors that give the range.
 """
 
 from __future__ import annotations
@@ -249,6 +250,103 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
 
 
+# ---------------------------------------------------------------- range checks
+
+_ANY = float("inf")
+LIMITS: dict[str, tuple[float, float]] = {
+    "database.busy_timeout_ms": (0, 3_600_000),
+    "extraction.target_points": (256, 16384),  # spec 11.2
+    "extraction.oversample_ratio": (1.0, 100.0),  # spec 11.2: ge=1.0
+    "extraction.seed": (0, 2**63 - 1),  # numpy seeds are non-negative
+    "extraction.view_count": (1, 64),
+    "extraction.view_resolution": (16, 2048),
+    "extraction.normal_k": (3, 256),
+    "extraction.max_faces": (1000, _ANY),
+    "extraction.timeout_s": (1.0, 86_400.0),
+    "extraction.memory_limit_mb": (0, 1 << 24),  # 0: no cap
+    "extraction.tessellation.linear_deflection": (1e-9, _ANY),
+    "extraction.tessellation.angular_deflection": (1e-6, 3.141592653589793),
+    "extraction.tessellation.relative_linear": (1e-9, 1.0),
+    "classification.batch_size": (1, 4096),
+    "classification.max_wait_ms": (0, 60_000),
+    "classification.top_k": (1, 100),
+    "classification.unknown_threshold": (0.0, 1.0),
+    "classification.tta": (1, 64),
+    "classification.azimuth_search": (0, 360),
+    "platforms.*.concurrency": (1, 64),
+    "acquisition.max_concurrent_downloads": (1, 256),
+    "acquisition.max_download_mb": (1, _ANY),
+    "acquisition.max_unpacked_mb": (1, _ANY),
+    "acquisition.max_archive_entries": (1, _ANY),
+    "acquisition.max_archive_ratio": (1.0, _ANY),
+    "acquisition.request_timeout_s": (0.001, _ANY),
+    "acquisition.download_deadline_s": (0.001, _ANY),
+    "acquisition.read_timeout_s": (0.001, _ANY),
+    "acquisition.retry_attempts": (0, 100),
+    "pipeline.workers": (1, 256),
+    "pipeline.max_retries": (0, 100),
+    "pipeline.lease_seconds": (1.0, _ANY),
+    "pipeline.retry_backoff_s": (0.0, _ANY),
+    "pipeline.near_duplicate_threshold": (0.0, 1.0),
+    "index.hnsw_threshold": (0, _ANY),
+    "index.hnsw_m": (2, 256),
+    "index.ef_search": (1, 4096),
+}
+"""Allowed (min, max) per numeric setting, both included; ``platforms.*`` applies to each platform."""
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "extraction.sampling_strategy": ("uniform", "fps", "poisson", "voxel", "hybrid"),
+    "extraction.precision": ("compact", "exact"),
+    "extraction.tessellation.preset": ("preview", "standard", "high", "custom"),
+    "classification.device": ("auto", "cuda", "cpu"),
+    "classification.precision": ("auto", "int8", "fp32"),
+    "acquisition.license_policy": ("research", "commercial", "any"),
+    "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+}
+"""The values a string setting may take (``logging.level`` compared in upper case)."""
+
+
+def _shown_limit(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def range_message(key: str, value: Any) -> str | None:
+    """Why ``value`` is not allowed for ``key`` (``"extraction.target_points"``), or None when it is."""
+    pattern = "platforms.*." + key.split(".")[-1] if key.startswith("platforms.") else key
+    if pattern in LIMITS:
+        lo, hi = LIMITS[pattern]
+        if lo <= value <= hi:
+            return None
+        allowed = f"at least {_shown_limit(lo)}" if hi == _ANY else f"{_shown_limit(lo)}-{_shown_limit(hi)}"
+        return f"{key} = {value!r} is out of range: allowed {allowed}"
+    if pattern in CHOICES:
+        options = CHOICES[pattern]
+        if (value.upper() if key == "logging.level" else value) in options:
+            return None
+        return f"{key} = {value!r} is not allowed: one of {', '.join(options)}"
+    return None
+
+
+def _values(settings: Settings) -> typing.Iterator[tuple[str, Any]]:
+    """(dotted key, value) for every setting that has a range or a list of choices."""
+    for key in (*LIMITS, *CHOICES):
+        if key.startswith("platforms.*."):
+            field_name = key.rsplit(".", 1)[1]
+            for name, entry in settings.platforms.items():
+                yield f"platforms.{name}.{field_name}", getattr(entry, field_name)
+        else:
+            yield key, _lookup(settings, key.split("."))
+
+
+def check_ranges(settings: Settings) -> Settings:
+    """Raise :class:`ConfigError` for the first setting outside its allowed range or choices."""
+    for key, value in _values(settings):
+        message = range_message(key, value)
+        if message is not None:
+            raise ConfigError(message)
+    return settings
+
+
 def load_settings(
     config_path: Path | str | None = None,
     overrides: dict[str, Any] | None = None,
@@ -266,7 +364,7 @@ def load_settings(
         nested = {k: v for k, v in overrides.items() if isinstance(v, dict)}
         _apply(settings, _nest(dotted), "")
         _apply(settings, nested, "")
-    return settings
+    return check_ranges(settings)
 
 
 # ---------------------------------------------------------------- writing the TOML file
@@ -313,6 +411,7 @@ def set_value(path: Path, dotted_key: str, raw_value: str) -> Settings:
     node[parts[-1]] = raw_value
     check = Settings()
     _apply(check, data, "")  # raises ConfigError with a hint on unknown keys / bad values
+    check_ranges(check)  # and on values outside their range: nothing is written then
     typed = _lookup(check, parts)
     node[parts[-1]] = typed
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -98,3 +98,35 @@ def test_cli_config_commands_round_trip(tmp_path: Path) -> None:
     bad = _cli("--config", str(cfg), "--set", "extraction.sed=1", "config", "show")
     assert bad.returncode == 2
     assert "did you mean 'seed'" in bad.stderr
+
+
+def test_values_outside_their_range_are_errors_that_give_the_range(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"extraction.target_points = 100 is out of range: allowed 256-16384"):
+        config.load_settings(None, environ={"DESTILL3D_EXTRACTION__TARGET_POINTS": "100"})
+    with pytest.raises(ConfigError, match=r"target_points = 20000 .*allowed 256-16384"):
+        config.load_settings(None, {"extraction.target_points": 20000}, environ={})
+    with pytest.raises(ConfigError, match=r"oversample_ratio = 0.5 .*allowed 1-100"):
+        config.load_settings(None, {"extraction.oversample_ratio": "0.5"}, environ={})
+    with pytest.raises(ConfigError, match=r"platforms.thingiverse.concurrency = 0 .*allowed 1-64"):
+        config.load_settings(None, environ={"DESTILL3D_PLATFORMS__THINGIVERSE__CONCURRENCY": "0"})
+    with pytest.raises(ConfigError, match=r"near_duplicate_threshold = 1.5 .*allowed 0-1"):
+        config.load_settings(None, {"pipeline.near_duplicate_threshold": 1.5}, environ={})
+    with pytest.raises(ConfigError, match=r"sampling_strategy = 'best' is not allowed: one of uniform, fps"):
+        config.load_settings(None, {"extraction.sampling_strategy": "best"}, environ={})
+    toml = tmp_path / "c.toml"
+    toml.write_text("[extraction]\ntarget_points = 128\n")
+    with pytest.raises(ConfigError, match="allowed 256-16384"):
+        config.load_settings(toml, environ={})
+    with pytest.raises(ConfigError, match="allowed 256-16384"):
+        config.set_value(toml, "extraction.target_points", "100")  # nothing written on a bad value
+    assert toml.read_text() == "[extraction]\ntarget_points = 128\n"
+    edges = {"extraction.target_points": 256, "extraction.oversample_ratio": 1.0, "logging.level": "info"}
+    assert config.load_settings(None, edges, environ={}).extraction.target_points == 256  # bounds are allowed
+    config.check_ranges(config.Settings())  # the defaults are inside every range
+
+
+def test_cli_refuses_points_outside_the_range() -> None:
+    bad = _cli("--set", "extraction.target_points=100", "config", "show")
+    assert bad.returncode == 2 and "allowed 256-16384" in bad.stderr
+    flag = _cli("extract", "file", "any.stl", "--points", "100")
+    assert flag.returncode == 2 and "--points = 100 is out of range: allowed 256-16384" in flag.stderr

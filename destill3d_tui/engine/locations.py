@@ -3,7 +3,8 @@
 Nothing here touches the disk at import time; callers create directories when they write.
 
 - ``DESTILL3D_CONFIG``: path of the TOML config file (default: user config dir / config.toml)
-- ``DESTILL3D_HOME``: one folder that replaces config, data and cache dirs (tests, portable use)
+- ``DESTILL3D_HOME``: one folder that replaces config, data and cache dirs (tests, portable use);
+  compiled kernels stay in the user cache dir (:func:`kernel_cache_dir`)
 """
 
 from __future__ import annotations
@@ -60,3 +61,9 @@ def temp_root() -> Path:
 def ensure_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def kernel_cache_dir() -> Path:
+    """Compiled extraction kernels (numba). Not under ``DESTILL3D_HOME``: compiled code belongs
+    to this installation and machine, not to a data home, so every home shares one compile."""
+    return Path(platformdirs.user_cache_dir(APP_NAME)) / "kernels"

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import sparse
 from scipy.sparse import csgraph
 
+from destill3d_tui.engine import locations
 from destill3d_tui.engine.extract import kernels
 
 
@@ -113,3 +119,38 @@ def test_extreme_indices_match_argmax() -> None:
     pts = np.random.default_rng(9).normal(size=(4000, 3))
     dirs = np.random.default_rng(10).normal(size=(26, 3))
     np.testing.assert_array_equal(kernels.extreme_indices(pts, dirs), (pts @ dirs.T).argmax(axis=0))
+
+
+WARM = (
+    "import sys, time\n"
+    "from destill3d_tui.engine.extract import kernels\n"
+    "t = time.monotonic()\n"
+    "kernels.warm_up()\n"
+    "stats = kernels.first_occurrence.stats\n"
+    "print(stats.cache_path, sum(stats.cache_hits.values()), round(time.monotonic() - t, 1))\n"
+)
+
+
+def test_kernels_compile_once_into_the_cache_dir_and_say_so(tmp_path: Path) -> None:
+    """Two workers starting on an empty cache: one compiles and prints one line; then all load it."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", WARM], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+
+    first = [p.communicate(timeout=300) for p in (start(), start())]
+    notices = sum(err.count(kernels.COMPILE_NOTICE) for _, err in first)
+    assert notices == 1, first
+    again_out, again_err = start().communicate(timeout=120)
+    assert kernels.COMPILE_NOTICE not in again_err
+    cache_path, hits, _ = again_out.split()
+    assert cache_path.startswith(str(tmp_path / "cache")) and int(hits) > 0  # loaded, not compiled
+
+
+def test_kernel_cache_is_in_the_user_cache_dir_not_beside_the_sources() -> None:
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        pytest.skip("NUMBA_CACHE_DIR chooses the folder")
+    cache_path = Path(kernels.first_occurrence.stats.cache_path)
+    assert cache_path.is_relative_to(locations.kernel_cache_dir())
+    assert not cache_path.is_relative_to(Path(kernels.__file__).parent)

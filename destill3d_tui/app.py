@@ -71,9 +71,11 @@ class PipelineStopped(Message):
 
 
 def describe_error(error: BaseException) -> str:
-    """``reason: message`` for engine errors, ``Type: message`` for anything else."""
+    """``reason: message`` for engine errors, ``Type: message`` for anything else (escaped: it may name files)."""
+    from .engine.text import display
+
     reason = getattr(error, "reason", None)
-    return f"{reason}: {error}" if reason else f"{type(error).__name__}: {error}"
+    return display(f"{reason}: {error}" if reason else f"{type(error).__name__}: {error}", newlines=True)
 
 
 CAPABILITY_MODULES: dict[str, tuple[str, str | None]] = {

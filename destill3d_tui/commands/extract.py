@@ -3,6 +3,12 @@
 ``--json`` prints one object per input on stdout:
 ``{"path", "status": "ok"|"failed", "reason", "message", "output", "points", "ms"}``;
 human progress goes to stderr. Exit code 0 when every file worked, 1 when some failed.
+
+Relative paths mean the caller's working folder (workers run in their own temp dirs, so paths
+are made absolute before any worker starts). Names and messages in both outputs are the
+escaped display form of :func:`engine.text.display`: a name holding terminal escapes or bytes
+that are not UTF-8 prints as ``\x1b[2J`` / ``\xff``, never raw (JSON included, so every
+record is valid, printable ASCII JSON).
 """
 
 from __future__ import annotations
@@ -86,11 +92,11 @@ def _supervisor(ctx: CommandContext, workers: int) -> Any:
 def extract_file_command(args: argparse.Namespace, ctx: CommandContext) -> int:
     path: Path = args.path
     if not path.is_file():
-        ctx.err.print(f"destill3d-tui: no such file: {path}", markup=False)
+        ctx.err.print(f"destill3d-tui: no such file: {_shown(path)}", markup=False)
         return 2
     options = _options(args, ctx)
-    with _supervisor(ctx, 1) as supervisor:
-        future = supervisor.submit(str(path), path, options, None)
+    with _supervisor(ctx, 1) as supervisor:  # --output is written here, in the caller's folder
+        future = supervisor.submit(str(path), path.absolute(), options, None)
         record = _finish(future, path, args.output, options.precision)
     _report(ctx, record, verbose=True)
     return 0 if record["status"] == "ok" else 1
@@ -102,7 +108,7 @@ def extract_file_command(args: argparse.Namespace, ctx: CommandContext) -> int:
 def extract_dir_command(args: argparse.Namespace, ctx: CommandContext) -> int:
     directory: Path = args.directory
     if not directory.is_dir():
-        ctx.err.print(f"destill3d-tui: no such folder: {directory}", markup=False)
+        ctx.err.print(f"destill3d-tui: no such folder: {_shown(directory)}", markup=False)
         return 2
     if args.output_dir is None:
         return _into_database(args, ctx)
@@ -111,7 +117,7 @@ def extract_dir_command(args: argparse.Namespace, ctx: CommandContext) -> int:
         f for f in find_inputs(directory, recursive=args.recursive, pattern=args.pattern) if not _inside(f, out_dir)
     ]
     if not files:
-        ctx.err.print(f"no model files in {directory}", markup=False)
+        ctx.err.print(f"no model files in {_shown(directory)}", markup=False)
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
     options = _options(args, ctx)
@@ -124,10 +130,10 @@ def extract_dir_command(args: argparse.Namespace, ctx: CommandContext) -> int:
             job = jobs[future]
             record = _finish(future, job.path, targets[job.label], options.precision)
             if job.member is not None:
-                record["member"] = job.member
+                record["member"] = _shown(job.member)
             failed += record["status"] != "ok"
             _report(ctx, record, progress=f"[{done}/{len(jobs)}]")
-    ctx.err.print(f"{len(jobs) - failed} of {len(jobs)} files extracted into {out_dir}", markup=False)
+    ctx.err.print(f"{len(jobs) - failed} of {len(jobs)} files extracted into {_shown(out_dir)}", markup=False)
     return 1 if failed else 0
 
 
@@ -144,7 +150,7 @@ def _into_database(args: argparse.Namespace, ctx: CommandContext) -> int:
         return 2
     fields = {k: getattr(summary, k, None) for k in ("stored", "failed", "duplicates", "interrupted")}
     if ctx.json_output:
-        ctx.emit_json({"directory": str(args.directory), **fields})
+        ctx.emit_json({"directory": _shown(args.directory), **fields})
     else:
         ctx.err.print(", ".join(f"{k}: {v}" for k, v in fields.items()), markup=False)
     return 1 if fields.get("failed") else 0
@@ -172,14 +178,19 @@ def output_names(files: list[Path], out_dir: Path) -> dict[Path, Path]:
     """``name.ext.d3d`` per input (``fuze.obj`` and ``fuze.ply`` differ); ``name.ext.2.d3d`` ... on repeats.
 
     Names are compared case-insensitively so they never collide on any file system either.
+    Long, undecodable or control-character names are shortened with a hash
+    (:func:`~destill3d_tui.engine.store.snapshot.snapshot_file_name`).
     """
+    from ..engine.store.snapshot import snapshot_file_name
+
     taken: set[str] = set()
     names: dict[Path, Path] = {}
     for path in files:
-        candidate, n = f"{path.name}.d3d", 1
+        stem = snapshot_file_name(path.name, "")
+        candidate, n = f"{stem}.d3d", 1
         while candidate.lower() in taken:
             n += 1
-            candidate = f"{path.name}.{n}.d3d"
+            candidate = f"{stem}.{n}.d3d"
         taken.add(candidate.lower())
         names[path] = out_dir / candidate
     return names
@@ -192,21 +203,28 @@ def _finish(future: Future, path: Path, output: Path | None, precision: str) -> 
     """Wait for one file and turn its outcome into the ``--json`` record (writing the .d3d)."""
     from ..engine.errors import describe
 
-    record: dict[str, Any] = {"path": str(path), "status": "ok", "reason": None, "message": None,
+    record: dict[str, Any] = {"path": _shown(path), "status": "ok", "reason": None, "message": None,
                               "output": None, "points": None, "ms": None}  # fmt: skip
     try:
         snapshot = future.result()
         record["points"] = snapshot.geometry.point_count
         if output is not None:
             snapshot.save(output, precision)
-            record["output"] = str(output)
-        record["message"] = _summary(snapshot)
+            record["output"] = _shown(output)
+        record["message"] = _shown(_summary(snapshot))
     except Exception as exc:  # every failure is reported with its reason; the run goes on
         info = describe(exc)
-        record.update(status="failed", reason=info["reason"], message=info["message"])
+        record.update(status="failed", reason=info["reason"], message=_shown(info["message"]))
     started = getattr(future, "started_at", None)
     record["ms"] = round((time.monotonic() - started) * 1000, 1) if started else None
     return record
+
+
+def _shown(value: object) -> str:
+    """A path, name or message as it may be printed (escaped control characters and bytes)."""
+    from ..engine.text import display
+
+    return display(value)
 
 
 def _summary(snapshot: Any) -> str:

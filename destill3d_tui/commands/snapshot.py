@@ -1,4 +1,8 @@
-"""`destill3d-tui snapshot show FILE.d3d`: summary, features, quality flags, predictions, provenance."""
+"""`destill3d-tui snapshot show FILE.d3d`: summary, features, quality flags, predictions, provenance.
+
+A ``.d3d`` may come from anyone: every string in it is shown in its escaped display form
+(:func:`engine.text.display`), in the table and in ``--json``.
+"""
 
 from __future__ import annotations
 
@@ -59,14 +63,15 @@ def _embedding(snapshot: Any) -> dict[str, Any] | None:
 
 def show_snapshot(args: argparse.Namespace, ctx: CommandContext) -> int:
     from ..engine.store.snapshot import Snapshot
+    from ..engine.text import display, display_all
 
     path: Path = args.file
     if not path.is_file():
-        ctx.err.print(f"destill3d-tui: no such file: {path}", markup=False)
+        ctx.err.print(f"destill3d-tui: no such file: {display(path)}", markup=False)
         return 2
     snapshot = Snapshot.load(path)
-    data = snapshot_dict(snapshot)
-    data["file"] = {"path": str(path), "bytes": path.stat().st_size}
+    data = display_all(snapshot_dict(snapshot))
+    data["file"] = {"path": display(path), "bytes": path.stat().st_size}
     if ctx.json_output:
         ctx.emit_json(data)
     else:

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes, urlparse
 
 # Bidi embeddings/overrides/isolates and marks; U+2028/2029 end a line on some terminals.
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
@@ -99,3 +101,21 @@ def display_all(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [display_all(v) for v in value]
     return value
+
+
+def path_to_text(path: str | os.PathLike[str]) -> str:
+    """A path as a string every store takes (SQLite, PostgreSQL, JSON, msgpack).
+
+    The path itself when it is valid UTF-8; otherwise its ``file://`` URI, whose percent-encoded
+    bytes :func:`text_to_path` turns back into the same path. An absolute path never starts with
+    ``file://``, so the two forms cannot be confused.
+    """
+    text = os.fspath(path)
+    return text if encodable(text) else Path(text).absolute().as_uri()
+
+
+def text_to_path(text: str) -> Path:
+    """The path :func:`path_to_text` stored (bytes that are not UTF-8 surrogate-escaped again)."""
+    if text.startswith("file://"):
+        return Path(os.fsdecode(unquote_to_bytes(urlparse(text).path)))
+    return Path(text)

@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, TextArea
 
+from ..engine.text import display
+
 
 class ErrorModal(ModalScreen[None]):
     """Shows what failed; ``c`` copies the text to the clipboard, escape closes."""
@@ -21,7 +23,7 @@ class ErrorModal(ModalScreen[None]):
 
     def __init__(self, title: str, text: str) -> None:
         super().__init__()
-        self.error_title, self.error_text = title, text
+        self.error_title, self.error_text = display(title), display(text, newlines=True)  # may name files
 
     def compose(self) -> ComposeResult:
         with Vertical(id="error-box"):

@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from ..engine.text import display
 from ..widgets.text import age, human_bytes
 
 
@@ -40,10 +41,10 @@ def item_text(row: Any, now: float) -> Text:
     ]
     for name, value in fields:
         text.append(f"{name:>13}  ", style="bold")
-        text.append(f"{value}\n")
+        text.append(f"{display(value)}\n")  # model ids, titles, URLs: escaped
     if row.last_error:
         text.append("\nmessage\n", style="bold")
-        text.append(str(row.last_error))
+        text.append(display(row.last_error, newlines=True))
     return text
 
 

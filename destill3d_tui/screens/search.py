@@ -13,6 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from ..app import describe_error
+from ..engine.text import display
 from ..widgets.text import age, human_bytes, plain
 from .base import EngineScreen
 
@@ -265,18 +266,18 @@ class SearchScreen(EngineScreen):
 def detail_text(item: Any) -> Text:
     text = Text()
     if isinstance(item, Path):
-        text.append(f"{item}\n", style="bold")
+        text.append(f"{display(item)}\n", style="bold")
         text.append("queued as a local file; folders are walked recursively and the files are never moved")
         return text
     lic = item.license
-    text.append(f"{item.title or item.source_id}\n", style="bold")
+    text.append(f"{display(item.title or item.source_id)}\n", style="bold")
     for name, value in (("author", item.author), ("licence", lic.raw or "–"),
                         ("SPDX", lic.spdx or "unknown (never assumed free)"), ("source", item.source_url),
                         ("tags", ", ".join(item.tags))):
         text.append(f"{name:>8}  ", style="bold")
-        text.append(f"{value or '–'}\n")
+        text.append(f"{display(value) or '–'}\n")  # platform text: escaped
     if item.files:
         text.append("files\n", style="bold")
         for f in item.files[:20]:
-            text.append(f"  {f.name}  {human_bytes(f.size) if f.size else ''}\n")
+            text.append(f"  {display(f.name)}  {human_bytes(f.size) if f.size else ''}\n")
     return text

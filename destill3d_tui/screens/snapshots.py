@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedCont
 
 from ..engine.errors import Destill3DError
 from ..engine.store.filters import FilterError, SnapshotFilter
+from ..engine.text import display
 from ..widgets.bars import confidence_line
 from ..widgets.depth_view import DepthView
 from ..widgets.pointcloud import PointCloudView
@@ -235,7 +236,7 @@ class SnapshotsScreen(EngineScreen):
 
 def _row(text: Text, name: str, value: object) -> None:
     text.append(f"{name:>16}  ", style="bold")
-    text.append(f"{value}\n")
+    text.append(f"{display(value)}\n")  # titles, authors, licences, file names: escaped
 
 
 def features_text(snap: Any) -> Text:

@@ -1,17 +1,21 @@
 """Untrusted text (titles, tags, licences, error messages) as plain, never-markup text.
 
 A model named ``[WIP]`` must show as ``[WIP]``: strings handed to a DataTable or Static are
-parsed as markup, :class:`rich.text.Text` objects are not.
+parsed as markup, :class:`rich.text.Text` objects are not. Control characters (a name holding
+``ESC]0;...BEL`` would retitle the terminal), bidi overrides and bytes that are not UTF-8 show
+escaped (``\x1b``), as everywhere else (:func:`destill3d_tui.engine.text.display`).
 """
 
 from __future__ import annotations
 
 from rich.text import Text
 
+from ..engine.text import display
+
 
 def plain(value: object, style: str = "") -> Text:
-    """The value's text, shown literally; ``None`` shows as an empty cell."""
-    return Text("" if value is None else str(value), style=style, no_wrap=True, overflow="ellipsis")
+    """The value's text, shown literally and escaped; ``None`` shows as an empty cell."""
+    return Text(display(value), style=style, no_wrap=True, overflow="ellipsis")
 
 
 def human_bytes(count: float | None) -> str:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,3 +77,96 @@ def test_extract_file_exact_precision_and_failure_exit_code(tmp_path: Path) -> N
     bad = cli("extract", "file", str(CORPUS / "iges/sample.igs"), "--json", cwd=tmp_path)
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["reason"] == "empty_geometry"
+
+
+# ---------------------------------------------------------------- paths and names as users have them
+
+HOSTILE = "\x1b]0;pwned\x07 \x1b[2J \x1b[31mred\x9b\u202eevil.stl"
+UNDECODABLE = os.fsdecode(b"caf\xe9-\xff.stl")  # Latin-1 bytes: not UTF-8
+LONG = "l" * 251 + ".off"  # 255 bytes: the longest name the input can have
+RAW = ("\x1b", "\x07", "\x9b", "\u202e")  # what must never reach a terminal as it is
+
+
+def isolated_env(tmp_path: Path) -> dict[str, str]:
+    """The user's environment with a private home (config, database, temp) for this test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DESTILL3D_")}
+    return {**env, "DESTILL3D_HOME": str(tmp_path / "home"), "DESTILL3D_CLASSIFICATION__ENABLED": "false"}
+
+
+def run(*args: str, cwd: Path, env: dict[str, str], **kw: Any) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "destill3d_tui", *args], cwd=cwd, env=env, capture_output=True,
+                          timeout=600, **kw)  # fmt: skip
+
+
+def test_relative_paths_mean_the_callers_folder(tmp_path: Path) -> None:
+    """As the README shows them: run from the folder the paths are relative to (not the repo)."""
+    work, env = tmp_path / "work", isolated_env(tmp_path)
+    (work / "models").mkdir(parents=True)
+    shutil.copy(CORPUS / "stl/unit_cube.STL", work / "models")
+    shutil.copy(CORPUS / "off/Cube.off", work / "models")
+    shutil.copy(CORPUS / "stl/multibody.stl", work / "models" / UNDECODABLE)
+    one = run("extract", "file", "models/unit_cube.STL", "--output", "cube.d3d", "--points", "256", "--json",
+              cwd=work, env=env)  # fmt: skip
+    assert one.returncode == 0 and json.loads(one.stdout)["status"] == "ok", one.stdout + one.stderr
+    assert Snapshot.load(work / "cube.d3d").geometry.point_count == 256
+    many = run("extract", "dir", "models", "--output-dir", "out", "--points", "256", "--workers", "1", "--json",
+               cwd=work, env=env)  # fmt: skip
+    assert many.returncode == 0, many.stdout + many.stderr
+    assert sorted(p.name for p in (work / "out").iterdir()) == [
+        "Cube.off.d3d", "caf_-_-d08d1b4e4ff5.stl.d3d", "unit_cube.STL.d3d"
+    ]  # fmt: skip
+    # into the database: the file whose name is not UTF-8 is queued and stored with the others
+    db = run("--db", "d.sqlite", "--set", "extraction.target_points=256", "--set", "pipeline.workers=1",
+             "extract", "dir", "models", "--json", cwd=work, env=env)  # fmt: skip
+    assert db.returncode == 0, db.stdout + db.stderr
+    assert json.loads(db.stdout.splitlines()[-1])["stored"] == 3
+    conn = sqlite3.connect(work / "d.sqlite")
+    assert ("caf\\xe9-\\xff",) in conn.execute("SELECT title FROM snapshots").fetchall()
+    conn.close()
+    added = run("--db", "q.sqlite", "queue", "add", "models/Cube.off", "--json", cwd=work, env=env)
+    assert added.returncode == 0, added.stderr
+    conn = sqlite3.connect(work / "q.sqlite")
+    assert conn.execute("SELECT source_id FROM processing_queue").fetchall() == [(str(work / "models/Cube.off"),)]
+    conn.close()
+
+
+def test_hostile_names_print_escaped_and_long_or_odd_names_are_saved(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    sources = {"good.stl": "stl/unit_cube.STL", HOSTILE: "stl/soup.stl", UNDECODABLE: "stl/multibody.stl",
+               LONG: "off/Cube.off"}  # fmt: skip
+    for name, source in sources.items():
+        shutil.copy(CORPUS / source, models / name)
+    proc = run("extract", "dir", "models", "--output-dir", "out", "--points", "256", "--workers", "1", "--json",
+               cwd=tmp_path, env=isolated_env(tmp_path))  # fmt: skip
+    text = (proc.stdout + proc.stderr).decode("utf-8")  # all of it is valid UTF-8 ...
+    assert not any(ch in text for ch in RAW), text  # ... with nothing a terminal would act on
+    assert proc.returncode == 0, text
+    records = {r["path"]: r for r in map(json.loads, proc.stdout.decode().splitlines())}
+    assert all(r["status"] == "ok" for r in records.values()) and len(records) == 4
+    hostile = "models/\\x1b]0;pwned\\x07 \\x1b[2J \\x1b[31mred\\x9b\\u202eevil.stl"
+    assert {hostile, "models/caf\\xe9-\\xff.stl", "models/good.stl", f"models/{LONG}"} == set(records)
+    assert f"ok {hostile} -> out/" in proc.stderr.decode()
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(names) == 4 and not [n for n in names if n.endswith(".part")]
+    assert all(len(os.fsencode(n)) <= 255 and n.isprintable() for n in names)
+
+
+def _full_disk(limit: int) -> Callable[[], None]:
+    def limit_writes() -> None:  # in the child: writes past `limit` bytes fail with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_writes
+
+
+def test_a_failed_write_is_reported_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    shutil.copy(CORPUS / "stl/teapot.stl", tmp_path / "models")
+    proc = run("extract", "dir", "models", "--output-dir", "out", "--points", "2048", "--json", cwd=tmp_path,
+               env=isolated_env(tmp_path), preexec_fn=_full_disk(4096))  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["status"] == "failed" and record["reason"] == "write_failed", record
+    assert record["message"].startswith("cannot write teapot.stl.d3d: File too large")
+    assert list((tmp_path / "out").iterdir()) == []  # no .d3d, no .part

@@ -46,3 +46,30 @@ async def test_titles_and_errors_with_markup_render_literally(engine: Destill3D,
         note = list(app._notifications)[-1]
         assert note.message.endswith("[WIP] toast") and note.markup is False and note.title == "Refresh failed"
         await app.workers.wait_for_complete()
+
+
+CONTROL = "\x1b]0;pwned\x07\x1b[2J\x9b\u202e"  # would retitle and clear the terminal, reorder the line
+RAW = ("\x1b", "\x07", "\x9b", "\u202e")
+
+
+def test_plain_escapes_control_characters() -> None:
+    assert plain(CONTROL + "x.stl").plain == "\\x1b]0;pwned\\x07\\x1b[2J\\x9b\\u202ex.stl"
+
+
+async def test_titles_with_terminal_escapes_render_escaped(engine: Destill3D, corpus_dir: Path) -> None:
+    seed_snapshots(engine, corpus_dir, files=("stl/teapot.stl",), title_prefix=CONTROL)
+    app = Destill3DApp(engine, start_pipeline=False, clock=frozen_clock, cursor_blink=False, initial_mode="snapshots")
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#snap-list", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert table.get_row_at(0)[0].plain == "\\x1b]0;pwned\\x07\\x1b[2J\\x9b\\u202eteapot"
+        await wait_for(pilot, lambda: app.screen.current is not None)
+        provenance = str(app.screen.query_one("#provenance", Static).render())
+        assert "\\x1b]0;pwned" in provenance and "\x1b" not in provenance
+        lines = [strip.text for strip in app.screen._compositor.render_strips()]
+        assert not any(ch in line for line in lines for ch in RAW)
+        assert any("\\x1b]0;pwned" in line for line in lines)
+        app.post_message(EngineFailed("Query failed", FormatError(f"cannot read {CONTROL}x.stl"), modal=True))
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        assert app.screen.query_one(TextArea).text.endswith("cannot read \\x1b]0;pwned\\x07\\x1b[2J\\x9b\\u202ex.stl")
+        await app.workers.wait_for_complete()

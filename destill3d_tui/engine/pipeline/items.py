@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import PlatformError, RateLimitError
 from ..queue import QueueRow
 from ..store.snapshot import Provenance, Snapshot
+from ..text import display  # a file name that is not UTF-8 is stored in its escaped form
 
 CHECKPOINT = "snapshot.d3d"
 BATCH_MAX = 200  # ops per writer transaction: large enough to amortise commits, small enough to stay responsive
@@ -144,7 +145,7 @@ def provenance_for(item: WorkItem) -> Provenance:
         license_flags=flags or dict(meta.get("license_flags") or {}),
         tags=[str(t) for t in meta.get("tags") or []],
         original_filename=str(meta.get("archive_member") or "")  # the model file inside an archive
-        or (item.primary.name if item.primary else str(meta.get("original_filename") or "")),
+        or (display(item.primary.name) if item.primary else str(meta.get("original_filename") or "")),
         original_file_size=item.bytes_in,
         original_file_hash=item.sha256,
         source_created=str(meta.get("created") or ""),

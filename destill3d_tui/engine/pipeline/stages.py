@@ -21,6 +21,7 @@ from ..queue import QueueRow
 from ..store import service
 from ..store.db import ACQUIRED, CLASSIFIED, EXTRACTED, FAILED, FINAL_STAGES, QUEUED
 from ..store.snapshot import Snapshot
+from ..text import text_to_path
 from .archives import member_of, split_archive
 from .extraction import extraction_options
 from .items import (
@@ -116,7 +117,7 @@ class _StagesMixin:
     def _route(self, row: QueueRow) -> None:
         item = WorkItem(row=row, temp_dir=self.temp_root / f"q{row.queue_id}")
         item.sha256, item.bytes_in = row.file_hash or "", row.bytes_in or 0
-        item.primary = Path(row.primary_path) if row.primary_path else None
+        item.primary = text_to_path(row.primary_path) if row.primary_path else None
         with self._lock:
             self._inflight[row.queue_id] = item
         if row.stage in (EXTRACTED, CLASSIFIED) and self._load_checkpoint(item):

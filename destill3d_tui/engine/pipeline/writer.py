@@ -17,6 +17,7 @@ from ..errors import Destill3DError, describe
 from ..events import ItemFailed, ItemStored, StageFinished
 from ..store import service
 from ..store.db import ACQUIRED, CLASSIFIED, EXTRACTED, QUEUED, STORED, dumps, is_fault
+from ..text import path_to_text
 from .items import (
     _REQUEUED,
     BATCH_MAX,
@@ -251,7 +252,7 @@ class _WriterMixin:
         if op.kind == "acquired":
             meta = {**item.row.metadata, **item.metadata}
             held = q.advance(item.queue_id, owner, ACQUIRED, temp_path=str(item.temp_dir),
-                             primary_path=str(item.primary), file_hash=item.sha256, bytes_in=item.bytes_in,
+                             primary_path=path_to_text(item.primary), file_hash=item.sha256, bytes_in=item.bytes_in,
                              metadata=dumps(meta))  # fmt: skip
             if held and item.siblings:  # the archive's other model files: queued with this transition
                 q.add_entries(item.siblings)

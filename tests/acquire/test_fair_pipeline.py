@@ -1,0 +1,144 @@
+"""The pipeline's download side at the SHIPPED budgets: fair across platforms, and a drain that drains.
+
+- Six platforms queued behind a run of Thingiverse items (1 request/s): every platform gets items
+  downloaded within a minute, because claims go round-robin by platform and a platform waiting on
+  its budget holds none of the shared download slots.
+- Stopping while a download drips: the download is cancelled at once, its item goes back to the
+  queue uncharged, no partial file stays and no asyncio task is left pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from destill3d_tui.engine import Destill3D
+from destill3d_tui.engine.acquire.base import SearchFilters
+from destill3d_tui.engine.config import PlatformSettings, Settings, load_settings
+from destill3d_tui.engine.events import Event, ItemStored, StageFinished
+from destill3d_tui.engine.queue import QueueEntry
+from tests.fakes.cults3d import FakeCults3D
+from tests.fakes.github import REPO, FakeGitHub
+from tests.fakes.myminifactory import FakeMyMiniFactory
+from tests.fakes.server import Reply
+from tests.fakes.sketchfab import FakeSketchfab
+from tests.fakes.smithsonian import FakeSmithsonian
+from tests.fakes.thingiverse import FakeThingiverse
+
+PLATFORMS = ("thingiverse", "sketchfab", "github", "myminifactory", "cults3d", "smithsonian")
+SKETCHFAB_UID = "8d3f0c5e2a1b4c7d9e6f0a1b2c3d4e5f"
+THINGIVERSE_STLS = (0, 1, 2, 3, 5, 6, 7, 8)  # generated things whose file is one STL (every fifth is a zip)
+
+
+def pipeline_settings(tmp_path: Path, allow: list[str], base_urls: dict[str, str]) -> Settings:
+    """Shipped acquisition settings (budgets, timeouts, back-off); only where the fakes live changes."""
+    settings = load_settings(overrides={
+        "database.url": f"sqlite:///{tmp_path / 'd.db'}",
+        "classification.enabled": False,
+        "extraction.target_points": 512,
+        "acquisition.license_policy": "any",
+    })
+    settings.acquisition.allow_hosts = allow
+    for platform, url in base_urls.items():
+        settings.platforms[platform] = PlatformSettings(base_url=url)
+    return settings
+
+
+def thingiverse_entry(n: int) -> QueueEntry:
+    thing, file_id = 7_000_000 + n, 90_000_000 + n * 10
+    return QueueEntry(model_id=f"thingiverse:{thing}:{file_id}", platform="thingiverse", source_url="",
+                      source_id=str(thing), file_id=str(file_id), group_id=f"thingiverse:{thing}")
+
+
+def entry(platform: str, source_id: str, file_id: str | None = None) -> QueueEntry:
+    model_id = f"{platform}:{source_id}" + (f":{file_id}" if file_id else "")
+    return QueueEntry(model_id=model_id, platform=platform, source_url="", source_id=source_id, file_id=file_id)
+
+
+@pytest.fixture
+def six(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    with ExitStack() as stack:
+        fakes: dict[str, Any] = {
+            "thingiverse": stack.enter_context(FakeThingiverse(n_things=10)),
+            "sketchfab": stack.enter_context(FakeSketchfab(n_extra=0)),
+            "github": stack.enter_context(FakeGitHub()),
+            "myminifactory": stack.enter_context(FakeMyMiniFactory(n_extra=0)),
+            "cults3d": stack.enter_context(FakeCults3D()),
+            "smithsonian": stack.enter_context(FakeSmithsonian()),
+        }
+        fakes["cults3d"].give_file_urls = True
+        for name, value in {"THINGIVERSE_API_KEY": fakes["thingiverse"].token,
+                            "SKETCHFAB_API_KEY": fakes["sketchfab"].token, "GITHUB_TOKEN": fakes["github"].token,
+                            "MYMINIFACTORY_API_KEY": fakes["myminifactory"].key,
+                            "MYMINIFACTORY_OAUTH_TOKEN": fakes["myminifactory"].oauth,
+                            "CULTS3D_USERNAME": fakes["cults3d"].user, "CULTS3D_API_KEY": fakes["cults3d"].key,
+                            "SMITHSONIAN_API_KEY": fakes["smithsonian"].api_key}.items():
+            monkeypatch.setenv(name, value)
+        yield fakes
+
+
+def test_six_platforms_all_progress_at_their_default_budgets(six: dict[str, Any], tmp_path: Path) -> None:
+    allow = [six["thingiverse"].cdn.hostport, six["sketchfab"].s3.hostport, six["github"].raw.hostport]
+    d3d = Destill3D(pipeline_settings(tmp_path, allow, {p: six[p].url for p in PLATFORMS}))
+    # Thingiverse's run first in queue order: served in that order, it held every slot before
+    d3d.queue.add_entries([thingiverse_entry(n) for n in THINGIVERSE_STLS])
+    d3d.queue.add_entries([entry("sketchfab", SKETCHFAB_UID), entry("github", REPO, "cad/stl/finger_left.stl"),
+                           entry("myminifactory", "181904"), entry("cults3d", "low-poly-planter-2")])
+    found = d3d.acquire.search("smithsonian", "", SearchFilters(per_page=1))
+    assert d3d.acquire.queue_results(found.results, policy="any")
+    downloaded: dict[str, float] = {}
+    done = threading.Event()
+    started = time.monotonic()
+
+    def progress(event: Event) -> None:
+        if (isinstance(event, StageFinished) and event.stage == "acquire") or isinstance(event, ItemStored):
+            downloaded.setdefault(event.model_id.split(":", 1)[0], time.monotonic() - started)
+            if set(PLATFORMS) <= set(downloaded):
+                done.set()
+
+    d3d.events.subscribe(progress)
+    timer = threading.Timer(60.0, done.set)
+    timer.start()
+    try:
+        d3d.pipeline.run_until_empty(cancel=done, watch=True)
+    finally:
+        timer.cancel()
+        d3d.close()
+    assert set(downloaded) == set(PLATFORMS), f"no download within a minute for {set(PLATFORMS) - set(downloaded)}"
+    assert max(downloaded.values()) < 60.0
+
+
+def test_drain_cancels_a_dripping_download_and_hands_the_item_back(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeThingiverse(n_things=1) as fake:
+        monkeypatch.setenv("THINGIVERSE_API_KEY", fake.token)
+        fake.cdn.inject("/cdn/", Reply(body=fake.blobs[90_000_000], drip_s=0.001))  # ~1 KB/s: minutes
+        d3d = Destill3D(pipeline_settings(tmp_path, [fake.cdn.hostport], {"thingiverse": fake.url}))
+        (queue_id,) = d3d.queue.add_entries([thingiverse_entry(0)])
+        stop = threading.Event()
+        runner = threading.Thread(target=d3d.pipeline.run_until_empty, kwargs={"cancel": stop}, daemon=True)
+        runner.start()
+        deadline = time.monotonic() + 30
+        while not fake.cdn.hits("/cdn/") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake.cdn.hits("/cdn/"), "the download never started"
+        time.sleep(0.3)  # bytes are dripping into the .part file now
+        asked = time.monotonic()
+        stop.set()
+        runner.join(timeout=20)
+        took = time.monotonic() - asked
+        assert not runner.is_alive() and took < 5.0, f"the drain took {took:.1f} s"
+        pipeline = d3d.pipeline._get()
+        assert pipeline._loop is not None
+        assert not asyncio.all_tasks(pipeline._loop), "a task was left pending on the download loop"
+        row = d3d.queue.get(queue_id)
+        assert row.stage == "queued" and row.lease_owner is None and row.retry_count == 0  # back, uncharged
+        assert not list(pipeline.temp_root.rglob("*.part"))
+        d3d.close()

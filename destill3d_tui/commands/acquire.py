@@ -88,12 +88,14 @@ def _print_results(ctx: CommandContext, results: list[Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..engine.text import display  # platform text may hold terminal escapes
+
     table = Table(title=f"{len(results)} results")
     for column in ("id", "title", "author", "licence", "files"):
         table.add_column(column)
     for meta in results:
-        table.add_row(escape(meta.source_id), escape(meta.title), escape(meta.author),
-                      escape(meta.license.spdx or (meta.license.raw and f"? {meta.license.raw}") or "unknown"),
+        table.add_row(escape(display(meta.source_id)), escape(display(meta.title)), escape(display(meta.author)),
+                      escape(display(meta.license.spdx or (meta.license.raw and f"? {meta.license.raw}") or "unknown")),
                       str(len(meta.files)) if meta.files else "-")
     ctx.out.print(table)
 
@@ -102,10 +104,12 @@ def _report_queued(ctx: CommandContext, ids: list[int], refused: list[Any]) -> N
     if ctx.json_output:
         ctx.emit_json({"queued": ids, "refused": [r.__dict__ for r in refused]})
         return
+    from ..engine.text import display
+
     ctx.err.print(f"queued {len(ids)} item(s)", markup=False)
     for refusal in refused:
-        ctx.err.print(f"  not queued: {refusal.platform}:{refusal.source_id} {refusal.title!r}: {refusal.why}",
-                      markup=False)
+        line = f"  not queued: {refusal.platform}:{refusal.source_id} {refusal.title!r}: {refusal.why}"
+        ctx.err.print(display(line), markup=False)
 
 
 def url_cmd(args: argparse.Namespace, ctx: CommandContext) -> int:

@@ -38,8 +38,14 @@ class CommandContext:
         return self._engine
 
     def emit_json(self, obj: Any) -> None:
-        """One JSON object per line on stdout, flushed (scripts read it as it comes)."""
-        self.stdout.write(json.dumps(obj, default=str) + "\n")
+        """One JSON object per line on stdout, flushed (scripts read it as it comes).
+
+        Strings are in the escaped display form (engine.text): a title holding terminal escapes
+        or a name that is not UTF-8 reaches neither the terminal nor a ``jq -r`` raw.
+        """
+        from ..engine.text import display_all
+
+        self.stdout.write(json.dumps(display_all(obj), default=str) + "\n")
         self.stdout.flush()
 
     def close(self) -> None:

@@ -80,6 +80,8 @@ def run_query(args: argparse.Namespace, ctx: CommandContext) -> int:
     from rich.table import Table
     from rich.text import Text
 
+    from ..engine.text import display
+
     table = Table()
     for column in ("id", "platform", "format", "points", "label", "conf", "title"):
         table.add_column(column, overflow="fold")
@@ -87,7 +89,7 @@ def run_query(args: argparse.Namespace, ctx: CommandContext) -> int:
         conf = "" if r.confidence is None else f"{r.confidence:.2f}"
         cells = (r.snapshot_id[:8], r.platform, r.original_format or "", str(r.point_count), r.label or "", conf,
                  r.title or r.model_id)  # fmt: skip
-        table.add_row(*(Text(c) for c in cells))  # Text: titles like "[WIP]" are not markup
+        table.add_row(*(Text(display(c)) for c in cells))  # Text: "[WIP]" is not markup; display: no escapes
     ctx.out.print(table)
     return 0
 
@@ -100,11 +102,13 @@ def show_snapshot(args: argparse.Namespace, ctx: CommandContext) -> int:
     from rich.table import Table
     from rich.text import Text
 
+    from ..engine.text import display
+
     table = Table(show_header=False)
     table.add_column("column", style="cyan")
     table.add_column("value", overflow="fold")
     for key, value in row.items():
-        table.add_row(Text(key), Text("" if value is None else str(value)))
+        table.add_row(Text(key), Text(display(value)))
     ctx.out.print(table)
     return 0
 

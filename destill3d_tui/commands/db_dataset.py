@@ -74,12 +74,15 @@ def run_similar(args: argparse.Namespace, ctx: CommandContext) -> int:
     from rich.table import Table
     from rich.text import Text
 
+    from ..engine.text import display
+
     table = Table()
     for column in ("#", "id", "similarity", "label", "platform", "title"):
         table.add_column(column, overflow="fold")
     for rank, (sid, score) in enumerate(hits, 1):
         row = info[sid]
-        table.add_row(str(rank), sid[:8], f"{score:.4f}", Text(row["label"]), Text(row["platform"]), Text(row["title"]))
+        cells = (Text(display(row[key])) for key in ("label", "platform", "title"))  # display: no terminal escapes
+        table.add_row(str(rank), sid[:8], f"{score:.4f}", *cells)
     ctx.out.print(table)
     return 0
 
@@ -95,10 +98,12 @@ def run_duplicates(args: argparse.Namespace, ctx: CommandContext) -> int:
         return 0
     from rich.text import Text
 
+    from ..engine.text import display
+
     for n, cluster in enumerate(clusters, 1):
         ctx.out.print(Text(f"cluster {n} ({len(cluster)} objects, first stored first)"))
         for sid, row in _titles(ctx, cluster).items():
-            ctx.out.print(Text(f"  {sid[:8]}  {row['platform']:<12} {row['title']}"))
+            ctx.out.print(Text(display(f"  {sid[:8]}  {row['platform']:<12} {row['title']}")))
     return 0
 
 

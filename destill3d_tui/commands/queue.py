@@ -56,6 +56,8 @@ def list_items(args: argparse.Namespace, ctx: CommandContext) -> int:
     from rich.table import Table
     from rich.text import Text
 
+    from ..engine.text import display
+
     counts = d3d.queue.counts()
     table = Table(title=Text(" ".join(f"{k}:{v}" for k, v in counts.items())), title_justify="left")
     for column in ("id", "stage", "prio", "tries", "reason", "model"):
@@ -63,7 +65,7 @@ def list_items(args: argparse.Namespace, ctx: CommandContext) -> int:
     for r in rows:
         cells = (str(r.queue_id), r.stage, str(r.priority), f"{r.retry_count}/{r.max_retries}", r.reason or "",
                  r.title or r.model_id)  # fmt: skip
-        table.add_row(*(Text(c) for c in cells))  # Text: titles like "[WIP]" are not markup
+        table.add_row(*(Text(display(c)) for c in cells))  # Text: "[WIP]" is not markup; display: no escapes
     ctx.out.print(table)
     return 0
 

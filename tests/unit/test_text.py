@@ -135,3 +135,20 @@ def test_headless_lines_and_json_are_escaped() -> None:
     assert failed["message"] == "cannot read " + display(HOSTILE)
     assert stored["model_id"] == "local:/m/caf\\xe9-\\xff.stl"
     assert "\\x1b]0;pwned" in err.getvalue()
+
+
+def test_cli_listings_and_json_show_titles_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from destill3d_tui import cli
+    from destill3d_tui.engine.queue import QueueEntry
+
+    monkeypatch.setenv("DESTILL3D_HOME", str(tmp_path / "home"))
+    db = tmp_path / "q.db"
+    entry = QueueEntry(model_id="test:1", platform="test", source_url="https://x/1", metadata={"title": HOSTILE})
+    Queue(Store(f"sqlite:///{db}")).add_entries([entry])
+    assert cli.main(["--db", str(db), "queue", "list"]) == 0
+    assert cli.main(["--db", str(db), "queue", "list", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert not any(ch in captured.out + captured.err for ch in RAW)
+    assert "\\x1b]0;pwned" in captured.out  # the table (it may wrap the title, not cut its start)
+    assert json.loads(captured.out.splitlines()[-1])["title"] == display(HOSTILE)

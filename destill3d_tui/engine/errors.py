@@ -35,7 +35,10 @@ printed in ``--json`` output, shown in the TUI) and a ``kind`` that the retry po
     │   ├── ModelNotFoundError           reason: model_not_found
     │   ├── ModelIntegrityError          reason: model_corrupt / model_card_mismatch
     │   └── InferenceError               reason: inference_failed
-    └── DatabaseError                    reason: database_error / schema_too_new / not_found
+    └── DatabaseError                    reason: database_error / schema_too_new / not_found /
+                                                 database_full / database_corrupt / database_readonly /
+                                                 database_io / database_unavailable / database_not_found
+                                                 (permanent: the run stops) / database_locked (transient)
 """
 
 from __future__ import annotations

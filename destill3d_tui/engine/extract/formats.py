@@ -1,4 +1,7 @@
-"""Which 3D format a file holds: magic bytes, then the extension, then content sniffing.
+"""Which 3D format a file holds: magic bytes or a text signature, then the extension, then content sniffing.
+
+Content decides the same way for every variant of a format: a binary STL (its size) and an
+ASCII STL (``solid`` ... ``facet``) named ``.step`` are both read as STL.
 
 Short upper-case names are used everywhere (``LoadedGeometry.format``, provenance):
 STEP IGES BREP STL OBJ PLY OFF GLTF GLB 3MF DAE FBX PCD XYZ PTS LAS LAZ.
@@ -29,6 +32,8 @@ EXTENSIONS = {
     ".pcd": "PCD", ".xyz": "XYZ", ".pts": "PTS", ".las": "LAS", ".laz": "LAZ",
 }  # fmt: skip
 
+# text formats whose first lines identify them beyond doubt; XYZ/PTS/OBJ rows are judged weakly
+SIGNED_TEXT = frozenset({"IGES", "STL", "DAE", "GLTF", "FBX", "PCD", "OFF"})
 HEAD_BYTES = 4096  # enough for every header we look at; never read a whole file to sniff it
 _OBJ_KEYS = frozenset(b"v vt vn vp f l p o g s mtllib usemtl cstype deg curv surf parm end".split())
 _GLTF_KEYS = (b'"asset"', b'"accessors"', b'"bufferViews"', b'"meshes"', b'"scenes"')
@@ -50,7 +55,9 @@ def detect_format(path: str | Path) -> str:
         size = path.stat().st_size
     except OSError as exc:
         raise FormatError(f"cannot read {path.name}: {exc.strerror or exc}", reason="parse_error") from exc
-    found = _by_magic(path, head, size) or EXTENSIONS.get(path.suffix.lower()) or _by_content(head)
+    content = _by_content(head)
+    strong = content if content in SIGNED_TEXT else None  # a text signature outranks the name, as magic does
+    found = _by_magic(path, head, size) or strong or EXTENSIONS.get(path.suffix.lower()) or content
     if found is None:
         raise FormatError(
             f"{path.name}: not a supported 3D format (supported: {', '.join(FORMATS)})",

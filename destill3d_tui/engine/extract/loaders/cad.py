@@ -41,6 +41,7 @@ def load_cad(path: Path, fmt: str, tess: TessellationOptions) -> LoadedGeometry:
     shape, metadata = reader(path)
     if shape is None or shape.IsNull():
         raise FormatError(f"{path.name}: OpenCASCADE read no shape", format=fmt, reason="parse_error")
+    check_vertex_range(shape, path.name)
     counts = _topology_counts(shape)
     metadata.update(counts)
     if counts["faces"] == 0:
@@ -143,6 +144,26 @@ def _topology_counts(shape) -> dict[str, int]:
         TopExp.MapShapes_s(shape, kind, shapes)
         counts[name] = shapes.Extent()
     return counts
+
+
+def check_vertex_range(shape, name: str) -> None:
+    """``non_finite`` for a vertex beyond the range the features can hold, before meshing spends time on it."""
+    from OCP.BRep import BRep_Tool
+    from OCP.OCP.collections import IndexedMap_TopoDS_Shape_TopTools_ShapeMapHasher as ShapeMap
+    from OCP.TopAbs import TopAbs_VERTEX
+    from OCP.TopExp import TopExp
+    from OCP.TopoDS import TopoDS
+
+    from ..load import MAX_COORDINATE
+
+    vertices = ShapeMap()
+    TopExp.MapShapes_s(shape, TopAbs_VERTEX, vertices)
+    for i in range(1, vertices.Extent() + 1):
+        point = BRep_Tool.Pnt_s(TopoDS.Vertex(vertices.FindKey(i)))
+        largest = max(abs(point.X()), abs(point.Y()), abs(point.Z()))
+        if not largest <= MAX_COORDINATE:  # also true for NaN
+            where = ", ".join(f"{v:g}" for v in _xyz(point))
+            raise GeometryError(f"{name}: a vertex lies at ({where}), beyond {MAX_COORDINATE:g}", reason="non_finite")
 
 
 def bbox_diagonal(shape) -> float:

@@ -17,12 +17,16 @@ import zipfile
 from pathlib import Path
 
 from ...errors import FormatError
+from . import expansion
+from .bodies import check_off_rows, check_ply_ascii_rows, check_reals
+from .pointcloud import MAX_POINTS
 
 MAX_VERTICES = 10_000_000  # spec 13.2
 MAX_FACES = 20_000_000
 MAX_ZIP_BYTES = 1024 * 1024 * 1024  # a 3MF package may inflate to at most this
 MAX_ZIP_RATIO = 200  # and never more than this many times its compressed size (zip bombs)
 MAX_ZIP_MEMBERS = 5000
+MAX_VLRS = 65_535  # LAS variable-length records; real files hold a handful (1.4 counts EVLRs apart)
 MAX_XML_ENTITY = 1024  # an internal XML entity longer than this (or referring to others) is an expansion bomb
 HEAD = 65536
 
@@ -55,6 +59,7 @@ def _check_text(path: Path, head: bytes, size: int) -> None:
 def _check_step(path: Path, head: bytes, size: int) -> None:
     if not head.lstrip().startswith(b"ISO-10303-21"):
         raise _fail(path.name, "not a STEP file (no ISO-10303-21 header)")
+    check_reals(path, "STEP")
 
 
 def _check_fbx(path: Path, head: bytes, size: int) -> None:
@@ -67,17 +72,37 @@ def _check_fbx(path: Path, head: bytes, size: int) -> None:
 def _check_las(path: Path, head: bytes, size: int) -> None:
     if not head.startswith(b"LASF"):
         raise _fail(path.name, "not a LAS/LAZ file (no LASF signature)")
+    if len(head) < 227:
+        return  # laspy names a short header itself
+    header_size, point_offset, vlrs = struct.unpack("<HII", head[94:104])
+    _check_records(path.name, "VLRs", vlrs, 54, max(min(point_offset, size) - header_size, 0))
+    if head[25] >= 4 and header_size >= 375 and len(head) >= 247:  # LAS 1.4: extended VLRs after the points
+        first, evlrs = struct.unpack("<QI", head[235:247])
+        if evlrs:
+            _check_records(path.name, "EVLRs", evlrs, 60, max(size - first, 0))
+
+
+def _check_records(name: str, what: str, count: int, least: int, room: int) -> None:
+    """``count`` records of at least ``least`` bytes each must fit in ``room`` bytes (laspy reads them in a loop)."""
+    if count > MAX_VLRS:
+        raise _fail(name, f"LAS header declares {count} {what} (cap {MAX_VLRS})", "too_large")
+    if count * least > room:
+        raise _fail(name, f"LAS header declares {count} {what} of at least {least} bytes; {room} bytes hold them")
 
 
 def _check_iges(path: Path, head: bytes, size: int) -> None:
     first = head.split(b"\n", 1)[0].rstrip(b"\r")
     if len(first) < 73 or first[72:73] not in (b"S", b"G"):
         raise _fail(path.name, "not an IGES file (no start section in column 73)")
+    check_reals(path, "IGES")
 
 
 def _check_brep(path: Path, head: bytes, size: int) -> None:
     if not head.lstrip().startswith((b"DBRep_DrawableShape", b"CASCADE Topology V")):
         raise _fail(path.name, "not an OpenCASCADE BREP file")
+    with path.open("rb") as fh:
+        expansion.check_brep_locations(fh, path.name)
+    check_reals(path, "BREP")
 
 
 # ---------------------------------------------------------------- mesh formats
@@ -127,23 +152,33 @@ def _check_ply(path: Path, head: bytes, size: int) -> None:
         raise _fail(path.name, "PLY header without end_header")
     lines = head[:end].decode("ascii", "replace").splitlines()
     elements, encoding = _ply_elements(lines, path.name)
-    for name, count, _ in elements:
-        cap = MAX_FACES if name == "face" else MAX_VERTICES
+    cloud = not any(name in ("face", "tristrips") and count for name, count, _, _ in elements)
+    for name, count, _, _ in elements:
+        cap = MAX_FACES if name == "face" else MAX_POINTS if cloud else MAX_VERTICES  # clouds stream
         if count > cap:
             raise _fail(path.name, f"PLY declares {count} {name} elements", "too_large")
+    data_start = head.find(b"\n", end) + 1
     if encoding.startswith("binary"):
-        data_start = head.find(b"\n", end) + 1
-        need = sum(count * record for _, count, record in elements)  # list properties count their minimum
+        need = sum(count * record for _, count, record, _ in elements)  # list properties count their minimum
         if data_start + need > size:
             raise _fail(path.name, f"PLY binary body holds {size - data_start} of at least {need} bytes")
+        return
+    rows = sum(count for _, count, _, _ in elements)
+    if 2 * rows > size - data_start:  # an ASCII row is at least one digit and a line break
+        raise _fail(path.name, f"PLY declares {rows} rows; {size - data_start} bytes cannot hold them")
+    if any(is_list for _, _, _, props in elements for _, is_list in props):
+        check_ply_ascii_rows(path, [(n, c, props) for n, c, _, props in elements], data_start)
 
 
-def _ply_elements(lines: list[str], name: str) -> tuple[list[tuple[str, int, int]], str]:
-    """(element, count, minimum record bytes) for each element, and the encoding."""
+def _ply_elements(lines: list[str], name: str) -> tuple[list[tuple[str, int, int, list[tuple[str, bool]]]], str]:
+    """(element, count, minimum record bytes, [(property, is list)]) for each element, and the encoding.
+
+    Keywords and type names are read case-insensitively; element names are lower-cased too.
+    """
     elements: list[list] = []
     encoding = "ascii"
     for line in lines:
-        parts = line.split()
+        parts = line.lower().split()
         if not parts:
             continue
         try:
@@ -153,13 +188,14 @@ def _ply_elements(lines: list[str], name: str) -> tuple[list[tuple[str, int, int
                 count = int(parts[2])
                 if count < 0:
                     raise _fail(name, "negative PLY element count")
-                elements.append([parts[1], count, 0])
+                elements.append([parts[1], count, 0, []])
             elif parts[0] == "property" and elements:
                 # a list property takes at least its count field (an empty list)
                 elements[-1][2] += _PLY_SIZES.get(parts[2] if parts[1] == "list" else parts[1], 1)
+                elements[-1][3].append((line.split()[-1], parts[1] == "list"))
         except (IndexError, ValueError) as exc:
             raise _fail(name, f"bad PLY header line {line!r}") from exc
-    return [(e, c, r) for e, c, r in elements], encoding
+    return [(e, c, r, p) for e, c, r, p in elements], encoding
 
 
 def _check_off(path: Path, head: bytes, size: int) -> None:
@@ -179,10 +215,9 @@ def _check_off(path: Path, head: bytes, size: int) -> None:
         raise _fail(path.name, "negative OFF element counts")
     if nv > MAX_VERTICES or nf > MAX_FACES:
         raise _fail(path.name, f"OFF declares {nv} vertices and {nf} faces", "too_large")
-    if size <= HEAD:
-        rows = len(tokens) - (1 if inline else 2)
-        if rows < nv + nf:
-            raise _fail(path.name, f"OFF declares {nv} + {nf} rows, holds {rows}")
+    if 4 * nv + 2 * nf > size:  # a vertex row is at least "0 0 0" plus a line break, a face row "0" plus one
+        raise _fail(path.name, f"OFF declares {nv} vertices and {nf} faces; {size} bytes cannot hold them")
+    check_off_rows(path, nv, nf, 1 if inline else 2)
 
 
 def _check_obj(path: Path, head: bytes, size: int) -> None:
@@ -198,19 +233,35 @@ def _check_glb(path: Path, head: bytes, size: int) -> None:
     if len(head) < 20 or not head.startswith(b"glTF"):
         raise _fail(path.name, "not a GLB file (no glTF magic)")
     _, _version, total, json_len, json_type = struct.unpack("<4sIIII", head[:20])
-    if total > size:
+    if total != size:  # the header's length is the whole file's (glTF 2.0, 4.4.2)
         raise _fail(path.name, f"GLB header says {total} bytes, the file has {size}")
-    if json_type != 0x4E4F534A or 20 + json_len > size:
-        raise _fail(path.name, f"GLB JSON chunk of {json_len} bytes does not fit the file")
+    if json_type != 0x4E4F534A:
+        raise _fail(path.name, f"GLB's first chunk is of type {json_type:#x}, not JSON")
+    chunks = _glb_chunks(path, size)
     with path.open("rb") as fh:
         fh.seek(20)
         doc = _json(fh.read(json_len), path.name)
-    bin_len = None
-    if 20 + json_len + 8 <= size:
-        with path.open("rb") as fh:
-            fh.seek(20 + json_len)
-            bin_len = struct.unpack("<I", fh.read(4))[0]
+    bin_len = next((length for kind, length in chunks[1:] if kind == 0x004E4942), None)
     check_gltf_document(doc, path.name, bin_len)
+
+
+def _glb_chunks(path: Path, size: int) -> list[tuple[int, int]]:
+    """(type, length) of every chunk; each must lie wholly inside the file."""
+    chunks: list[tuple[int, int]] = []
+    with path.open("rb") as fh:
+        at = 12
+        while at < size:
+            fh.seek(at)
+            header = fh.read(8)
+            if len(header) < 8:
+                raise _fail(path.name, f"GLB chunk {len(chunks)} header cut off at byte {at} of {size}")
+            length, kind = struct.unpack("<II", header)
+            if at + 8 + length > size:
+                raise _fail(path.name, f"GLB chunk {len(chunks)} (type {kind:#x}) says {length} bytes, "
+                            f"{size - at - 8} remain in the file")  # fmt: skip
+            chunks.append((kind, length))
+            at += 8 + length
+    return chunks
 
 
 def _check_gltf(path: Path, head: bytes, size: int) -> None:
@@ -238,11 +289,23 @@ def check_gltf_document(doc: dict, name: str, glb_bin_len: int | None) -> None:
     try:
         views = doc.get("bufferViews") or []
         buffers = doc.get("buffers") or []
-        for acc in doc.get("accessors") or []:
+        for index, acc in enumerate(doc.get("accessors") or []):
+            _check_accessor_kind(acc, index, name)
             _check_accessor(acc, views, buffers, name)
         _check_node_cycles(doc.get("nodes") or [], name)
+        expansion.check_gltf_scene(doc, name)
     except (TypeError, AttributeError, KeyError, ValueError) as exc:
         raise _fail(name, f"malformed glTF structure ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_accessor_kind(acc: dict, index: int, name: str) -> None:
+    """componentType and type must be ones glTF 2.0 defines (5130, a double, is not)."""
+    kind = acc.get("componentType")
+    if kind not in _COMPONENT_BYTES:
+        raise _fail(name, f"glTF accessor {index} has componentType {kind!r}; glTF defines "
+                    f"{', '.join(map(str, _COMPONENT_BYTES))}")  # fmt: skip
+    if acc.get("type") not in _COMPONENTS:
+        raise _fail(name, f"glTF accessor {index} has type {acc.get('type')!r}; glTF defines {', '.join(_COMPONENTS)}")
 
 
 def _check_accessor(acc: dict, views: list, buffers: list, name: str) -> None:
@@ -291,11 +354,12 @@ def _check_node_cycles(nodes: list, name: str) -> None:
 # ---------------------------------------------------------------- XML: DAE and 3MF model parts
 
 
-def check_xml(data: bytes | Path, name: str) -> None:
+def check_xml(data: bytes | Path, name: str):
     """Refuse DTD tricks before a library parses the XML.
 
     External entities / DTDs -> ``reference_outside_item``; entity expansion bombs and
     over-deep nesting -> ``too_large``; ``count`` attributes over the caps -> ``too_large``.
+    Returns the parsed lxml tree, for the checks that count what it expands to.
     """
     from lxml import etree
 
@@ -313,6 +377,7 @@ def check_xml(data: bytes | Path, name: str) -> None:
         count = el.get("count") if isinstance(el.tag, str) else None
         if count is not None and count.strip().isdigit() and int(count) > MAX_FACES * 3:
             raise _fail(name, f"XML element declares count={count}", "too_large")
+    return tree
 
 
 def xml_error(exc: Exception, name: str) -> FormatError:
@@ -343,7 +408,7 @@ def _check_dtd(tree, name: str) -> None:
 def _check_dae(path: Path, head: bytes, size: int) -> None:
     if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         raise _fail(path.name, "not a COLLADA (XML) file")
-    check_xml(path, path.name)
+    expansion.check_dae_scene(check_xml(path, path.name), path.name)
 
 
 def _check_3mf(path: Path, head: bytes, size: int) -> None:
@@ -357,7 +422,8 @@ def _check_3mf(path: Path, head: bytes, size: int) -> None:
             if not models:
                 raise _fail(path.name, "3MF package without a 3D model part")
             for info in models:
-                check_xml(zf.read(info), f"{path.name}!{info.filename}")
+                part = f"{path.name}!{info.filename}"
+                expansion.check_3mf_model(check_xml(zf.read(info), part), part)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
         raise _fail(path.name, f"unreadable 3MF package ({type(exc).__name__}: {exc})") from exc
 

@@ -37,6 +37,7 @@ def one_clear_line(stderr: str, *needles: str) -> str:
     assert len(lines) == 1, stderr[-3000:]
     for needle in needles:
         assert needle in lines[0], lines[0]
+        assert sum(needle in line for line in stderr.splitlines()) == 1, stderr[-3000:]  # said once
     return lines[0]
 
 

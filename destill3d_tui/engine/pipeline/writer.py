@@ -110,7 +110,7 @@ class _WriterMixin:
 
     def _stop_for(self, fault: Destill3DError) -> None:
         """A fault retrying cannot fix: stop the run. Committed work stays; held items are reaped uncharged."""
-        log.error("stopping: %s", fault)
+        log.info("stopping: %s", fault)  # the caller reports it: one line for the user, not two
         self._fault = fault
         self._stopping.set()
         self._wake.set()

@@ -25,6 +25,7 @@ import os
 import queue
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -149,13 +150,18 @@ WARM_MODULES = (
 )  # fmt: skip
 
 
-def _warm_up() -> None:
-    """Import the common numeric stack before the first file, so its clock measures parsing only."""
+def _warm_up(conn: Any) -> None:
+    """Import the common numeric stack before the first file, so its clock measures parsing only.
+
+    The kernels' one-line compile notice goes to the supervisor (``("notice", text)``), which
+    prints it from the parent: a terminal app there captures it instead of being drawn over.
+    """
     for name in WARM_MODULES:
         with contextlib.suppress(Exception):  # a module that fails here fails again, reported, with its file
             importlib.import_module(name)
-    with contextlib.suppress(Exception):
-        importlib.import_module("destill3d_tui.engine.extract.kernels").warm_up()  # compile / load the disk cache
+    with contextlib.suppress(Exception):  # compile / load the disk cache
+        kernels = importlib.import_module("destill3d_tui.engine.extract.kernels")
+        kernels.warm_up(lambda text: conn.send(("notice", text)))
 
 
 def _resolve(target: str):
@@ -194,7 +200,7 @@ def _child_main(conn, target: str, memory_limit_mb: int, temp_root: str) -> None
     _child_setup(memory_limit_mb, temp_root)
     func = _resolve(target)
     if target == DEFAULT_TARGET:  # other targets (tests, tools) bring their own imports
-        _warm_up()
+        _warm_up(conn)
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -227,13 +233,20 @@ class _Worker:
         self.ready = False
 
     def wait_ready(self, timeout_s: float) -> None:
-        """The first message says the child imported its target; a child that dies here is an error."""
-        if self.conn.poll(timeout_s):
+        """The first message says the child imported its target; a child that dies here is an error.
+
+        Notices before it (the kernels compiling on the first run) are printed on stderr.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not self.ready and self.conn.poll(max(0.0, deadline - time.monotonic())):
             try:
-                kind, _ = self.conn.recv()
-                self.ready = kind == "ready"
+                kind, payload = self.conn.recv()
             except (EOFError, OSError):
-                self.ready = False
+                break
+            if kind != "notice":
+                self.ready = kind == "ready"
+                break
+            print(payload, file=sys.stderr, flush=True)
         if not self.ready:
             self.kill()
             raise ExtractionError(f"extraction worker failed to start (exit code {self.proc.exitcode})",

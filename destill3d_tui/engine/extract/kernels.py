@@ -21,7 +21,7 @@ import platform
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numba
 import numpy as np
@@ -503,11 +503,12 @@ def morton_order(cols: np.ndarray) -> np.ndarray:
     return np.argsort(code, kind="stable")
 
 
-def warm_up(err: TextIO | None = None) -> None:
-    """Compile (or load from the disk cache) every kernel; the compiling run says so on ``err``.
+def warm_up(notify: Callable[[str], None] | None = None) -> None:
+    """Compile (or load from the disk cache) every kernel; the compiling run says so.
 
-    Workers starting together take a lock, so one compiles (and prints the notice once) while
-    the others wait and then load its cache.
+    ``notify`` gets the one-line :data:`COMPILE_NOTICE` (default: print it on stderr). Workers
+    starting together take a lock, so one compiles (and notifies once) while the others wait
+    and then load its cache.
     """
     cache = Path(numba.config.CACHE_DIR or locations.kernel_cache_dir())
     marker = cache / f"ready-{_build_key()}"
@@ -515,18 +516,23 @@ def warm_up(err: TextIO | None = None) -> None:
         if marker.exists():
             _run_all()
             return
-        stream = err or sys.stderr
-        stream.write(COMPILE_NOTICE + "\n")
-        stream.flush()
+        if notify is None:
+            print(COMPILE_NOTICE, file=sys.stderr, flush=True)
+        else:
+            notify(COMPILE_NOTICE)
         _run_all()
         with contextlib.suppress(OSError):  # a read-only cache folder: compile again next time
             marker.touch()
 
 
 def _build_key() -> str:
-    """What a compiled cache depends on: these sources, numba, Python and the CPU type."""
-    digest = hashlib.sha256(Path(__file__).read_bytes())
-    digest.update(f"{numba.__version__} {sys.version} {platform.machine()}".encode())
+    """What a compiled cache depends on: these sources (numba also goes by their time stamp),
+    numba, Python and the CPU type."""
+    source = Path(__file__)
+    digest = hashlib.sha256(source.read_bytes())
+    stamp = source.stat()
+    versions = f"{numba.__version__} {sys.version} {platform.machine()}"
+    digest.update(f"{stamp.st_mtime_ns} {stamp.st_size} {versions}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -119,16 +119,17 @@ def test_drain_cancels_a_dripping_download_and_hands_the_item_back(tmp_path: Pat
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     with FakeThingiverse(n_things=1) as fake:
         monkeypatch.setenv("THINGIVERSE_API_KEY", fake.token)
-        fake.cdn.inject("/cdn/", Reply(body=fake.blobs[90_000_000], drip_s=0.001))  # ~1 KB/s: minutes
+        dripping = "/files/90000000/download"  # answered with the bytes at ~1 KB/s instead of a redirect
+        fake.server.inject(dripping, Reply(body=fake.blobs[90_000_000] * 300, drip_s=0.001))  # minutes
         d3d = Destill3D(pipeline_settings(tmp_path, [fake.cdn.hostport], {"thingiverse": fake.url}))
         (queue_id,) = d3d.queue.add_entries([thingiverse_entry(0)])
         stop = threading.Event()
         runner = threading.Thread(target=d3d.pipeline.run_until_empty, kwargs={"cancel": stop}, daemon=True)
         runner.start()
         deadline = time.monotonic() + 30
-        while not fake.cdn.hits("/cdn/") and time.monotonic() < deadline:
+        while not fake.server.hits(dripping) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert fake.cdn.hits("/cdn/"), "the download never started"
+        assert fake.server.hits(dripping), "the download never started"
         time.sleep(0.3)  # bytes are dripping into the .part file now
         asked = time.monotonic()
         stop.set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -56,9 +57,11 @@ def extract_file(
     if options is None:
         options = ExtractOptions(points=points, strategy=strategy, views=views, seed=seed)
     timings: dict[str, float] = {}
-    with _timed(timings, "load"):
-        geom = load_geometry(path, options)
-    snapshot = snapshot_from_geometry(geom, options, provenance, _timings=timings)
+    with _library_warnings() as caught:
+        with _timed(timings, "load"):
+            geom = load_geometry(path, options)
+        snapshot = snapshot_from_geometry(geom, options, provenance, _timings=timings)
+    snapshot.processing.warnings.extend(caught)
     _fill_file_provenance(snapshot.provenance, path, geom.format)
     snapshot.processing.timings_ms["total"] = round(sum(v for k, v in timings.items() if k != "total"), 3)
     return snapshot
@@ -104,6 +107,17 @@ def snapshot_from_geometry(
         provenance=replace(provenance) if provenance is not None else Provenance(original_format=geom.format),
         processing=_processing(geom, prepared, options, timings, warnings),
     )
+
+
+@contextmanager
+def _library_warnings() -> Iterator[list[str]]:
+    """Warnings the libraries raise (numpy RuntimeWarning, trimesh UserWarning, ...) while one file is
+    extracted: kept for the snapshot's warnings, never printed on stderr beside ``--json`` output."""
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield found
+    found.extend(dict.fromkeys(f"{w.category.__name__}: {w.message}"[:300] for w in caught))
 
 
 @contextmanager

@@ -7,6 +7,7 @@ finite coordinates. Loaders run in the supervised child process (see :mod:`isola
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,20 @@ def _dispatch(path: Path, fmt: str, options: ExtractOptions) -> LoadedGeometry:
     except RecursionError as exc:
         raise FormatError(f"{path.name}: structure nested too deeply", format=fmt, reason="parse_error") from exc
     except Exception as exc:  # any library failure becomes a parse error with the library's words
-        raise FormatError(
-            f"{path.name}: cannot read {fmt}: {type(exc).__name__}: {exc}"[:500], format=fmt, reason="parse_error"
-        ) from exc
+        raise FormatError(library_failure(path, fmt, exc), format=fmt, reason="parse_error") from exc
+
+
+def library_failure(path: Path, fmt: str, exc: BaseException) -> str:
+    """The library's words for a failure; where it has none (a bare ``assert``), the check that failed."""
+    detail = str(exc).strip()
+    if not detail:
+        frames = traceback.extract_tb(exc.__traceback__)
+        if frames:
+            last = frames[-1]
+            detail = f"its check `{(last.line or '').strip()[:120]}` ({Path(last.filename).name}:{last.lineno}) failed"
+        else:
+            detail = "no detail given"
+    return f"{path.name}: cannot read {fmt}: {type(exc).__name__}: {detail}"[:500]
 
 
 def _ply_without_faces(path: Path) -> bool:

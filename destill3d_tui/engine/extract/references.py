@@ -94,7 +94,18 @@ def _load_json(data: bytes, name: str) -> object:
     try:
         return json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise FormatError(f"{name}: invalid glTF JSON ({type(exc).__name__})", reason="parse_error") from exc
+        raise FormatError(f"{name}: invalid glTF JSON: {json_problem(exc)}", reason="parse_error") from exc
+
+
+def json_problem(exc: Exception) -> str:
+    """What is wrong with a JSON text, in the words of the file (where), not an exception's name."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r})"
+    if isinstance(exc, RecursionError):
+        return "arrays or objects nested too deeply to read"
+    return str(exc) or type(exc).__name__
 
 
 def _gltf_refs(path: Path) -> list[str | None]:

@@ -94,9 +94,9 @@ def _load_scene(path: Path, fmt: str):
     except MemoryError:
         raise
     except Exception as exc:  # trimesh's failures come as any exception type (see badinputs README)
-        raise FormatError(
-            f"{path.name}: cannot parse {fmt}: {type(exc).__name__}: {exc}"[:500], format=fmt, reason="parse_error"
-        ) from exc
+        from ..load import library_failure
+
+        raise FormatError(library_failure(path, fmt, exc), format=fmt, reason="parse_error") from exc
     finally:
         log.disabled = was_disabled
 

@@ -99,15 +99,23 @@ def _gltf_doc(primitives: int = 1, nodes: int = 1, component_type: int = 5126) -
     }
 
 
-def glb(doc: dict, *, total_delta: int = 0, bin_len_delta: int = 0) -> bytes:
-    """A GLB whose JSON chunk is ``doc`` with one BIN chunk; the deltas make the header lengths lie."""
+def _buffer_longer_than_its_data() -> dict:
+    """byteLength 1000 and a view to byte 948 over 72 bytes of data: trimesh said only "AssertionError:"."""
+    doc = _gltf_doc()
+    doc["buffers"][0]["byteLength"] = 1000
+    doc["bufferViews"][1]["byteLength"] = 900
+    return doc
+
+
+def glb(doc: dict, *, bin_len_delta: int = 0) -> bytes:
+    """A GLB whose JSON chunk is ``doc`` with one BIN chunk; ``bin_len_delta`` makes the chunk length lie."""
     data = base64.b64decode(doc["buffers"][0].pop("uri").split(",", 1)[1])
     text = json.dumps(doc).encode()
     text += b" " * (-len(text) % 4)
     binary = data + b"\0" * (-len(data) % 4)
     body = struct.pack("<II", len(text), 0x4E4F534A) + text
     body += struct.pack("<II", len(binary) + bin_len_delta, 0x004E4942) + binary
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(body) + total_delta) + body
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
 
 
 # ---------------------------------------------------------------- DAE
@@ -188,22 +196,34 @@ def _iges_box() -> str:
 # ---------------------------------------------------------------- points and meshes
 
 
-def las_vlr_count(count: int) -> bytes:
-    """A LAS 1.2 header (227 bytes) declaring ``count`` VLRs and 4 points, with 4 points and no VLR."""
+def las(xyz: np.ndarray, scales: tuple[float, float, float] = (0.01, 0.01, 0.01), vlrs: int = 0) -> bytes:
+    """LAS 1.2, point format 0: a 227-byte header declaring ``vlrs`` VLRs (none present), then ``xyz`` (n, 3) ints."""
     header = bytearray(227)
     header[0:4] = b"LASF"
     header[24:26] = bytes([1, 2])
     header[94:96] = struct.pack("<H", 227)
     header[96:100] = struct.pack("<I", 227)  # offset to point data
-    header[100:104] = struct.pack("<I", count)  # number of variable-length records
-    header[104] = 0
+    header[100:104] = struct.pack("<I", vlrs)  # number of variable-length records
     header[105:107] = struct.pack("<H", 20)
-    header[107:111] = struct.pack("<I", 4)
-    header[131:155] = struct.pack("<3d", 0.01, 0.01, 0.01)
+    header[107:111] = struct.pack("<I", len(xyz))
+    header[131:155] = struct.pack("<3d", *scales)
     header[179:227] = struct.pack("<6d", 1, 0, 1, 0, 1, 0)
-    points = np.zeros(4, dtype=[("xyz", "<i4", 3), ("rest", "V8")])
-    points["xyz"][1:] = np.eye(3, dtype="<i4") * 100
+    points = np.zeros(len(xyz), dtype=[("xyz", "<i4", 3), ("rest", "V8")])
+    points["xyz"] = xyz
     return bytes(header) + points.tobytes()
+
+
+def las_vlr_count(count: int) -> bytes:
+    """Four points and a header declaring ``count`` VLRs (none present)."""
+    return las(np.r_[np.zeros((1, 3)), np.eye(3) * 100].astype("<i4"), vlrs=count)
+
+
+def las_one_point_overflows() -> bytes:
+    """x scale 1e300: x = 0 for 199 points (a plane), x = 2^31-1 for one, which overflows to inf."""
+    rng = np.random.default_rng(0)
+    xyz = np.c_[np.zeros(200), rng.integers(0, 1000, size=(200, 2))].astype("<i4")
+    xyz[7, 0] = 2**31 - 1
+    return las(xyz, scales=(1e300, 0.01, 0.01))
 
 
 def ply_ascii_list_count(count: int) -> str:
@@ -257,8 +277,10 @@ CASES: list[tuple[str, Maker, str, str, str]] = [  # file, maker, expect, reason
     ("h14_ply_ascii_list_count_2pow32.ply", lambda: ply_ascii_list_count(4294967295), REJ, "parse_error",
      "face list count 4294967295"),
     ("h14_off_face_1e9_corners.off", lambda: off_face_corners(10**9), REJ, "parse_error", "face of 10^9 corners"),
-    ("h14_glb_total_length_lies.glb", lambda: glb(_gltf_doc(), total_delta=1000), REJ, "parse_error",
-     "header length 1000 bytes past the end"),
+    ("h14_glb_buffer_longer_than_bin_chunk.glb", lambda: glb(_buffer_longer_than_its_data()), REJ, "parse_error",
+     "buffer byteLength 1000 over a 72-byte BIN chunk"),
+    ("h14_gltf_buffer_longer_than_data_uri.gltf", lambda: json.dumps(_buffer_longer_than_its_data()), REJ,
+     "parse_error", "buffer byteLength 1000 over a 72-byte data URI"),
     ("h14_glb_bin_chunk_length_lies.glb", lambda: glb(_gltf_doc(), bin_len_delta=4000), REJ, "parse_error",
      "BIN chunk length past the end"),
     ("h14_gltf_component_type_5130.gltf", lambda: json.dumps(_gltf_doc(component_type=5130)), REJ, "parse_error",

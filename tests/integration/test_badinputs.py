@@ -19,6 +19,8 @@ import pytest
 from destill3d_tui.engine.store.snapshot import Snapshot
 from tests.acquire import hostile_archives
 from tests.fakes.server import FakeServer
+from tests.integration.hostile_inputs import CASES as HOSTILE
+from tests.integration.hostile_inputs import write_all as write_hostile_inputs
 
 BADINPUTS = Path(__file__).resolve().parents[2].parent / "shared" / "badinputs"
 TIMEOUT_S = 20
@@ -45,6 +47,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     subprocess.run([sys.executable, str(BADINPUTS / "make_bad_inputs.py"), str(work / "in"), "--canary-url", canary],
                    check=True, capture_output=True)  # fmt: skip
     hostile_archives.write_cases(work / "in")
+    write_hostile_inputs(work / "in")  # the readers' own cases (issue 14), beside the shared ones
     home = root / "home"
     before = {p for p in root.rglob("*")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESTILL3D_")} | {"DESTILL3D_HOME": str(home)}
@@ -80,7 +83,8 @@ def _cases() -> list[dict]:
         return json.loads((Path(tmp) / "manifest.json").read_text())["files"]
 
 
-CASES = _cases()
+QUICK_REFUSAL_MS = 10_000  # counted, not expanded: well under the 20 s timeout even with two busy workers
+CASES = _cases() + [{"file": name, "expect": expect, "reason": reason} for name, _, expect, reason, _ in HOSTILE]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
@@ -91,12 +95,15 @@ def test_file_behaves_as_its_class_requires(run: dict, case: dict) -> None:
         assert record["status"] == "ok", record
         assert record["points"] == 2048 and Path(record["output"]).is_file()
         return
-    if expect in ("reject_or_sanitize", "hang_guard") and record["status"] == "ok":
+    if expect in ("reject_or_sanitize", "hang_guard") and record["status"] == "ok" and not case.get("reason"):
         return  # stored with the bad parts dropped; test_no_nan_in_any_snapshot checks the arrays
     assert record["status"] == "failed", record
     allowed = ALLOWED[expect]
     if case["file"] == "zip_bomb_nested_3_levels.zip":
         allowed = allowed | {"format_unsupported"}  # archives inside archives are never unpacked
+    if case.get("reason"):  # the readers' own cases name the one reason they give, and give it quickly
+        allowed = {case["reason"]}
+        assert record["ms"] is not None and record["ms"] < QUICK_REFUSAL_MS, record
     assert record["reason"] in allowed, record
     if expect == "hang_guard":
         assert record["ms"] is not None and record["ms"] < (TIMEOUT_S + 10) * 1000

@@ -1,0 +1,87 @@
+"""Readers refuse amplification before paying for it (issue 14.5) and follow the format, not one
+writer (14.9): every hostile file of tests/integration/hostile_inputs.py, read in-process."""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from destill3d_tui.engine.errors import Destill3DError, FormatError
+from destill3d_tui.engine.extract.core import extract_file
+from destill3d_tui.engine.extract.formats import detect_format
+from destill3d_tui.engine.extract.load import library_failure, load_geometry
+from tests.integration.hostile_inputs import CASES, las_one_point_overflows
+
+REFUSAL_S = 2.0  # issue 14.5: counted, not expanded
+REFUSED = [c for c in CASES if c[3]]
+ACCEPTED = [c for c in CASES if not c[3]]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("hostile")
+    for name, make, *_ in CASES:
+        data = make()
+        (folder / name).write_bytes(data if isinstance(data, bytes) else data.encode())
+    load_geometry(folder / "h14_stl_binary_named.step")  # imports outside the clock
+    return folder
+
+
+@pytest.mark.parametrize(("name", "reason"), [(c[0], c[3]) for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_hostile_file_is_refused_quickly_with_its_reason(files: Path, name: str, reason: str) -> None:
+    start = time.perf_counter()
+    with pytest.raises(Destill3DError) as caught:
+        load_geometry(files / name)
+    elapsed = time.perf_counter() - start
+    assert caught.value.reason == reason, str(caught.value)
+    assert elapsed < REFUSAL_S, f"{elapsed:.2f} s"
+    message = str(caught.value)
+    assert name in message and not re.search(r"\b[A-Z]\w+Error:\s*$", message)
+    if reason == "too_large":
+        assert re.search(r"\d{3}", message), message  # the count that was too large
+
+
+@pytest.mark.parametrize("name", [c[0] for c in ACCEPTED])
+def test_well_formed_variant_is_read(files: Path, name: str) -> None:
+    geometry = load_geometry(files / name)
+    assert len(geometry.vertices) >= 4
+
+
+def test_content_decides_for_every_stl_variant(files: Path) -> None:
+    """A binary STL named .step was read and an ASCII one refused; both are STL by content."""
+    assert detect_format(files / "h14_stl_ascii_named.step") == "STL"
+    assert detect_format(files / "h14_stl_binary_named.step") == "STL"
+
+
+def test_library_warnings_reach_the_snapshot_not_stderr(tmp_path: Path) -> None:
+    """laspy's "RuntimeWarning: overflow encountered in multiply" used to print beside --json output."""
+    path = tmp_path / "overflow.las"
+    path.write_bytes(las_one_point_overflows())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning escaping extract_file fails the test
+        snapshot = extract_file(path)
+    assert "RuntimeWarning: overflow encountered in multiply" in snapshot.processing.warnings
+    assert "dropped 1 non-finite points" in snapshot.processing.warnings
+
+
+def _library_check() -> None:
+    raise AssertionError  # as a library's bare ``assert`` does (pytest rewrites the asserts of tests)
+
+
+def test_a_failure_without_words_names_the_check(tmp_path: Path) -> None:
+    """trimesh's bare asserts reached users as "AssertionError:" and nothing else."""
+    try:
+        _library_check()
+    except AssertionError as exc:
+        message = library_failure(tmp_path / "x.glb", "GLB", exc)
+    assert message.startswith("x.glb: cannot read GLB: AssertionError: its check `raise AssertionError")
+    assert "test_reader_limits.py:" in message
+
+
+def test_lying_glb_bin_length_names_the_chunk(files: Path) -> None:
+    with pytest.raises(FormatError, match=r"GLB chunk 1 \(type 0x4e4942\) says \d+ bytes, \d+ remain"):
+        load_geometry(files / "h14_glb_bin_chunk_length_lies.glb")

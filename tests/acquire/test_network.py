@@ -12,6 +12,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,3 +140,28 @@ def test_a_host_resolving_private_is_refused_before_connecting(two_hosts: tuple[
         asyncio.run(client.request("fake", "GET", f"http://rebind.test:{public.port}/x"))
     assert info.value.reason == "host_not_allowed"
     assert private.requests == [] and public.requests == []
+
+
+def test_tls_is_verified_against_the_hostname_while_connecting_to_the_checked_address(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("cryptography")
+    from tests.fakes.tls import issue
+
+    ca_file, context = issue(tmp_path, "files.tls.test")
+    names: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: names.append(name)  # type: ignore[assignment,misc,func-returns-value]
+    with FakeServer(lambda request: Reply(body=b"over tls"), tls=context) as server:
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # trust the test CA, as a corporate CA would be
+        real_getaddrinfo = socket.getaddrinfo
+        answer = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", server.port))
+        monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: (
+            [answer] if host in ("files.tls.test", b"files.tls.test") else real_getaddrinfo(host, port, *a, **k)))
+        client = HttpClient(shipped(f"files.tls.test:{server.port}", f"wrong.tls.test:{server.port}"))
+        client.register("fake", rate_limit=RateLimit(10, 1), hosts=[])
+        response = asyncio.run(client.request("fake", "GET", f"https://files.tls.test:{server.port}/x"))
+        assert response.content == b"over tls" and names == ["files.tls.test"]
+        # the certificate names files.tls.test only: the same address under another name is refused
+        monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [answer])
+        with pytest.raises(DownloadError) as info:
+            asyncio.run(client.request("fake", "GET", f"https://wrong.tls.test:{server.port}/x"))
+        assert info.value.reason == "connection_failed" and "certificate" in str(info.value).lower()

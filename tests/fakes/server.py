@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -69,9 +70,11 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class FakeServer:
-    def __init__(self, app: App | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: App | None = None, host: str = "127.0.0.1", port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.app: App = app or (lambda request: Reply(404, "Not Found"))
         self.host, self._port = host, port  # another 127.x address stands in for another machine
+        self.tls = tls  # a server-side context: the server speaks HTTPS
         self.requests: list[Request] = []
         self._faults: list[tuple[str, Reply]] = []
         self._lock = threading.Lock()
@@ -95,6 +98,8 @@ class FakeServer:
             do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle
 
         self._httpd = _QuietServer((self.host, self._port), Handler)
+        if self.tls is not None:
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -123,7 +128,7 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     # ------------------------------------------------------------ faults and records
 

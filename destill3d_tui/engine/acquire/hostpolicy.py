@@ -16,6 +16,7 @@ import asyncio
 import ipaddress
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -81,6 +82,10 @@ def os_cause(exc: BaseException) -> str:
     pending: list[BaseException] = [exc]
     while pending:
         current = pending.pop(0)
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return f"TLS certificate refused: {current.verify_message or current.reason}"
+        if isinstance(current, ssl.SSLError):
+            return f"TLS failed: {current.reason or current}"
         if isinstance(current, OSError) and current.errno:
             return os.strerror(current.errno)
         pending += list(getattr(current, "exceptions", ()))  # an ExceptionGroup of several attempts

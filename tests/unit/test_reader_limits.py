@@ -16,7 +16,7 @@ from destill3d_tui.engine.extract.formats import detect_format
 from destill3d_tui.engine.extract.load import library_failure, load_geometry
 from tests.integration.hostile_inputs import CASES, las_one_point_overflows
 
-REFUSAL_S = 2.0  # issue 14.5: counted, not expanded
+REFUSAL_S = 2.0  # issue 14.5: counted, not expanded (CPU seconds: six engineers share two cores)
 REFUSED = [c for c in CASES if c[3]]
 ACCEPTED = [c for c in CASES if not c[3]]
 
@@ -33,10 +33,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(("name", "reason"), [(c[0], c[3]) for c in REFUSED], ids=[c[0] for c in REFUSED])
 def test_hostile_file_is_refused_quickly_with_its_reason(files: Path, name: str, reason: str) -> None:
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(Destill3DError) as caught:
         load_geometry(files / name)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert caught.value.reason == reason, str(caught.value)
     assert elapsed < REFUSAL_S, f"{elapsed:.2f} s"
     message = str(caught.value)

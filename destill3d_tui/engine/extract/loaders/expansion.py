@@ -93,19 +93,12 @@ def check_3mf_model(tree, name: str) -> None:
     """Build items x component instances x triangles of one 3MF model part (an lxml tree)."""
     own: dict[str, tuple[int, int]] = {}
     children: dict[str, list[tuple[str, int]]] = {}
-    roots: list[tuple[str, int]] = []
-    for el in tree.iter():
-        if not isinstance(el.tag, str):
-            continue
-        tag = el.tag.rsplit("}", 1)[-1]
-        if tag == "object":
-            oid = el.get("id", "")
-            triangles = sum(1 for t in el.iter() if isinstance(t.tag, str) and t.tag.endswith("triangle"))
-            has_mesh = any(isinstance(m.tag, str) and m.tag.endswith("}mesh") for m in el)
-            own[oid] = (int(has_mesh), triangles)
-            children[oid] = [(c.get("objectid", ""), 1) for c in el.iter() if _is(c, "component")]
-        elif tag == "item":
-            roots.append((el.get("objectid", ""), 1))
+    for obj in tree.iter("{*}object"):  # tag filters run in C: 100K build items cost ~0.1 s
+        oid = obj.get("id", "")
+        triangles = int(obj.xpath("count(.//*[local-name()='triangle'])"))
+        own[oid] = (int(obj.find("{*}mesh") is not None), triangles)
+        children[oid] = [(c.get("objectid", ""), 1) for c in obj.iter("{*}component")]
+    roots = [(item.get("objectid", ""), 1) for item in tree.iter("{*}item")]
     check_totals(name, "3MF build items and components", *expanded(children, own, roots, name), MAX_3MF_INSTANCES)
 
 

@@ -262,8 +262,8 @@ def check_xml(data: bytes | Path, name: str):
     except etree.XMLSyntaxError as exc:
         raise xml_error(exc, name) from exc
     _check_dtd(tree, name)
-    for el in tree.iter():
-        count = el.get("count") if isinstance(el.tag, str) else None
+    for el in tree.xpath("//*[@count]"):  # selected in C: a 100K-element model part costs milliseconds
+        count = el.get("count")
         if count is not None and count.strip().isdigit() and int(count) > MAX_FACES * 3:
             raise _fail(name, f"XML element declares count={count}", "too_large")
     return tree

@@ -126,33 +126,41 @@ def default_args(db: Path, *extra: str) -> list[str]:
                "--headless", "--json")  # fmt: skip
 
 
-def wait_for_a_lease(db: Path, proc: subprocess.Popen[str], timeout: float = 60.0) -> bool:
-    """True once the runner holds an item (so a kill now hits items in flight)."""
+def count_rows(db: Path, where: str) -> int:
+    with contextlib.suppress(sqlite3.Error):
+        conn = sqlite3.connect(db, timeout=1)
+        n = conn.execute(f"SELECT COUNT(*) FROM processing_queue WHERE {where}").fetchone()[0]
+        conn.close()
+        return int(n)
+    return 0
+
+
+def wait_until(db: Path, proc: subprocess.Popen[bytes], where: str, more_than: int, timeout: float = 60.0) -> bool:
+    """True once more than ``more_than`` queue rows match ``where`` (while the runner lives)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        with contextlib.suppress(sqlite3.Error):
-            conn = sqlite3.connect(db, timeout=1)
-            held = conn.execute("SELECT COUNT(*) FROM processing_queue WHERE lease_owner IS NOT NULL").fetchone()[0]
-            conn.close()
-            if held:
-                return True
+        if count_rows(db, where) > more_than:
+            return True
         time.sleep(0.05)
     return False
 
 
 def test_sigkills_while_holding_items_fail_no_valid_item(tmp_path: Path, small_dir: Path) -> None:
-    """Finding 13.4 at the shipped defaults: 6 SIGKILLs mid-run, then a clean run stores all of it."""
+    """Finding 13.4 at the shipped defaults: 5 SIGKILLs mid-run, then a clean run stores all of it."""
     db, home = tmp_path / "d.db", tmp_path / "home"
     store = Store(f"sqlite:///{db}")
     Queue(store).add_paths([small_dir])
     store.close()
     rng = random.Random(13_4)
     kills = 0
-    for _ in range(6):
+    for i in range(5):
         proc = subprocess.Popen(default_args(db), env=cli_env(home), cwd=REPO, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip
-        if wait_for_a_lease(db, proc):
-            time.sleep(rng.uniform(0.0, 1.5))
+        if i < 4:  # items claimed, not started yet
+            wait_until(db, proc, "lease_owner IS NOT NULL", 0)
+        else:  # once it stored one of its own: the kill lands mid-extraction or mid-store
+            wait_until(db, proc, "stage = 'stored'", count_rows(db, "stage = 'stored'"))
+        time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1

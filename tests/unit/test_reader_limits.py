@@ -85,3 +85,13 @@ def test_a_failure_without_words_names_the_check(tmp_path: Path) -> None:
 def test_lying_glb_bin_length_names_the_chunk(files: Path) -> None:
     with pytest.raises(FormatError, match=r"GLB chunk 1 \(type 0x4e4942\) says \d+ bytes, \d+ remain"):
         load_geometry(files / "h14_glb_bin_chunk_length_lies.glb")
+
+
+def test_garbage_in_brep_locations_is_a_parse_error(tmp_path: Path) -> None:
+    """The location counter leaves a malformed section to OpenCASCADE instead of failing itself."""
+    path = tmp_path / "garbage.brep"
+    path.write_bytes(b"DBRep_DrawableShape\n\nCASCADE Topology V1, (c) Matra-Datavision\nLocations 2\n1\n"
+                     b"1 0 0 \xce\n0 1 0 0\n0 0 1 0\n2 1 1 0\n")  # fmt: skip
+    with pytest.raises(FormatError) as caught:
+        load_geometry(path)
+    assert caught.value.reason == "parse_error"

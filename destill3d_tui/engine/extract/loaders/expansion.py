@@ -227,6 +227,7 @@ def _location_tokens(lines: Iterable[bytes]):
 
 
 def _numbers(lines):
+    """The numbers of the Locations section; a token that is no number ends it (OpenCASCADE judges the rest)."""
     for line in lines:
         if line[:1].isalpha():
             return  # the next section (Curve2ds, Curves, ...)
@@ -234,4 +235,7 @@ def _numbers(lines):
             try:
                 yield int(token)
             except ValueError:
-                yield float(token)
+                try:
+                    yield float(token)
+                except ValueError:
+                    return

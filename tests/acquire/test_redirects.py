@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from destill3d_tui.engine.acquire.rate import rate_status
 from destill3d_tui.engine.acquire.registry import get_adapter
 from tests.acquire.conftest import platform_settings
 from tests.fakes.cdn import RedirectingCDN
@@ -58,6 +59,7 @@ def test_thingiverse_download_redirects_at_default_budget(cdn: RedirectingCDN, t
         result, elapsed = timed_download(adapter, "7000000", tmp_path, "90000000")
         assert result.primary.read_bytes() == fake.blobs[90_000_000]
         assert_through_cdn(cdn, elapsed)
+        assert rate_status()["thingiverse"].capacity == 1  # the rate panel shows the API's budget, not a CDN's
 
 
 def test_sketchfab_download_redirects_at_default_budget(cdn: RedirectingCDN, tmp_path: Path,

@@ -64,7 +64,7 @@ from .hostpolicy import (
     port_of,
     resolve,
 )
-from .rate import RateBucket, RateStatus, Slot, bucket_for, rate_status
+from .rate import RateBucket, RateStatus, Slot, bucket_for, file_host_origin, rate_status
 
 __all__ = ["DownloadedFile", "EmitFn", "HostPolicy", "HttpClient", "HttpResponse", "RateBucket", "RateStatus",
            "bucket_for", "rate_status"]
@@ -218,7 +218,7 @@ class HttpClient:
             return self.bucket(platform)
         configured = self.settings.platform(platform).file_rate_limit
         limit = RateLimit.parse(configured) if configured else DEFAULT_FILE_RATE
-        return bucket_for(platform, target, None, limit)
+        return bucket_for(platform, file_host_origin(target), None, limit)
 
     def _client(self) -> httpx.AsyncClient:
         """One AsyncClient per event loop (the sync wrappers run short-lived loops)."""

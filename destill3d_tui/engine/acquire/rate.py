@@ -131,6 +131,7 @@ class RateBucket:
             return RateStatus(max(0.0, free), self.capacity, paused, self.banned, self.message)
 
 
+FILE_HOST = "files@"  # prefix of the origin in the key of a file host's bucket
 _BUCKETS: dict[tuple[str, str, str], RateBucket] = {}
 _BUCKETS_LOCK = threading.Lock()
 
@@ -146,14 +147,21 @@ def bucket_for(platform: str, origin: str, credential: str | None, limit: RateLi
         return bucket
 
 
+def file_host_origin(origin: str) -> str:
+    """The bucket key of a host that serves a platform's files (a CDN), not its API."""
+    return FILE_HOST + origin
+
+
 def rate_status() -> dict[str, RateStatus]:
-    """Per platform, the most constrained of its buckets."""
-    out: dict[str, RateStatus] = {}
+    """Per platform, its API budget, or the most constrained of its buckets when one is paused or banned."""
+    out: dict[str, tuple[bool, RateStatus]] = {}
     with _BUCKETS_LOCK:
         items = list(_BUCKETS.items())
-    for (platform, _, _), bucket in items:
-        status = bucket.status()
+    for (platform, origin, _), bucket in items:
+        status, api = bucket.status(), not origin.startswith(FILE_HOST)
         prev = out.get(platform)
-        if prev is None or status.banned or (status.paused_until or 0) > (prev.paused_until or 0):
-            out[platform] = status
-    return out
+        worse = prev is not None and (status.banned or (status.paused_until or 0) > (prev[1].paused_until or 0))
+        calm = prev is not None and not prev[1].banned and prev[1].paused_until is None
+        if prev is None or worse or (api and not prev[0] and calm):
+            out[platform] = (api, status)
+    return {platform: status for platform, (_, status) in out.items()}

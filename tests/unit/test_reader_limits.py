@@ -3,6 +3,7 @@ writer (14.9): every hostile file of tests/integration/hostile_inputs.py, read i
 
 from __future__ import annotations
 
+import io
 import re
 import time
 import warnings
@@ -95,3 +96,28 @@ def test_garbage_in_brep_locations_is_a_parse_error(tmp_path: Path) -> None:
     with pytest.raises(FormatError) as caught:
         load_geometry(path)
     assert caught.value.reason == "parse_error"
+
+
+def test_corrupt_3mf_deflate_stream_is_a_parse_error(tmp_path: Path) -> None:
+    """zlib's error escaped the 3MF check as an internal error (found by mutating the corpus)."""
+    import zipfile
+
+    from tests.integration.hostile_inputs import threemf_build_items
+
+    data = bytearray(threemf_build_items(50))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as package:
+        member = package.getinfo("3D/3dmodel.model")
+    start = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra)
+    data[start + 20 : start + 60] = b"\xff" * 40
+    path = tmp_path / "corrupt.3mf"
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError) as caught:
+        load_geometry(path)
+    assert caught.value.reason == "parse_error" and "3MF" in str(caught.value)
+
+
+def test_vertex_rows_without_three_coordinates_are_a_parse_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.obj"
+    path.write_text("v -0")  # a file cut after its first number
+    with pytest.raises(FormatError, match=r"x, y, z triples"):
+        load_geometry(path)

@@ -41,8 +41,13 @@ def load_geometry(path: str | Path, options: ExtractOptions | None = None) -> Lo
         raise FormatError(f"{path.name} is empty (0 bytes)", format=fmt, reason="parse_error")
     if size > MAX_FILE_SIZE:
         raise FormatError(f"{path.name}: {size} bytes exceeds the {MAX_FILE_SIZE} byte limit", reason="too_large")
-    check_references(path, fmt)
-    precheck(path, fmt)
+    try:
+        check_references(path, fmt)
+        precheck(path, fmt)
+    except (ExtractionError, MemoryError):
+        raise
+    except Exception as exc:  # a check met bytes it did not expect: the file is malformed, say how
+        raise FormatError(library_failure(path, fmt, exc), format=fmt, reason="parse_error") from exc
     geometry = _dispatch(path, fmt, options)
     geometry.metadata.setdefault("file_bytes", size)
     return finalize(geometry, path.name)
@@ -100,7 +105,11 @@ def finalize(geometry: LoadedGeometry, name: str) -> LoadedGeometry:
     Point clouds lose their non-finite points (with a warning); a mesh whose faces use a
     non-finite vertex is refused, because dropping faces would silently change the surface.
     """
-    vertices = np.asarray(geometry.vertices, dtype=np.float64).reshape(-1, 3)
+    vertices = np.asarray(geometry.vertices, dtype=np.float64)
+    if vertices.size % 3:
+        raise FormatError(f"{name}: vertices do not come in x, y, z triples (the reader found {vertices.shape})",
+                          format=geometry.format, reason="parse_error")  # fmt: skip
+    vertices = vertices.reshape(-1, 3)
     if geometry.faces is None:
         return _finalize_points(geometry, vertices, name)
     faces = np.asarray(geometry.faces, dtype=np.int64).reshape(-1, 3)

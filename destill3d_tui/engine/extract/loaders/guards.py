@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 from ...errors import FormatError
@@ -313,7 +314,8 @@ def _check_3mf(path: Path, head: bytes, size: int) -> None:
             for info in models:
                 part = f"{path.name}!{info.filename}"
                 expansion.check_3mf_model(check_xml(zf.read(info), part), part)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError, zlib.error,
+            UnicodeDecodeError) as exc:  # fmt: skip
         raise _fail(path.name, f"unreadable 3MF package ({type(exc).__name__}: {exc})") from exc
 
 

@@ -55,7 +55,9 @@ class Destill3DError(Exception):
     kind: ErrorKind = "permanent"
 
     def __init__(self, message: str, *, reason: str | None = None, kind: ErrorKind | None = None):
-        super().__init__(message)
+        from .text import storable  # a file name that is not UTF-8 must not stop the database write
+
+        super().__init__(storable(str(message)))
         if reason is not None:
             self.reason = reason
         if kind is not None:
@@ -209,4 +211,6 @@ def describe(exc: BaseException) -> dict[str, str]:
         if info["reason"] in TRANSIENT_REASONS:
             info["kind"] = "transient"
         return info
-    return {"reason": "internal_error", "kind": "permanent", "message": f"{type(exc).__name__}: {exc}"}
+    from .text import storable
+
+    return {"reason": "internal_error", "kind": "permanent", "message": storable(f"{type(exc).__name__}: {exc}")}

@@ -119,3 +119,13 @@ def text_to_path(text: str) -> Path:
     if text.startswith("file://"):
         return Path(os.fsdecode(unquote_to_bytes(urlparse(text).path)))
     return Path(text)
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with only the bytes that are not UTF-8 escaped (``\\xff``): every database and
+    JSON reader takes it. Messages keep their newlines and everything else; they are shown
+    through :func:`display` later."""
+    return _SURROGATES.sub(_escape, text)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from destill3d_tui.engine.acquire.platforms.local import LocalAdapter
+from destill3d_tui.engine.errors import FormatError, describe
 from destill3d_tui.engine.events import ItemFailed, ItemStored
 from destill3d_tui.engine.headless import _Reporter
 from destill3d_tui.engine.queue import Queue, local_entries
@@ -121,6 +122,11 @@ def test_undecodable_file_names_queue_and_come_back_as_the_same_bytes(tmp_path: 
     assert row.source_id.startswith("file://") and row.source_id.endswith("caf%E9-%FF.stl")
     result = asyncio.run(LocalAdapter().download(row.source_id, tmp_path))
     assert os.fsencode(result.primary) == os.fsencode(odd)
+    # its failure message names it: stored with the byte escaped (a raw one stopped the writer)
+    (claimed,) = [r for r in queue.claim("w", 2) if r.queue_id == row.queue_id]
+    error = describe(FormatError(f"{Path(UNDECODABLE).name}: ASCII STL ends without 'endsolid'"))
+    queue.fail(claimed.queue_id, "w", error, "extract")
+    assert queue.get(claimed.queue_id).last_error.startswith("caf\\xe9-\\xff.stl: ASCII STL")
 
 
 def test_headless_lines_and_json_are_escaped() -> None:

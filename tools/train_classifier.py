@@ -27,6 +27,7 @@ import argparse
 import itertools
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from destill3d_tui.engine.classify.canonical import canonicalise  # numpy only
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "modelnet40_train_1024.npz"
 
@@ -170,18 +174,23 @@ def stratified_split(labels: np.ndarray, val_frac: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(tr)), np.sort(np.concatenate(va))
 
 
-def augment(pts: np.ndarray, rng: np.random.Generator, rot_deg: float = 180.0) -> np.ndarray:
-    """Rotation about z (up) within +-rot_deg, anisotropic scale 0.8-1.25, translation, clipped jitter. (B,N,3)."""
+def augment(pts: np.ndarray, rng: np.random.Generator, rot_deg: float = 180.0, canonical: bool = False) -> np.ndarray:
+    """Rotation about z (up) within +-rot_deg, anisotropic scale 0.8-1.25, translation, clipped jitter. (B,N,3).
+
+    With ``canonical`` the scale is applied in the shape's own frame before the turn (a wider or
+    deeper object, not a sheared one), and the result is put in the canonical ground frame last,
+    exactly as the engine prepares a cloud: the network sees what inference feeds it.
+    """
     b = pts.shape[0]
     th = rng.uniform(-np.radians(rot_deg), np.radians(rot_deg), b)
     c, s = np.cos(th), np.sin(th)
     rot = np.zeros((b, 3, 3), np.float32)
     rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1
-    out = pts @ rot.transpose(0, 2, 1)
-    out = out * rng.uniform(0.8, 1.25, (b, 1, 3)).astype(np.float32)
+    scale = rng.uniform(0.8, 1.25, (b, 1, 3)).astype(np.float32)
+    out = (pts * scale) @ rot.transpose(0, 2, 1) if canonical else (pts @ rot.transpose(0, 2, 1)) * scale
     out = out + rng.uniform(-0.1, 0.1, (b, 1, 3)).astype(np.float32)
     out = out + np.clip(rng.normal(0, 0.01, out.shape), -0.03, 0.03).astype(np.float32)
-    return out.astype(np.float32)
+    return canonicalise(out) if canonical else out.astype(np.float32)
 
 
 def rotate_z(pts: np.ndarray, angle: float) -> np.ndarray:
@@ -190,7 +199,24 @@ def rotate_z(pts: np.ndarray, angle: float) -> np.ndarray:
     return (pts @ rot.T).astype(np.float32)
 
 
+def augment_turn_only(pts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each (B, N, 3) cloud turned about z by a uniformly random angle, nothing else."""
+    return np.stack([rotate_z(p, a) for p, a in zip(pts, rng.uniform(0, 2 * np.pi, len(pts)), strict=True)])
+
+
 # ----------------------------------------------------------------------------- train / eval
+def resume(
+    path: Path, model: nn.Module, opt: torch.optim.Optimizer, rng: np.random.Generator
+) -> tuple[int, int, float]:
+    """Load weights, optimiser and both RNG states from ``path``; returns (next epoch, step, best score)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return state["epoch"] + 1, state["steps"], state["best"]
+
+
 @torch.no_grad()
 def predict(model: PN2KNN, pts: np.ndarray, bs: int = 128) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
@@ -226,6 +252,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--holdout", type=str, default="", help="comma-separated classes left out (zero/few-shot study)")
     ap.add_argument("--rot-deg", type=float, default=15.0, help="rotation about z: uniform in +-this many degrees")
+    ap.add_argument("--canonical", action="store_true",
+                    help="train on the canonical ground frame (engine.classify.canonical) of shapes turned by "
+                    "--rot-deg")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (weights, optimiser, RNG, epoch)")
     ap.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
     ap.add_argument("--init", type=Path, default=None, help="warm start from a checkpoint (same widths)")
     ap.add_argument("--fps-cache", type=Path, default=None, help="where the precomputed FPS order is cached")
@@ -276,6 +306,10 @@ def main() -> None:
     ytr = np.array([remap[c] for c in labels_all[tr_idx]])
     yva = np.array([remap[c] for c in labels_all[va_idx_k]])
     xtr, xva = pts_fps[tr_idx], pts_fps[va_idx_k]
+    # validation as inference will see it: aligned, and every shape turned at random (a fixed draw)
+    xva_turned = augment_turn_only(xva, np.random.default_rng(args.seed + 1))
+    if args.canonical:
+        xva, xva_turned = canonicalise(xva), canonicalise(xva_turned)
 
     model = PN2KNN(n_classes, args.width, args.s1, args.s2, args.k)
     if args.init:
@@ -308,6 +342,10 @@ def main() -> None:
     t_start = time.time()
     epoch, step, done = 0, 0, False
     total_steps = args.epochs * steps_per_epoch
+    if args.resume and (args.out / "last.pt").exists():
+        epoch, step, best = resume(args.out / "last.pt", model, opt, rng)
+        say(f"resumed after epoch {epoch} (step {step}, best {best:.4f})")
+        done = step >= total_steps
 
     def progress_now() -> float:
         return (time.time() - t_start) / budget_s if budget_s else step / total_steps
@@ -328,7 +366,7 @@ def main() -> None:
             for g in opt.param_groups:
                 g["lr"] = lr
             sel = perm[s * args.batch : (s + 1) * args.batch]
-            logits, _ = model(torch.from_numpy(augment(xtr[sel], rng, args.rot_deg)))
+            logits, _ = model(torch.from_numpy(augment(xtr[sel], rng, args.rot_deg, args.canonical)))
             loss = F.cross_entropy(logits, torch.from_numpy(ytr[sel]), label_smoothing=args.smoothing)
             opt.zero_grad()
             loss.backward()
@@ -337,17 +375,23 @@ def main() -> None:
             n_steps += 1
             step += 1
         ep_min = (time.time() - t_ep) / 60
-        logits, _ = predict(model, xva)
-        oa, macc = accuracy(logits, yva, n_classes)
+        oa, macc = accuracy(predict(model, xva)[0], yva, n_classes)
+        oa_t, macc_t = accuracy(predict(model, xva_turned)[0], yva, n_classes)
         say(f"epoch {epoch + 1} steps {n_steps} loss {tot_loss / max(n_steps, 1):.3f} lr {lr:.2e} "
-            f"val {oa:.4f} mAcc {macc:.4f} ({ep_min:.2f} min, {(time.time() - t_start) / 60:.1f} total, "
-            f"progress {progress_now():.2f})")
+            f"val {oa:.4f} mAcc {macc:.4f} turned {oa_t:.4f} mAcc {macc_t:.4f} ({ep_min:.2f} min, "
+            f"{(time.time() - t_start) / 60:.1f} total, progress {progress_now():.2f})")
+        # selection on the turned split: real files face any way
+        score = oa_t if args.canonical or args.rot_deg >= 180 else oa
+        best = max(best, score)
         state = {"model": model.state_dict(), "epoch": epoch, "args": vars(args), "classes": classes,
-                 "keep_classes": keep_classes, "val_oa": oa, "val_macc": macc, "steps": step}  # fmt: skip
-        torch.save(state, args.out / "last.pt")
-        if oa >= best:
-            best = oa
-            torch.save(state, args.out / "best.pt")
+                 "keep_classes": keep_classes, "val_oa": oa, "val_macc": macc, "val_oa_turned": oa_t,
+                 "val_macc_turned": macc_t, "steps": step, "best": best, "opt": opt.state_dict(),
+                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}  # fmt: skip
+        if score >= best:
+            torch.save(state, args.out / "best.pt.tmp")
+            (args.out / "best.pt.tmp").replace(args.out / "best.pt")
+        torch.save(state, args.out / "last.pt.tmp")  # written whole, then renamed: a kill never leaves half a file
+        (args.out / "last.pt.tmp").replace(args.out / "last.pt")
         epoch += 1
         done = done or (not budget_s and step >= total_steps)
     (args.out / "done.json").write_text(json.dumps({"best_val_oa": best, "epochs": epoch, "steps": step}))

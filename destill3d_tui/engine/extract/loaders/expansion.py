@@ -14,7 +14,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 from ...errors import FormatError
 
-MAX_INSTANCES = 50_000  # placed meshes / primitives (trimesh: ~1.5 s per 10K glTF nodes)
+MAX_INSTANCES = 50_000  # placed meshes / primitives: CPU per 10K, glTF ~2 s, COLLADA ~7 s (the timeout is 120 s)
 MAX_3MF_INSTANCES = 2_000  # trimesh's 3MF loader is quadratic in instances: 2,000 ~11 s, 10,000 ~135 s
 MAX_TRIANGLES = 20_000_000  # triangles after expansion (spec 13.2 MAX_FACES)
 MAX_LOCATION_ITEMS = 100_000  # elementary transforms in all BREP location chains together

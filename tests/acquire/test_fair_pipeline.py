@@ -3,13 +3,17 @@
 - Six platforms queued behind a run of Thingiverse items (1 request/s): every platform gets items
   downloaded within a minute, because claims go round-robin by platform and a platform waiting on
   its budget holds none of the shared download slots.
-- Stopping while a download drips: the download is cancelled at once, its item goes back to the
-  queue uncharged, no partial file stays and no asyncio task is left pending.
+- Stopping while a download drips (in process, and SIGTERM to ``--headless``): the download is
+  cancelled at once, its item goes back to the queue uncharged, no partial file stays and no
+  asyncio task is left pending.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +28,8 @@ from destill3d_tui.engine.acquire.base import SearchFilters
 from destill3d_tui.engine.config import PlatformSettings, Settings, load_settings
 from destill3d_tui.engine.events import Event, ItemStored, StageFinished
 from destill3d_tui.engine.queue import QueueEntry
+from tests.acquire.test_full_run import REPO as CHECKOUT
+from tests.acquire.test_full_run import cli, environment
 from tests.fakes.cults3d import FakeCults3D
 from tests.fakes.github import REPO, FakeGitHub
 from tests.fakes.myminifactory import FakeMyMiniFactory
@@ -143,3 +149,32 @@ def test_drain_cancels_a_dripping_download_and_hands_the_item_back(tmp_path: Pat
         assert row.stage == "queued" and row.lease_owner is None and row.retry_count == 0  # back, uncharged
         assert not list(pipeline.temp_root.rglob("*.part"))
         d3d.close()
+
+
+def test_sigterm_to_headless_cancels_downloads_and_exits_143(tmp_path: Path) -> None:
+    with FakeThingiverse(n_things=3) as fake:
+        env = environment(fake, tmp_path)
+        for file_id in (90_000_000, 90_000_010, 90_000_020):  # every download drips for minutes
+            fake.server.inject(f"/files/{file_id}/download", Reply(body=b"x" * 300_000, drip_s=0.001))
+        settings = load_settings(environ=env)
+        with Destill3D(settings) as d3d:
+            ids = d3d.queue.add_entries([thingiverse_entry(n) for n in range(3)])
+        runner = subprocess.Popen(cli("--headless", "--json"), env=env, cwd=CHECKOUT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not any(r.path.endswith("/download") for r in fake.server.requests) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # bytes are dripping now
+            asked = time.monotonic()
+            runner.send_signal(signal.SIGTERM)
+            _out, err = runner.communicate(timeout=60)
+            took = time.monotonic() - asked
+        finally:
+            if runner.poll() is None:
+                os.killpg(runner.pid, signal.SIGKILL)
+        assert runner.returncode == 143 and took < 10.0, (runner.returncode, took, err[-500:])
+        assert "pending" not in err and "Traceback" not in err
+        with Destill3D(settings) as d3d:
+            rows = [d3d.queue.get(i) for i in ids]
+        assert all(r.stage == "queued" and r.lease_owner is None and r.retry_count == 0 for r in rows)

@@ -8,8 +8,8 @@ full database (SQLite's own ``max_page_count`` limit raises SQLITE_FULL for real
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import shutil
 import sqlite3
 import subprocess
 import time
@@ -21,6 +21,7 @@ import pytest
 from destill3d_tui.engine import Destill3D
 from destill3d_tui.engine.errors import DatabaseError
 from destill3d_tui.engine.queue import Queue
+from destill3d_tui.engine.store import service
 from destill3d_tui.engine.store.db import Store
 
 from .conftest import REPO, cli, cli_env, make_settings
@@ -95,32 +96,29 @@ def read_only(*paths: Path) -> Iterator[None]:
                 p.chmod(mode)
 
 
-def stored_database(tmp_path: Path, small_dir: Path, n: int = 2) -> Path:
-    """A database with ``n`` snapshots stored by the real pipeline."""
-    folder = tmp_path / "few"
-    folder.mkdir()
-    for f in sorted(small_dir.iterdir())[:n]:
-        shutil.copy(f, folder / f.name)
+def queued_database(tmp_path: Path, small_dir: Path) -> Path:
+    """A database in a folder of its own, with the small files queued."""
     db = tmp_path / "ro" / "d.db"
     db.parent.mkdir()
-    with Destill3D(make_settings(f"sqlite:///{db}")) as d3d:
-        assert d3d.extract.from_directory(folder).stored == n
+    store = Store(f"sqlite:///{db}")
+    Queue(store).add_paths([small_dir])
+    store.close()
     return db
 
 
 def test_read_only_database_reads_work_and_writes_say_so(tmp_path: Path, small_dir: Path) -> None:
-    db = stored_database(tmp_path, small_dir)
+    db = queued_database(tmp_path, small_dir)
     home = tmp_path / "home"
     with read_only(db, db.parent):
         stats = run_cli(home, "--db", str(db), "db", "stats")
         assert stats.returncode == 0, stats.stderr[-3000:]
-        assert "Total snapshots: 2" in stats.stdout
+        assert "Total snapshots: 0" in stats.stdout and "queued 8" in stats.stdout
         query = run_cli(home, "--db", str(db), "db", "query")
         assert query.returncode == 0 and "Traceback" not in query.stderr, query.stderr[-3000:]
         write = run_cli(home, "--db", str(db), "extract", "dir", str(small_dir))
         assert write.returncode != 0
         one_clear_line(write.stderr, "read-only", str(db))
-    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 2
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM processing_queue").fetchone()[0] == 8
 
 
 def damage_an_index(db: Path) -> None:
@@ -156,11 +154,11 @@ def test_full_database_stops_the_run_within_seconds_and_keeps_what_was_stored(
     tmp_path: Path, small_dir: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'd.db'}"
-    with Destill3D(make_settings(url)) as d3d:  # two stored before the disk fills
-        first = sorted(small_dir.iterdir())[:2]
-        d3d.queue_engine.add_paths(first)
-        assert d3d.pipeline.run_until_empty().stored == 2
     d3d = Destill3D(make_settings(url))
+    for path in sorted(small_dir.iterdir())[:2]:  # two stored before the disk fills
+        snapshot = d3d.extract.from_file(path)
+        snapshot.provenance.original_file_hash = hashlib.sha256(path.read_bytes()).hexdigest()
+        service.insert_snapshot(d3d.store, snapshot, snapshot.to_bytes())
     d3d.queue_engine.add_paths([small_dir])
     pages = d3d.store.execute("PRAGMA page_count").fetchone()[0]
     # SQLite's hard page limit, on every connection the pipeline opens: SQLITE_FULL, as on a full disk.

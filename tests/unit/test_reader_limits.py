@@ -121,3 +121,10 @@ def test_vertex_rows_without_three_coordinates_are_a_parse_error(tmp_path: Path)
     path.write_text("v -0")  # a file cut after its first number
     with pytest.raises(FormatError, match=r"x, y, z triples"):
         load_geometry(path)
+
+
+def test_face_index_past_the_vertices_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "oob.obj"
+    path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n")
+    with pytest.raises(FormatError, match=r"uses index 8 where only 3 entries exist"):
+        load_geometry(path)

@@ -7,6 +7,7 @@ finite coordinates. Loaders run in the supervised child process (see :mod:`isola
 
 from __future__ import annotations
 
+import re
 import traceback
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .topology import column_bounds
 from .types import ExtractOptions, LoadedGeometry
 
 MAX_FILE_SIZE = 500 * 1024 * 1024  # spec 14.1
+_OUT_OF_BOUNDS = re.compile(r"index (-?\d+) is out of bounds for axis \d+ with size (\d+)")
 MAX_COORDINATE = 1e18  # beyond this, areas and volumes overflow float32 in the features
 
 
@@ -81,6 +83,9 @@ def _dispatch(path: Path, fmt: str, options: ExtractOptions) -> LoadedGeometry:
 def library_failure(path: Path, fmt: str, exc: BaseException) -> str:
     """The library's words for a failure; where it has none (a bare ``assert``), the check that failed."""
     detail = str(exc).strip()
+    bounds = _OUT_OF_BOUNDS.search(detail) if isinstance(exc, IndexError) else None
+    if bounds:  # numpy's words for a face (or attribute) index past the end of what it indexes
+        detail = f"the file uses index {bounds[1]} where only {bounds[2]} entries exist ({detail})"
     if not detail:
         frames = traceback.extract_tb(exc.__traceback__)
         if frames:

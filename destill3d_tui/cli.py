@@ -4,7 +4,9 @@
 - ``--headless``: hands off to :mod:`engine.headless` at once;
 - a subcommand: the spec's command tree (``commands/``).
 
-Exit codes: 0 ok, 1 some items failed, 2 usage or configuration error, 130 interrupted.
+Exit codes: 0 ok, 1 some items failed (or a command met an engine or database error: one line
+on stderr, never a traceback), 2 usage or configuration error (``--headless``: also a database
+that stopped the run), 130 interrupted (``--headless``: 143 after SIGTERM).
 """
 
 from __future__ import annotations

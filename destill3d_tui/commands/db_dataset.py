@@ -8,7 +8,7 @@ from typing import Any
 from .context import CommandContext
 from .filter_args import add_filter_arguments, filter_from_args
 
-FORMATS = ("hdf5", "numpy", "parquet", "tfrecord", "modelnet")
+FORMATS = ("hdf5", "numpy", "parquet", "tfrecord", "webdataset", "modelnet")
 
 
 def register(db_subparsers: argparse._SubParsersAction) -> None:

@@ -70,31 +70,35 @@ def _read_hdf5(out: Path) -> dict[str, dict]:
                 meta = json.loads(f["metadata"][i])
                 got[sid.decode()] = {"points": f["points"][i], "normals": f["normals"][i],
                                      "label": names[f["labels"][i]], "split": split, "meta": meta}
-        assert (out / f"{split}_files.txt").read_text().strip() == Path(path).name
+        assert Path(path).name in (out / f"{split}_files.txt").read_text().split()
     return got
 
 
 def _read_numpy(out: Path) -> dict[str, dict]:
     got = {}
-    for path in sorted(out.glob("*.npz")):
+    for path in sorted(out.glob("*.npz")):  # <split>-00000-of-00001.npz
         with np.load(path, allow_pickle=False) as d:
             for i, sid in enumerate(d["snapshot_ids"]):
-                got[str(sid)] = {"points": d["points"][i], "normals": d["normals"][i], "split": path.stem,
+                got[str(sid)] = {"points": d["points"][i], "normals": d["normals"][i], "split": _split_of(path),
                                  "label": str(d["label_names"][d["labels"][i]]), "meta": json.loads(d["metadata"][i])}
     return got
 
 
 def _read_parquet(out: Path) -> dict[str, dict]:
     got = {}
-    for path in sorted(out.glob("*.parquet")):
+    for path in sorted(out.glob("data/*.parquet")):  # the Hub's layout: data/<split>-00000-of-00001.parquet
         table = pq.read_table(path)
         points = table.column("points").combine_chunks().flatten().flatten().to_numpy().reshape(-1, 2048, 3)
         normals = table.column("normals").combine_chunks().flatten().flatten().to_numpy().reshape(-1, 2048, 3)
         for i, row in enumerate(table.select(["snapshot_id", "label", "license_spdx", "metadata"]).to_pylist()):
             got[row["snapshot_id"]] = {"points": points[i], "normals": normals[i], "label": row["label"],
-                                       "split": path.stem, "meta": json.loads(row["metadata"])}
+                                       "split": _split_of(path), "meta": json.loads(row["metadata"])}
             assert row["license_spdx"] == got[row["snapshot_id"]]["meta"]["license_spdx"]
     return got
+
+
+def _split_of(shard: Path) -> str:
+    return shard.name.split("-")[0]
 
 
 def _check_framing(path: Path) -> int:
@@ -126,7 +130,7 @@ def _read_tfrecord(out: Path) -> dict[str, dict]:
         for ex in tfrecord_loader(str(path), None, spec):
             sid = bytes(ex["snapshot_id"]).decode()
             got[sid] = {"points": ex["points"].reshape(-1, 3), "normals": ex["normals"].reshape(-1, 3),
-                        "label": bytes(ex["label_name"]).decode(), "split": path.stem,
+                        "label": bytes(ex["label_name"]).decode(), "split": _split_of(path),
                         "meta": json.loads(bytes(ex["metadata"]))}
             assert int(ex["num_points"][0]) == 2048
             n += 1
@@ -150,8 +154,22 @@ def _read_modelnet(out: Path) -> dict[str, dict]:
     return got
 
 
+def _read_webdataset(out: Path) -> dict[str, dict]:
+    """What a PyTorch pipeline does: the webdataset package streams the tar shards."""
+    import webdataset as wds
+
+    got = {}
+    for path in sorted(out.glob("*.tar")):
+        for sample in wds.WebDataset(str(path), shardshuffle=False).decode():
+            meta = sample["json"]
+            assert int(sample["cls"]) == meta["label_id"] and meta["snapshot_id"] == sample["__key__"]
+            got[sample["__key__"]] = {"points": sample["points.npy"], "normals": sample["normals.npy"],
+                                      "label": meta["label"], "split": _split_of(path), "meta": meta}
+    return got
+
+
 READERS = {"hdf5": _read_hdf5, "numpy": _read_numpy, "parquet": _read_parquet, "tfrecord": _read_tfrecord,
-           "modelnet": _read_modelnet}
+           "modelnet": _read_modelnet, "webdataset": _read_webdataset}
 
 
 @pytest.mark.parametrize("fmt", sorted(READERS))
@@ -211,7 +229,7 @@ def test_licence_policy_commercial_leaves_out_nc_and_unlicensed(dataset: Dataset
     assert {i["meta"]["license_spdx"] for i in got.values()} == {"CC-BY-4.0", "MIT"}
     assert result.count == 18 and result.skipped_total == 20 and list(result.split_counts) == ["train"]
     card = (tmp_path / "c" / "README.md").read_text()
-    assert "does not allow commercial" in card and "path: train.parquet" in card
+    assert "does not allow commercial" in card and "path: data/train-*.parquet" in card
 
 
 def test_filters_return_arrays_and_errors(dataset: DatasetService, tmp_path: Path) -> None:
@@ -253,7 +271,7 @@ def test_views_exported_when_asked(store: Store, family_snapshots: dict[str, lis
     for sid, got in zip(arrays["snapshot_ids"], arrays["views"], strict=True):
         assert np.array_equal(got, views[str(sid)] if views[str(sid)] is not None else np.zeros_like(got))
     service.export("parquet", tmp_path / "p", split="1:0:0", views=True)
-    table = pq.read_table(tmp_path / "p" / "train.parquet").to_pylist()
+    table = pq.read_table(tmp_path / "p" / "data" / "train-00000-of-00001.parquet").to_pylist()
     for row in table:
         expected = views[row["snapshot_id"]]
         if expected is not None:

@@ -34,5 +34,5 @@ def test_postgres_similar_duplicates_export(pg_store: Store, family_snapshots: d
     assert copies[0] not in again and again[0] == copies[1]
 
     result = service.export("parquet", tmp_path / "pq", split="1:0:0")
-    table = pq.read_table(tmp_path / "pq" / "train.parquet")
+    table = pq.read_table(tmp_path / "pq" / "data" / "train-00000-of-00001.parquet")
     assert result.count == 11 and table.num_rows == 11 and set(table.column("license_spdx").to_pylist()) == {"MIT"}

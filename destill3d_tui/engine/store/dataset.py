@@ -8,10 +8,11 @@ attribution manifest + dataset card, with progress events.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 import weakref
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,19 +24,20 @@ from ..config import Settings
 from ..errors import NotFoundError
 from ..events import EventBus, ExportFinished, ExportProgressed
 from . import duplicates as dup
-from .export import common
-from .export.common import ExportError, ExportLayout, ExportRecord, ExportResult, flatten_arrays
+from .export import common, shards, stream
+from .export import selection as sel
+from .export.common import ExportError, ExportLayout, ExportResult, flatten_arrays
+from .export.shards import SELECTION_FILE, STATE_FILE, ExportState, ShardedExporter
 from .filters import SnapshotFilter
-from .index import EmbeddingIndex, EmbeddingTableSource, in_chunks
+from .index import EmbeddingIndex, EmbeddingTableSource
 from .service import where_sql
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
     from .db import Store
 
-PROGRESS_EVERY_S = 0.1
-"""Export progress events at most ten times a second (the TUI bar redraws no faster)."""
-BLOB_CHUNK = 128
+VIEW_PROBE = 128
+"""Selected snapshots looked at for the shape of depth views before an export with ``views``."""
 
 
 class DatasetService:
@@ -129,57 +131,14 @@ class DatasetService:
         """Clusters of near-duplicates (exact hash or geometry + embedding), largest first."""
         return dup.find_clusters(self.store, threshold, self.settings, embedding_index=self.embedding_index)
 
-    # ------------------------------------------------------------------ export: selection
+    # ------------------------------------------------------------------ export
 
-    def _candidates(self, flt: SnapshotFilter, taxonomy: str | None) -> list[dict[str, Any]]:
-        """The rows ``flt`` selects (the WHERE of ``db query`` / ``db count``), relabelled by ``taxonomy``."""
-        cols = (
-            "snapshot_id, model_id, platform, title, author, source_url, license, license_spdx, license_flags, "
-            "original_file_hash, original_format, point_count, label, confidence, label_model"
-        )
+    def _selection(self, flt: SnapshotFilter, taxonomy: str | None, policy: str, split: Any = (0.8, 0.1, 0.1),
+                   groups: dict[str, str] | None = None) -> sel.Selection:  # fmt: skip
+        """Filter (the WHERE of ``db query``) -> licence policy -> one point count -> splits; no blobs read."""
         where, params = where_sql(self.store, flt)
-        names = [c.strip() for c in cols.split(",")]
-        cursor = self.store.execute(f"SELECT {cols} FROM snapshots WHERE {where} ORDER BY snapshot_id", params)
-        rows = [dict(zip(names, r, strict=True)) for r in cursor]
-        if taxonomy:
-            labels = self._taxonomy_labels(taxonomy)
-            for row in rows:
-                row["label"], row["confidence"] = labels.get(row["snapshot_id"], (None, None))
-        return rows
-
-    def _taxonomy_labels(self, taxonomy: str) -> dict[str, tuple[str, float]]:
-        """snapshot_id -> (label, confidence) of its latest rank-1 classification in ``taxonomy``."""
-        cursor = self.store.execute(
-            "SELECT snapshot_id, label, confidence FROM classifications WHERE taxonomy = ? AND rank = 1 "
-            "ORDER BY classified_at, classification_id",
-            (taxonomy,),
-        )
-        return {sid: (label, conf) for sid, label, conf in cursor.fetchall()}
-
-    @staticmethod
-    def _select(
-        rows: list[dict[str, Any]], *, policy: str, labelled_only: bool
-    ) -> tuple[list[dict[str, Any]], Counter[str]]:
-        """Rows the licence policy lets in (the filter already chose the rows; refusals are counted)."""
-        kept: list[dict[str, Any]] = []
-        skipped: Counter[str] = Counter()
-        for row in rows:
-            refusal = common.license_refusal(row, policy)
-            if refusal:
-                skipped[f"licence ({policy}): {refusal}"] += 1
-            elif labelled_only and not row.get("label"):
-                skipped["no label in the chosen taxonomy"] += 1
-            else:
-                row["label"] = row.get("label") or common.UNLABELLED
-                kept.append(row)
-        return kept, skipped
-
-    def _selection(self, flt: SnapshotFilter, taxonomy: str | None, policy: str) -> _Selection:
-        """Filter -> licence policy -> one point count: what an export writes, and why others are left out."""
-        rows = self._candidates(flt, taxonomy)
-        kept, skipped = self._select(rows, policy=policy, labelled_only=bool(taxonomy))
-        kept, points = self._point_count(kept, skipped)
-        return _Selection(matched=len(rows), rows=kept, skipped=skipped, points=points)
+        return sel.select(self.store, where, params, taxonomy=taxonomy, policy=policy,
+                          fractions=common.parse_split(split), groups=groups)  # fmt: skip
 
     def plan(
         self, filter: SnapshotFilter | None = None, *, taxonomy: str | None = None, license_policy: str = "research",
@@ -187,21 +146,7 @@ class DatasetService:
     ) -> ExportPlan:
         """How many objects :meth:`export` with these arguments would write (reads no snapshot blobs)."""
         chosen = self._selection(SnapshotFilter.coerce(filter, **filters), taxonomy, license_policy)
-        return ExportPlan(matched=chosen.matched, count=len(chosen.rows), skipped=dict(chosen.skipped))
-
-    @staticmethod
-    def _point_count(rows: list[dict[str, Any]], skipped: Counter[str]) -> tuple[list[dict[str, Any]], int]:
-        """Keep the rows with the most common point count (an array needs one shape)."""
-        counts = Counter(int(r.get("point_count") or 0) for r in rows)
-        if not counts:
-            return rows, 2048
-        points = counts.most_common(1)[0][0]
-        kept = [r for r in rows if int(r.get("point_count") or 0) == points]
-        if len(kept) != len(rows):
-            skipped[f"point count differs from {points}"] += len(rows) - len(kept)
-        return kept, points
-
-    # ------------------------------------------------------------------ export: writing
+        return ExportPlan(matched=chosen.matched, count=chosen.count, skipped=dict(chosen.skipped))
 
     def export(
         self,
@@ -215,6 +160,9 @@ class DatasetService:
         return_arrays: bool = False,
         cancel: threading.Event | None = None,
         group_duplicates: bool = False,
+        shard_rows: int | None = None,
+        shard_bytes: int | None = None,
+        batch: int | None = None,
         **filters: Any,
     ) -> ExportResult:
         """Write the selected snapshots as a dataset (see :mod:`.export`); spec 8.3 / 10.1.
@@ -222,40 +170,77 @@ class DatasetService:
         ``filter`` (a :class:`SnapshotFilter`) and/or its fields as keywords (``platform=``,
         ``label=``, ``source_format=``, ``min_confidence=``, ``tags=``, ...) choose the snapshots
         exactly as ``db.query`` / ``db.count`` do; the licence policy then leaves some out (counted).
+        Sharded formats write at most ``shard_rows`` objects (else ``shard_bytes``) per file and
+        resume an interrupted export into the same folder; ``batch`` snapshots are read per query.
         """
         started = time.perf_counter()
         flt = SnapshotFilter.coerce(filter, **filters)
         fractions = common.parse_split(split)
         exporter = self._exporter(format, return_arrays)
-        out = self._output_dir(output, format, return_arrays)
+        options = {"format": format, "taxonomy": taxonomy, "split": list(fractions), "license_policy": license_policy,
+                   "views": views, "group_duplicates": group_duplicates, "filter": flt.to_dict()}  # fmt: skip
+        fingerprint = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()
+        out, state = self._output_dir(output, return_arrays, fingerprint if _sharded(exporter) else None)  # fmt: skip
         self.events.emit(ExportProgressed(done=0, total=0, phase="selecting"))
-        chosen = self._selection(flt, taxonomy, license_policy)
-        kept, skipped, points = chosen.rows, chosen.skipped, chosen.points
-        if not kept:
-            raise ExportError(f"nothing to export: {chosen.matched} snapshots match ({flt.describe()}), "
-                              f"none passed the licence policy ({dict(skipped)})")  # fmt: skip
-        groups = self._duplicate_groups() if group_duplicates else None
-        splits = common.assign_splits(((r["snapshot_id"], r["label"]) for r in kept), fractions, groups)
-        label_names = sorted({r["label"] for r in kept})
-        ordered = self._ordered(kept, splits)
-        layout = ExportLayout(
-            output=out or Path("."),
-            label_names=label_names,
-            split_counts=_split_counts(kept, splits),
-            points_per_object=points,
-            views=views,
-            view_shape=self._view_shape(ordered) if views else None,
-        )
-        result = ExportResult(format=format, output=out, label_names=label_names, split_counts=layout.split_counts)
-        entries = self._stream(exporter, layout, ordered, splits, label_names, skipped, result, cancel)
-        result.skipped = dict(skipped)
-        if result.interrupted:  # what was written, not what was planned
-            result.split_counts = dict(Counter(e["split"] for e in entries))
+        where = where_sql(self.store, flt)
+        if state is not None and out is not None:
+            chosen = sel.Selection.load(out / SELECTION_FILE)
         else:
-            self._finish(exporter, layout, entries, result, options=self._options(locals()))
+            groups = self._duplicate_groups() if group_duplicates else None
+            chosen = self._selection(flt, taxonomy, license_policy, fractions, groups)
+        if not chosen.count:
+            raise ExportError(f"nothing to export: {chosen.matched} snapshots match ({flt.describe()}), "
+                              f"none passed the licence policy ({dict(chosen.skipped)})")  # fmt: skip
+        layout = ExportLayout(
+            output=out or Path("."), label_names=chosen.label_names, split_counts=chosen.split_counts(),
+            points_per_object=chosen.points, views=views,
+            view_shape=self._view_shape(where, chosen, state) if views else None,
+        )
+        result = ExportResult(format=format, output=out, label_names=chosen.label_names,
+                              split_counts=layout.split_counts)  # fmt: skip
+        run = self._write(exporter, layout, chosen, where, state, fingerprint, cancel, shard_rows, shard_bytes, batch)
+        result.skipped = dict(chosen.skipped)
+        if run.unreadable:
+            result.skipped["snapshot unreadable (damaged blob)"] = run.unreadable
+        result.split_counts = {s: run.tally.written[s] for s in common.SPLIT_NAMES if run.tally.written[s]}
+        result.interrupted = run.interrupted
+        if not run.interrupted:
+            self._finish(exporter, layout, run, result, options)
         result.seconds = time.perf_counter() - started
         self.events.emit(ExportFinished(output=str(out or ""), count=result.count, skipped=result.skipped_total))
         return result
+
+    def _write(
+        self, exporter: common.Exporter, layout: ExportLayout, chosen: sel.Selection, where: tuple[str, list[Any]],
+        state: ExportState | None, fingerprint: str, cancel: threading.Event | None, shard_rows: int | None,
+        shard_bytes: int | None, batch: int | None,
+    ) -> stream.StreamExport:  # fmt: skip
+        """Runs the write scan: shards (resumable) or record by record."""
+
+        def progress(done: int, total: int) -> None:
+            self.events.emit(ExportProgressed(done=done, total=total))
+
+        kwargs: dict[str, Any] = {"cancel": cancel, "progress": progress, "batch": batch or stream.BLOB_BATCH}
+        if not _sharded(exporter):
+            run = stream.StreamExport(self.store, exporter, layout, chosen, where, **kwargs)
+            part = layout.output / stream.attribution_part(layout.output, "all", 0).name
+            run.run_records(part if self._has_output(layout) else None)
+            return run
+        if state is None:
+            rows = shards.rows_per_shard(layout, shard_bytes or exporter.shard_bytes, shard_rows)
+            totals = {s: -(-n // rows) for s, n in layout.split_counts.items()}
+            state = ExportState(fingerprint=fingerprint, format=exporter.name, rows_per_shard=rows, totals=totals,
+                                view_shape=list(layout.view_shape) if layout.view_shape else None)  # fmt: skip
+            layout.output.mkdir(parents=True, exist_ok=True)
+            chosen.save(layout.output / SELECTION_FILE)
+            state.save(layout.output)
+        sharded = stream.ShardedRun(self.store, exporter, layout, chosen, where, state=state, **kwargs)
+        sharded.run()
+        return sharded
+
+    @staticmethod
+    def _has_output(layout: ExportLayout) -> bool:
+        return layout.output != Path(".")
 
     def _duplicate_groups(self) -> dict[str, str]:
         """snapshot_id -> its near-duplicate cluster's first member: copies never straddle splits."""
@@ -273,133 +258,76 @@ class DatasetService:
         return common.get_exporter(format)
 
     @staticmethod
-    def _output_dir(output: str | Path | None, format: str, return_arrays: bool) -> Path | None:
-        """The export folder. ``dataset.h5`` style paths name the folder ``dataset``."""
+    def _output_dir(output: str | Path | None, return_arrays: bool,
+                    fingerprint: str | None) -> tuple[Path | None, ExportState | None]:  # fmt: skip
+        """The export folder (``dataset.h5`` style paths name the folder ``dataset``), and the state
+        of an interrupted export of the same options found there (it is resumed)."""
         if return_arrays:
-            return None
+            return None, None
         if output is None:
             raise ExportError("export needs an output folder")
         out = Path(output).expanduser()
-        if out.suffix.lower() in {".h5", ".hdf5", ".npz", ".parquet", ".tfrecord"}:
+        if out.suffix.lower() in {".h5", ".hdf5", ".npz", ".parquet", ".tfrecord", ".tar"}:
             out = out.with_suffix("")
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise ExportError(f"output {out} exists and is not an empty folder; choose a new path")
-        return out
+        if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+            return out, None
+        state = ExportState.load(out) if out.is_dir() and fingerprint else None
+        if state is not None and state.fingerprint == fingerprint and (out / SELECTION_FILE).is_file():
+            return out, state
+        if state is not None:
+            raise ExportError(f"output {out} holds an interrupted export with other options; "
+                              "repeat that export to resume it, or choose a new path")  # fmt: skip
+        raise ExportError(f"output {out} exists and is not an empty folder; choose a new path")
 
-    @staticmethod
-    def _ordered(rows: list[dict[str, Any]], splits: dict[str, str]) -> list[dict[str, Any]]:
-        rank = {s: i for i, s in enumerate(common.SPLIT_NAMES)}
-        sid = "snapshot_id"
-        return sorted(rows, key=lambda r: (rank[splits[r[sid]]], r["label"], common.split_key(r[sid])))
-
-    def _view_shape(self, rows: list[dict[str, Any]]) -> tuple[int, int, int] | None:
-        for row in rows[:BLOB_CHUNK]:
-            views = self._load([row["snapshot_id"]])[row["snapshot_id"]].geometry.views
-            if views is not None:
-                return tuple(int(v) for v in views.shape)  # type: ignore[return-value]
+    def _view_shape(self, where: tuple[str, list[Any]], chosen: sel.Selection,
+                    state: ExportState | None) -> tuple[int, int, int] | None:  # fmt: skip
+        """The views' shape of the first selected snapshots that have views (None: none of the first 128)."""
+        if state is not None:
+            return tuple(state.view_shape) if state.view_shape else None  # type: ignore[return-value]
+        checked = 0
+        for rows in sel.keyset(self.store, "snapshot_id, snapshot_data", where[0], where[1], VIEW_PROBE):
+            for _, sid, blob in rows:
+                if chosen.position(sid) is None:
+                    continue
+                views = stream.decode_arrays(blob, True)[2]
+                if views is not None:
+                    return tuple(int(v) for v in views.shape)  # type: ignore[return-value]
+                checked += 1
+                if checked >= VIEW_PROBE:
+                    return None
         return None
 
-    def _load(self, ids: list[str]) -> dict[str, Snapshot]:
-        marks = ",".join("?" * len(ids))
-        cursor = self.store.execute(
-            f"SELECT snapshot_id, snapshot_data FROM snapshots WHERE snapshot_id IN ({marks})", tuple(ids)
-        )
-        return {sid: Snapshot.from_bytes(bytes(blob)) for sid, blob in cursor.fetchall()}
-
-    def _stream(
-        self, exporter: common.Exporter, layout: ExportLayout, rows: list[dict[str, Any]], splits: dict[str, str],
-        label_names: list[str], skipped: Counter[str], result: ExportResult, cancel: threading.Event | None,
-    ) -> list[dict[str, Any]]:
-        index_of = {name: i for i, name in enumerate(label_names)}
-        entries: list[dict[str, Any]] = []
-        exporter.begin(layout)
-        last = 0.0
-        try:
-            for chunk in in_chunks([r["snapshot_id"] for r in rows], BLOB_CHUNK):
-                if cancel is not None and cancel.is_set():
-                    result.interrupted = True
-                    exporter.abort()
-                    return entries
-                snaps = self._load(chunk)
-                for row in rows[len(entries) : len(entries) + len(chunk)]:
-                    record = self._record(row, snaps[row["snapshot_id"]], splits, index_of, layout)
-                    entries.append(common.attribution_entry(record, exporter.write(record)))
-                if time.monotonic() - last >= PROGRESS_EVERY_S or len(entries) == len(rows):
-                    last = time.monotonic()
-                    self.events.emit(ExportProgressed(done=len(entries), total=len(rows)))
-            result.files = exporter.finish()
-        except BaseException:
-            exporter.abort()
-            raise
-        return entries
-
-    @staticmethod
-    def _record(
-        row: dict[str, Any], snap: Snapshot, splits: dict[str, str], index_of: dict[str, int], layout: ExportLayout
-    ) -> ExportRecord:
-        meta = {
-            "model_id": row["model_id"],
-            "platform": row["platform"],
-            "title": row.get("title") or "",
-            "author": row.get("author") or "",
-            "source_url": row.get("source_url") or "",
-            "license": row.get("license") or "",
-            "license_spdx": row.get("license_spdx") or "",
-            "sha256": row.get("original_file_hash") or "",
-            "original_format": row.get("original_format") or "",
-            "confidence": row.get("confidence"),
-            "label_model": row.get("label_model") or "",
-        }
-        views = snap.geometry.views
-        if layout.views and layout.view_shape and (views is None or tuple(views.shape) != layout.view_shape):
-            meta["has_views"] = False
-            views = np.zeros(layout.view_shape, np.uint8)
-        return ExportRecord(
-            snapshot_id=row["snapshot_id"],
-            points=np.asarray(snap.geometry.points, np.float32),
-            normals=np.asarray(snap.geometry.normals, np.float32),
-            label=row["label"],
-            label_index=index_of[row["label"]],
-            split=splits[row["snapshot_id"]],
-            metadata=meta,
-            views=views if layout.views else None,
-        )
-
-    @staticmethod
-    def _options(scope: dict[str, Any]) -> dict[str, Any]:
-        keys = ("format", "taxonomy", "split", "license_policy", "views", "group_duplicates")
-        return {**{k: scope[k] for k in keys}, "filter": scope["flt"].to_dict()}
-
-    def _finish(
-        self, exporter: common.Exporter, layout: ExportLayout, entries: list[dict[str, Any]], result: ExportResult,
-        options: dict[str, Any],
-    ) -> None:
+    def _finish(self, exporter: common.Exporter, layout: ExportLayout, run: stream.StreamExport,
+                result: ExportResult, options: dict[str, Any]) -> None:  # fmt: skip
+        """Index files, attribution manifest and dataset card; the resume state is removed."""
         if result.output is None:
             result.arrays = flatten_arrays(exporter.arrays)  # type: ignore[attr-defined]
             return
-        label_counts, licence_counts = common.tally(
-            (e["split"], e["label"], e["license_spdx"] or e["license"]) for e in entries
-        )
+        out = result.output
+        if isinstance(run, stream.ShardedRun):
+            names = {s: run.shard_names(s) for s in run.state.totals}
+            rows = {s: [d.rows for d in run.state.done[s]] for s in run.state.totals}
+            result.files = [out / n for s in names for n in names[s]]
+            result.files += exporter.write_indexes(names, rows)  # type: ignore[attr-defined]
+            parts = [stream.attribution_part(out, s, i) for s in names for i in range(len(names[s]))]
+        else:
+            result.files = run.files
+            parts = [stream.attribution_part(out, "all", 0)]
+        result.manifest = stream.write_attribution(out, parts)
         facts = common.CardFacts(
-            format=result.format,
-            label_names=layout.label_names,
-            split_counts=layout.split_counts,
-            label_counts=label_counts,
-            licence_counts=licence_counts,
-            skipped=result.skipped,
-            options={**options, "split": list(common.parse_split(options["split"])), "objects": result.count},
-            loading=exporter.loading_note(),
+            format=result.format, label_names=layout.label_names, split_counts=result.split_counts,
+            label_counts={s: dict(c) for s, c in run.tally.labels.items()}, licence_counts=dict(run.tally.licences),
+            skipped=result.skipped, loading=exporter.loading_note(),
+            options={**options, "objects": result.count},
         )
-        result.manifest = common.write_manifest(result.output, entries)
-        result.card = common.write_card(result.output, facts)
+        result.card = common.write_card(out, facts)
+        for name in (STATE_FILE, SELECTION_FILE):
+            (out / name).unlink(missing_ok=True)
 
 
-@dataclass
-class _Selection:
-    matched: int  # rows the filter selects
-    rows: list[dict[str, Any]]  # what will be written
-    skipped: Counter[str]  # reason -> rows the policy or the point count left out
-    points: int
+def _sharded(exporter: common.Exporter) -> bool:
+    """Written in shards by the driver (the in-memory NumPy export is written record by record)."""
+    return isinstance(exporter, ShardedExporter) and exporter.sharded
 
 
 @dataclass(frozen=True)
@@ -413,12 +341,6 @@ class ExportPlan:
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
-
-
-def _split_counts(rows: list[dict[str, Any]], splits: dict[str, str]) -> dict[str, int]:
-    """Records per split, only splits that get any, in train/val/test order."""
-    counts = Counter(splits[r["snapshot_id"]] for r in rows)
-    return {s: counts[s] for s in common.SPLIT_NAMES if counts[s]}
 
 
 # ---------------------------------------------------------------- the d3d.db attachment point

@@ -309,7 +309,7 @@ def _front_matter(facts: CardFacts) -> str:
     if facts.format == "parquet":
         lines += ["configs:", "- config_name: default", "  data_files:"]
         for split in facts.split_counts:
-            lines += [f"  - split: {split}", f"    path: {split}.parquet"]
+            lines += [f"  - split: {split}", f"    path: data/{split}-*.parquet"]
     lines.append("---")
     return "\n".join(lines)
 

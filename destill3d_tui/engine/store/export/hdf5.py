@@ -1,6 +1,7 @@
-"""HDF5: one file per split in the spec's layout plus the ModelNet40 h5 loaders' datasets.
+"""HDF5: shards per split in the spec's layout plus the ModelNet40 h5 loaders' datasets.
 
-Each ``ply_data_<split>0.h5`` holds
+Each ``ply_data_<split><i>.h5`` (i = 0, 1, ...; listed in ``<split>_files.txt`` and
+``index.json``) holds
 
 - spec 8.3: ``/points`` (N, P, 3) float32, ``/normals`` (N, P, 3) float32, ``/labels`` (N,) int32,
   ``/label_names`` (C,) str, ``/snapshot_ids`` (N,) str, ``/metadata`` (N,) JSON str,
@@ -20,60 +21,24 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .common import Exporter, ExportLayout, ExportRecord
+from .common import ExportLayout, ExportRecord
+from .shards import ShardedExporter, ShardWriter
 
 STR = h5py.string_dtype(encoding="utf-8")
 WRITE_BLOCK = 64
 """Records buffered per split before one slab write (64 x 2048 x 3 float32 = 1.5 MB per array)."""
 
 
-class HDF5Exporter(Exporter):
-    name = "hdf5"
-    description = "HDF5, one file per split (spec layout + ModelNet40 h5 data/label)"
+class HDF5Shard(ShardWriter):
+    """One ``ply_data_<split><i>.h5``: datasets sized to the shard's capacity, cut to its rows at close."""
 
-    def begin(self, layout: ExportLayout) -> None:
-        super().begin(layout)
-        self._files: dict[str, h5py.File] = {}
-        self._cursor: dict[str, int] = {}
-        self._pending: dict[str, list[ExportRecord]] = {}
-        for split, count in layout.split_counts.items():
-            self._files[split] = self._create(layout, split, count)
-            self._cursor[split] = 0
+    def __init__(self, path: Path, layout: ExportLayout, split: str, capacity: int) -> None:
+        super().__init__(path, layout, split, capacity)
+        self.file = _create(path, layout, split, capacity)
 
-    def _create(self, layout: ExportLayout, split: str, n: int) -> h5py.File:
-        p = layout.points_per_object
-        f = h5py.File(layout.output / f"ply_data_{split}0.h5", "w")
-        chunk = (max(1, min(n, WRITE_BLOCK)), p, 3)
-        f.create_dataset("points", (n, p, 3), np.float32, chunks=chunk if n else None)
-        f.create_dataset("normals", (n, p, 3), np.float32, chunks=chunk if n else None)
-        f.create_dataset("labels", (n,), np.int32)
-        f.create_dataset("label", (n, 1), np.uint8 if len(layout.label_names) <= 256 else np.int64)
-        f.create_dataset("snapshot_ids", (n,), STR)
-        f.create_dataset("metadata", (n,), STR)
-        f.create_dataset("label_names", data=np.array(layout.label_names, dtype=object), dtype=STR)
-        f["data"] = f["points"]  # hard links: the same bytes under the loaders' names
-        f["normal"] = f["normals"]
-        if layout.views and layout.view_shape:
-            f.create_dataset("views", (n, *layout.view_shape), np.uint8)
-        f.attrs["split"] = split
-        f.attrs["generator"] = "Destill3D"
-        return f
-
-    def write(self, record: ExportRecord) -> str:
-        pending = self._pending.setdefault(record.split, [])
-        pending.append(record)
-        row = self._cursor[record.split] + len(pending) - 1
-        if len(pending) >= WRITE_BLOCK:
-            self._flush(record.split)
-        return f"ply_data_{record.split}0.h5#{row}"
-
-    def _flush(self, split: str) -> None:
-        """Write the buffered records as one slab per dataset (row-by-row writes re-touch whole chunks)."""
-        records = self._pending.pop(split, [])
-        if not records:
-            return
-        f = self._files[split]
-        start = self._cursor[split]
+    def write(self, records: list[ExportRecord]) -> None:
+        """One slab per dataset (row-by-row writes re-touch whole chunks)."""
+        f, start = self.file, self.rows
         end = start + len(records)
         labels = np.array([r.label_index for r in records])
         f["points"][start:end] = np.stack([r.points for r in records])
@@ -87,27 +52,72 @@ class HDF5Exporter(Exporter):
             shape = f["views"].shape[1:]
             f["views"][start:end] = np.stack([r.views if r.views is not None else np.zeros(shape, np.uint8)
                                               for r in records])  # fmt: skip
-        self._cursor[split] = end
+        self.rows = end
 
-    def finish(self) -> list[Path]:
+    def close(self) -> None:
+        if not self.file.id.valid:
+            return
+        if self.rows < self.capacity:  # rows deleted since the plan: the shard ends where its data does
+            for name in RESIZABLE:
+                if name in self.file:
+                    self.file[name].resize(self.rows, axis=0)
+        self.file.close()
+
+
+RESIZABLE = ("points", "normals", "labels", "label", "snapshot_ids", "metadata", "views")
+
+
+def _create(path: Path, layout: ExportLayout, split: str, n: int) -> h5py.File:
+    p = layout.points_per_object
+    f = h5py.File(path, "w")
+    chunk = max(1, min(n, WRITE_BLOCK))
+
+    def dataset(name: str, shape: tuple[int, ...], dtype: object) -> None:
+        f.create_dataset(name, (n, *shape), dtype, maxshape=(None, *shape), chunks=(chunk, *shape))
+
+    dataset("points", (p, 3), np.float32)
+    dataset("normals", (p, 3), np.float32)
+    dataset("labels", (), np.int32)
+    dataset("label", (1,), np.uint8 if len(layout.label_names) <= 256 else np.int64)
+    dataset("snapshot_ids", (), STR)
+    dataset("metadata", (), STR)
+    f.create_dataset("label_names", data=np.array(layout.label_names, dtype=object), dtype=STR)
+    f["data"] = f["points"]  # hard links: the same bytes under the loaders' names
+    f["normal"] = f["normals"]
+    if layout.views and layout.view_shape:
+        dataset("views", tuple(layout.view_shape), np.uint8)
+    f.attrs["split"] = split
+    f.attrs["generator"] = "Destill3D"
+    return f
+
+
+class HDF5Exporter(ShardedExporter):
+    name = "hdf5"
+    description = "HDF5 shards per split (spec layout + ModelNet40 h5 data/label)"
+    suffix = ".h5"
+
+    def shard_name(self, split: str, index: int, total: int) -> str:
+        return f"ply_data_{split}{index}.h5"
+
+    def open_shard(self, path: Path, split: str, capacity: int) -> ShardWriter:
         assert self.layout is not None
-        paths = []
-        for split, f in self._files.items():
-            self._flush(split)
-            paths.append(Path(f.filename))
-            f.close()
-            (self.layout.output / f"{split}_files.txt").write_text(f"ply_data_{split}0.h5\n")
-        (self.layout.output / "shape_names.txt").write_text("".join(n + "\n" for n in self.layout.label_names))
-        return paths
+        return HDF5Shard(path, self.layout, split, capacity)
 
-    def abort(self) -> None:
-        for f in getattr(self, "_files", {}).values():
-            if f.id.valid:
-                f.close()
+    def write_indexes(self, shards: dict[str, list[str]], rows: dict[str, list[int]]) -> list[Path]:
+        """``index.json``, ``<split>_files.txt`` (the loaders' list of a split's files), ``shape_names.txt``."""
+        assert self.layout is not None
+        out = self.layout.output
+        paths = super().write_indexes(shards, rows)
+        for split, names in shards.items():
+            (out / f"{split}_files.txt").write_text("".join(n + "\n" for n in names))
+            paths.append(out / f"{split}_files.txt")
+        (out / "shape_names.txt").write_text("".join(n + "\n" for n in self.layout.label_names))
+        return [*paths, out / "shape_names.txt"]
 
     def loading_note(self) -> str:
         return (
-            "```python\nimport h5py\nwith h5py.File('ply_data_train0.h5') as f:\n"
-            "    points, labels = f['points'][:], f['labels'][:]   # or f['data'], f['label'] (ModelNet40 h5)\n"
-            "    names = [n.decode() for n in f['label_names'][:]]\n```"
+            "```python\nimport h5py\nfor name in open('train_files.txt').read().split():\n"
+            "    with h5py.File(name) as f:\n"
+            "        points, labels = f['points'][:], f['labels'][:]   # or f['data'], f['label'] (ModelNet40 h5)\n"
+            "        names = [n.decode() for n in f['label_names'][:]]\n```"
         )

@@ -1,4 +1,4 @@
-"""TFRecord: ``<split>.tfrecord`` of ``tf.train.Example`` records, encoded here by hand.
+"""TFRecord: ``<split>-00000-of-0000N.tfrecord`` shards of ``tf.train.Example`` records, encoded here by hand.
 
 Framing per record (TensorFlow's ``record_writer``): uint64 length, uint32 masked CRC32C of the
 length bytes, the data, uint32 masked CRC32C of the data, all little-endian. The payload is the
@@ -20,7 +20,8 @@ from typing import BinaryIO
 import crc32c
 import numpy as np
 
-from .common import Exporter, ExportLayout, ExportRecord
+from .common import ExportLayout, ExportRecord
+from .shards import ShardedExporter, ShardWriter
 
 MASK_DELTA = 0xA282EAD8
 
@@ -91,39 +92,38 @@ def record_example(record: ExportRecord) -> bytes:
     return example(features)
 
 
-class TFRecordExporter(Exporter):
+class TFRecordShard(ShardWriter):
+    """One ``<split>-NNNNN-of-NNNNN.tfrecord`` file."""
+
+    def __init__(self, path: Path, layout: ExportLayout, split: str, capacity: int) -> None:
+        super().__init__(path, layout, split, capacity)
+        self._handle: BinaryIO = path.open("wb")
+
+    def write(self, records: list[ExportRecord]) -> None:
+        views = self.layout.views
+        self._handle.write(b"".join(frame(record_example(r if views else _without_views(r))) for r in records))
+        self.rows += len(records)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _without_views(record: ExportRecord) -> ExportRecord:
+    return ExportRecord(**{**record.__dict__, "views": None})
+
+
+class TFRecordExporter(ShardedExporter):
     name = "tfrecord"
-    description = "TFRecord of tf.train.Example (TensorFlow, the tfrecord package)"
+    description = "TFRecord shards of tf.train.Example (TensorFlow, the tfrecord package)"
+    suffix = ".tfrecord"
 
-    def begin(self, layout: ExportLayout) -> None:
-        super().begin(layout)
-        self._handles: dict[str, BinaryIO] = {
-            split: (layout.output / f"{split}.tfrecord").open("wb") for split in layout.split_counts
-        }
-        self._count: dict[str, int] = dict.fromkeys(layout.split_counts, 0)
-
-    def write(self, record: ExportRecord) -> str:
-        if not (self.layout and self.layout.views):
-            record = ExportRecord(**{**record.__dict__, "views": None})
-        self._handles[record.split].write(frame(record_example(record)))
-        row = self._count[record.split]
-        self._count[record.split] = row + 1
-        return f"{record.split}.tfrecord#{row}"
-
-    def finish(self) -> list[Path]:
-        paths = []
-        for handle in self._handles.values():
-            handle.close()
-            paths.append(Path(handle.name))
-        return paths
-
-    def abort(self) -> None:
-        for handle in getattr(self, "_handles", {}).values():
-            handle.close()
+    def open_shard(self, path: Path, split: str, capacity: int) -> ShardWriter:
+        assert self.layout is not None
+        return TFRecordShard(path, self.layout, split, capacity)
 
     def loading_note(self) -> str:
         return (
             "```python\nfrom tfrecord.reader import tfrecord_loader\n"
-            "it = tfrecord_loader('train.tfrecord', None, {'points': 'float', 'label': 'int'})\n"
-            "# TensorFlow: tf.data.TFRecordDataset('train.tfrecord') + tf.io.parse_single_example\n```"
+            "it = tfrecord_loader('train-00000-of-00001.tfrecord', None, {'points': 'float', 'label': 'int'})\n"
+            "# TensorFlow: tf.data.TFRecordDataset(tf.io.gfile.glob('train-*.tfrecord'))\n```"
         )

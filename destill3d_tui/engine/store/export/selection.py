@@ -1,0 +1,232 @@
+"""Which snapshots an export writes, in which split, under which label: one keyset scan of the
+metadata columns (no snapshot blobs), kept as compact arrays so memory stays near 20 bytes per
+selected object whatever the collection's size.
+
+Rows are read in the table's key order in batches (``WHERE key > last ORDER BY key LIMIT n``,
+never OFFSET): SQLite's ``rowid`` (the order rows lie in the file, so blob reads are
+sequential), PostgreSQL's ``snapshot_id`` (its primary-key index). The filter is the one
+:func:`..service.where_sql` builds for ``db query`` / ``db count``.
+
+An object is identified by the first 64 bits of the SHA-256 of its snapshot id
+(:func:`id_hash`): the same key :func:`.common.split_key` orders splits by, so the
+vectorised split here equals :func:`.common.assign_splits`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from array import array
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import common
+
+if TYPE_CHECKING:
+    from ..db import Store
+
+SCAN_BATCH = 5000
+"""Metadata rows per keyset query (a few hundred KB of rows: few round trips, small memory)."""
+
+META_COLUMNS = ("snapshot_id", "platform", "license", "license_spdx", "license_flags", "point_count", "label",
+                "confidence")  # fmt: skip
+
+
+def scan_key(store: Store) -> str:
+    """The column exports page by: SQLite's rowid (storage order), else the primary key."""
+    return "snapshot_id" if store.is_postgres else "rowid"
+
+
+def keyset(store: Store, columns: str, where: str, params: list[Any], batch: int,
+           after: Any = None) -> Iterator[list[tuple]]:  # fmt: skip
+    """Batches of ``(key, *columns)`` rows matching ``where``, in key order, after ``after``."""
+    key = scan_key(store)
+    while True:
+        cond, args = f"({where})", list(params)
+        if after is not None:
+            cond, args = f"{cond} AND {key} > ?", [*args, after]
+        sql = f"SELECT {key}, {columns} FROM snapshots WHERE {cond} ORDER BY {key} LIMIT ?"
+        rows = store.execute(sql, [*args, batch]).fetchall()
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch:
+            return
+        after = rows[-1][0]
+
+
+def id_hash(snapshot_id: str) -> int:
+    """The first 64 bits of SHA-256(snapshot id), big-endian: orders like :func:`.common.split_key`."""
+    return int.from_bytes(hashlib.sha256(snapshot_id.encode()).digest()[:8], "big")
+
+
+@dataclass
+class Selection:
+    """The objects an export writes, sorted by :func:`id_hash` for lookup during the write scan."""
+
+    matched: int
+    hashes: np.ndarray  # (n,) uint64, sorted
+    labels: np.ndarray  # (n,) int32 into label_names
+    splits: np.ndarray  # (n,) int8 into common.SPLIT_NAMES
+    confidence: np.ndarray  # (n,) float64, NaN where none
+    label_names: list[str]
+    points: int
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def count(self) -> int:
+        return int(self.hashes.size)
+
+    def split_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.splits, minlength=3)
+        return {name: int(counts[i]) for i, name in enumerate(common.SPLIT_NAMES) if counts[i]}
+
+    def position(self, snapshot_id: str) -> int | None:
+        """Where a snapshot sits in the arrays, or None when the export leaves it out."""
+        h = np.uint64(id_hash(snapshot_id))
+        i = int(np.searchsorted(self.hashes, h))
+        return i if i < self.hashes.size and self.hashes[i] == h else None
+
+    def save(self, path: Path) -> None:
+        facts = {"matched": self.matched, "label_names": self.label_names, "points": self.points,
+                 "skipped": dict(self.skipped)}  # fmt: skip
+        with path.open("wb") as handle:
+            np.savez(handle, hashes=self.hashes, labels=self.labels, splits=self.splits,
+                     confidence=self.confidence, facts=np.array(json.dumps(facts)))  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path) -> Selection:
+        with np.load(path, allow_pickle=False) as d:
+            facts = json.loads(str(d["facts"]))
+            return cls(matched=facts["matched"], hashes=d["hashes"], labels=d["labels"], splits=d["splits"],
+                       confidence=d["confidence"], label_names=facts["label_names"], points=facts["points"],
+                       skipped=Counter(facts["skipped"]))  # fmt: skip
+
+
+class _Gather:
+    """Accepted rows as compact columns while the scan runs."""
+
+    def __init__(self, keep_ids: bool) -> None:
+        self.hashes = array("Q")
+        self.labels = array("i")
+        self.points = array("i")
+        self.confidence = array("d")
+        self.codes: dict[str, int] = {}
+        self.ids: list[str] | None = [] if keep_ids else None
+
+    def add(self, sid: str, label: str, points: int, confidence: float | None) -> None:
+        self.hashes.append(id_hash(sid))
+        self.labels.append(self.codes.setdefault(label, len(self.codes)))
+        self.points.append(points)
+        self.confidence.append(np.nan if confidence is None else float(confidence))
+        if self.ids is not None:
+            self.ids.append(sid)
+
+
+class _Policy:
+    """The licence policy, remembered per distinct licence (a collection has few)."""
+
+    def __init__(self, policy: str) -> None:
+        self.policy = policy
+        self._seen: dict[tuple, str | None] = {}
+
+    def refusal(self, row: dict[str, Any]) -> str | None:
+        key = (row["license"], row["license_spdx"], row["license_flags"], row["platform"] == "local")
+        if key not in self._seen:
+            self._seen[key] = common.license_refusal(row, self.policy)
+        return self._seen[key]
+
+
+def taxonomy_labels(store: Store, taxonomy: str, ids: list[str]) -> dict[str, tuple[str, float]]:
+    """snapshot_id -> (label, confidence) of its latest rank-1 classification in ``taxonomy``."""
+    marks = ",".join("?" * len(ids))
+    cursor = store.execute(
+        f"SELECT snapshot_id, label, confidence FROM classifications WHERE taxonomy = ? AND rank = 1 "
+        f"AND snapshot_id IN ({marks}) ORDER BY classified_at, classification_id",
+        [taxonomy, *ids],
+    )
+    return {sid: (label, conf) for sid, label, conf in cursor.fetchall()}
+
+
+def select(
+    store: Store, where: str, params: list[Any], *, taxonomy: str | None, policy: str,
+    fractions: tuple[float, float, float], groups: dict[str, str] | None = None,
+) -> Selection:  # fmt: skip
+    """Filter -> licence policy -> label -> one point count -> stratified splits."""
+    gather = _Gather(keep_ids=groups is not None)
+    rules = _Policy(policy)
+    skipped: Counter[str] = Counter()
+    matched = 0
+    for batch in keyset(store, ", ".join(META_COLUMNS), where, params, SCAN_BATCH):
+        rows = [dict(zip(META_COLUMNS, r[1:], strict=True)) for r in batch]
+        matched += len(rows)
+        if taxonomy:
+            relabel = taxonomy_labels(store, taxonomy, [r["snapshot_id"] for r in rows])
+            for row in rows:
+                row["label"], row["confidence"] = relabel.get(row["snapshot_id"], (None, None))
+        for row in rows:
+            refusal = rules.refusal(row)
+            if refusal:
+                skipped[f"licence ({policy}): {refusal}"] += 1
+            elif taxonomy and not row["label"]:
+                skipped["no label in the chosen taxonomy"] += 1
+            else:
+                gather.add(row["snapshot_id"], row["label"] or common.UNLABELLED, int(row["point_count"] or 0),
+                           row["confidence"])  # fmt: skip
+    return _finish(gather, matched, skipped, fractions, groups)
+
+
+def _finish(gather: _Gather, matched: int, skipped: Counter[str], fractions: tuple[float, float, float],
+            groups: dict[str, str] | None) -> Selection:  # fmt: skip
+    hashes = np.frombuffer(gather.hashes, np.uint64) if gather.hashes else np.zeros(0, np.uint64)
+    codes = np.frombuffer(gather.labels, np.int32) if gather.labels else np.zeros(0, np.int32)
+    points_of = np.frombuffer(gather.points, np.int32) if gather.points else np.zeros(0, np.int32)
+    conf = np.frombuffer(gather.confidence, np.float64) if gather.confidence else np.zeros(0)
+    points = 2048
+    if points_of.size:  # an array needs one shape: keep the most common point count
+        values, counts = np.unique(points_of, return_counts=True)
+        points = int(values[np.argmax(counts)])
+        keep = points_of == points
+        if not keep.all():
+            skipped[f"point count differs from {points}"] += int((~keep).sum())
+        hashes, codes, conf = hashes[keep], codes[keep], conf[keep]
+        if gather.ids is not None:
+            gather.ids = [sid for sid, k in zip(gather.ids, keep, strict=True) if k]
+    names = sorted(gather.codes, key=gather.codes.__getitem__)
+    order = sorted(range(len(names)), key=names.__getitem__)
+    remap = np.zeros(max(len(names), 1), np.int32)
+    remap[order] = np.arange(len(names), dtype=np.int32)
+    labels = remap[codes] if codes.size else codes
+    label_names = [names[i] for i in order]
+    if groups is not None and gather.ids is not None:
+        by_id = common.assign_splits(((sid, label_names[lab]) for sid, lab in zip(gather.ids, labels, strict=True)),
+                                     fractions, groups)  # fmt: skip
+        splits = np.array([common.SPLIT_NAMES.index(by_id[sid]) for sid in gather.ids], np.int8)
+    else:
+        splits = assign_splits(hashes, labels, fractions)
+    by_hash = np.argsort(hashes, kind="stable")
+    return Selection(matched=matched, hashes=hashes[by_hash], labels=labels[by_hash], splits=splits[by_hash],
+                     confidence=conf[by_hash], label_names=label_names, points=points, skipped=skipped)  # fmt: skip
+
+
+def assign_splits(hashes: np.ndarray, labels: np.ndarray, fractions: tuple[float, float, float]) -> np.ndarray:
+    """Split codes for objects: within each label ordered by hash and cut by ``fractions``.
+
+    The arrays' answer to :func:`.common.assign_splits` (same order key, same largest-remainder cut).
+    """
+    out = np.zeros(hashes.size, np.int8)
+    if not hashes.size:
+        return out
+    order = np.lexsort((hashes, labels))
+    ordered = labels[order]
+    edges = [0, *(np.flatnonzero(np.diff(ordered)) + 1).tolist(), hashes.size]
+    for start, end in itertools.pairwise(edges):
+        counts = common._quota(end - start, fractions)
+        out[order[start:end]] = np.repeat(np.arange(3, dtype=np.int8), counts)
+    return out

@@ -15,7 +15,7 @@ from destill3d_tui.engine.errors import Destill3DError, FormatError
 from destill3d_tui.engine.extract.core import extract_file
 from destill3d_tui.engine.extract.formats import detect_format
 from destill3d_tui.engine.extract.load import library_failure, load_geometry
-from tests.integration.hostile_inputs import CASES, las_one_point_overflows
+from tests.integration.hostile_inputs import CASES, CORPUS, las_one_point_overflows
 
 REFUSAL_S = 2.0  # issue 14.5: counted, not expanded (CPU seconds: six engineers share two cores)
 REFUSED = [c for c in CASES if c[3]]
@@ -128,3 +128,12 @@ def test_face_index_past_the_vertices_is_named(tmp_path: Path) -> None:
     path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n")
     with pytest.raises(FormatError, match=r"uses index 8 where only 3 entries exist"):
         load_geometry(path)
+
+
+def test_huge_reals_outside_coordinates_are_no_reason_to_refuse(tmp_path: Path) -> None:
+    """Only coordinates count: a name holding 1.E400 and a huge vector magnitude are read as written."""
+    text = (CORPUS / "step" / "cuboid.step").read_text()
+    text = text.replace("'609c466b68e7b60f061b4691'", "'part 1.E400;x'").replace("#135,1.)", "#135,1.E100)")
+    path = tmp_path / "names.step"
+    path.write_text(text)
+    assert len(load_geometry(path).faces) > 0

@@ -37,8 +37,10 @@ def _fail(name: str, message: str) -> FormatError:
 def check_reals(path: Path, fmt: str) -> None:
     """``non_finite`` when a STEP / IGES / BREP file writes a coordinate beyond float32's range.
 
-    STEP strings ('...') and IGES Hollerith text could hold such a token as a name: a STEP match
-    inside quotes is ignored; IGES is scanned in its parameter section only.
+    STEP is scanned in CARTESIAN_POINT statements, outside quoted strings; IGES in its
+    parameter section only (Hollerith text elsewhere could hold such a token). OpenCASCADE
+    reads ``1.E400`` as some finite number and segfaults on an IGES box 9.9e307 long, so this
+    runs on the text, before OpenCASCADE.
     """
     pattern = _REAL[fmt]
     with path.open("rb") as fh:
@@ -74,9 +76,9 @@ def _counts(fmt: str, chunk: bytes, at: int) -> bool:
         end = chunk.find(b"\n", at)
         line = chunk[line_start : end if end >= 0 else len(chunk)].rstrip(b"\r")
         return line[72:73] == b"P" and at - line_start < 64
-    if fmt == "STEP":
+    if fmt == "STEP":  # coordinates only: some writers use huge reals as "unbounded" parameters elsewhere
         statement = max(chunk.rfind(b";", 0, at), 0)
-        return chunk.count(b"'", statement, at) % 2 == 0
+        return chunk.count(b"'", statement, at) % 2 == 0 and b"CARTESIAN_POINT" in chunk[statement:at].upper()
     return True
 
 

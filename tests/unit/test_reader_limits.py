@@ -137,3 +137,14 @@ def test_huge_reals_outside_coordinates_are_no_reason_to_refuse(tmp_path: Path) 
     path = tmp_path / "names.step"
     path.write_text(text)
     assert len(load_geometry(path).faces) > 0
+
+
+def test_collada_node_that_instances_itself_is_a_parse_error(tmp_path: Path) -> None:
+    from tests.integration.hostile_inputs import dae_instance_graph
+
+    text = dae_instance_graph(2).replace('<instance_node url="#n0"/><instance_node url="#n0"/>',
+                                         '<instance_node url="#n0"/><instance_node url="#n1"/>')  # fmt: skip
+    path = tmp_path / "cycle.dae"
+    path.write_text(text)
+    with pytest.raises(FormatError, match=r"cycle through node 'n1'"):
+        load_geometry(path)

@@ -68,10 +68,16 @@ def _visit(root, children, own, done: dict, name: str) -> None:
             continue
         child = step[0]
         if child in on_stack:
-            raise _fail(name, f"the instance graph has a cycle through {child!r}", "parse_error")
+            raise _fail(name, f"the instance graph has a cycle through {_label(child)}", "parse_error")
         if child not in done and child in own:
             on_stack.add(child)
             stack.append((child, iter(children.get(child, ()))))
+
+
+def _label(node: Hashable) -> str:
+    """An XML element by its id (COLLADA nodes are keyed by element), anything else as written."""
+    get = getattr(node, "get", None)
+    return f"node {get('id')!r}" if callable(get) and get("id") else repr(node)
 
 
 def check_totals(name: str, what: str, instances: int, triangles: int, max_instances: int = MAX_INSTANCES) -> None:

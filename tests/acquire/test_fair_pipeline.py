@@ -40,7 +40,9 @@ from tests.fakes.thingiverse import FakeThingiverse
 
 PLATFORMS = ("thingiverse", "sketchfab", "github", "myminifactory", "cults3d", "smithsonian")
 SKETCHFAB_UID = "8d3f0c5e2a1b4c7d9e6f0a1b2c3d4e5f"
-THINGIVERSE_STLS = (0, 1, 2, 3, 5, 6, 7, 8)  # generated things whose file is one STL (every fifth is a zip)
+# generated things whose file is one STL (every fifth is a zip): 32 of them at 2 requests each, served in
+# queue order at 1 request/s, would keep every other platform waiting for over a minute
+THINGIVERSE_STLS = tuple(n for n in range(40) if n % 5 != 4)
 
 
 def pipeline_settings(tmp_path: Path, allow: list[str], base_urls: dict[str, str]) -> Settings:
@@ -72,7 +74,7 @@ def entry(platform: str, source_id: str, file_id: str | None = None) -> QueueEnt
 def six(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with ExitStack() as stack:
         fakes: dict[str, Any] = {
-            "thingiverse": stack.enter_context(FakeThingiverse(n_things=10)),
+            "thingiverse": stack.enter_context(FakeThingiverse(n_things=40)),
             "sketchfab": stack.enter_context(FakeSketchfab(n_extra=0)),
             "github": stack.enter_context(FakeGitHub()),
             "myminifactory": stack.enter_context(FakeMyMiniFactory(n_extra=0)),

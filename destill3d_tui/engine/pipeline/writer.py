@@ -162,7 +162,9 @@ class _WriterMixin:
         rows: list[Any] = []
         while len(rows) < room:
             row = None
-            for level in sorted(set(load.values())) or [0]:  # the last level excludes nobody
+            # level 0 first: a platform with nothing in flight (absent from ``load``) goes before any
+            # that has items; the last level excludes nobody
+            for level in sorted({0, *load.values()}):
                 busier = frozenset(p for p, n in load.items() if n > level)
                 got = self.queue.claim(self.owner, 1, exclude_platforms=busier)
                 if got:

@@ -17,7 +17,7 @@ The file repeats one block of 1M distinct rows, so writing it takes seconds, not
 Measured 2026-12-04 (2 shared cores, load average ~8), 20M rows / 152 MB: ours 19.8 s worker
 CPU (76.6 s wall), worker peak RSS 989 MB where a worker that read 4 points peaks at 648 MB,
 transforms ['reservoir_sample 20000000 -> 1000000']; peer np.loadtxt 19.9 s, 491 MB. Before
-the streaming readers, the same file ran the worker out of memory (issue 14.6).
+the streaming readers, a 120 MB 20M-row .xyz ran the worker out of memory (issue 14.6; not re-run here).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from destill3d_tui.engine import Destill3D
 from destill3d_tui.engine.acquire.base import SearchFilters
 from destill3d_tui.engine.config import PlatformSettings, Settings, load_settings
 from destill3d_tui.engine.events import Event, ItemStored, StageFinished
+from destill3d_tui.engine.pipeline.items import WorkItem
 from destill3d_tui.engine.queue import QueueEntry
 from tests.acquire.test_full_run import REPO as CHECKOUT
 from tests.acquire.test_full_run import cli, environment
@@ -180,3 +181,18 @@ def test_sigterm_to_headless_cancels_downloads_and_exits_143(tmp_path: Path) -> 
         with Destill3D(settings) as d3d:
             rows = [d3d.queue.get(i) for i in ids]
         assert all(r.stage == "queued" and r.lease_owner is None and r.retry_count == 0 for r in rows)
+
+
+def test_claims_go_round_robin_by_platform(tmp_path: Path) -> None:
+    d3d = Destill3D(pipeline_settings(tmp_path, [], {}))
+    d3d.queue.add_entries([thingiverse_entry(n) for n in range(5)])
+    d3d.queue.add_entries([entry("cults3d", "a"), entry("cults3d", "b"), entry("sketchfab", "c")])
+    pipeline = d3d.pipeline._get()
+    first = pipeline._claim_round_robin(3)
+    assert sorted(r.platform for r in first) == ["cults3d", "sketchfab", "thingiverse"]
+    # with one of each in flight, the next claims again go one per platform that still has items
+    for row in first:
+        pipeline._inflight[row.queue_id] = WorkItem(row=row, temp_dir=tmp_path / f"q{row.queue_id}")
+    second = pipeline._claim_round_robin(2)
+    assert sorted(r.platform for r in second) == ["cults3d", "thingiverse"]
+    d3d.close()

@@ -81,7 +81,7 @@ def test_a_downloaded_archive_is_kept_for_the_isolated_worker(tmp_path: Path) ->
     downloaded = DownloadedFile(path=bomb, sha256="0" * 64, size=bomb.stat().st_size, url="https://cdn/x")
     started = time.monotonic()
     result = ThingiverseAdapter().finish(downloaded, tmp_path / "files")
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5.0  # milliseconds alone; the old in-process unpacking took minutes
     assert result.primary == bomb and result.files == [bomb]
     assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["parts.zip"]  # nothing unpacked here
 

@@ -17,7 +17,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from ..errors import DownloadError
+from ..errors import FormatError
 from ..extract.archive import ArchiveMember, is_archive
 from ..queue import QueueEntry, QueueRow
 
@@ -54,8 +54,8 @@ async def split_archive(item: Any, supervisor: Any) -> None:
     if members is None:
         return  # a model format that is a zip (3MF)
     if not members:
-        raise DownloadError(f"the archive {Path(item.primary).name} holds no model file", reason="no_model_file",
-                            kind="permanent")  # fmt: skip
+        # the same answer `extract file` and `extract dir` give for it
+        raise FormatError(f"{Path(item.primary).name}: the archive holds no model file", reason="format_unsupported")
     first, *rest = (ArchiveMember(*m) for m in members)
     item.metadata.update(_member_metadata(item.row, first, several=bool(rest)))
     item.sha256, item.bytes_in = first.sha256, first.size

@@ -85,3 +85,58 @@ def test_close_with_kill_stops_a_running_file(files: dict[str, Path], tmp_path: 
     assert time.monotonic() - started < 30
     assert running.exception(timeout=1).reason == "cancelled"
     assert queued.cancelled()
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (read from /proc, Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_workers_die_with_a_killed_supervisor(files: dict[str, Path], tmp_path: Path) -> None:
+    """A SIGKILLed runner leaves no worker behind still chewing on its file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from destill3d_tui.engine.extract.isolate import ExtractionSupervisor\n"
+        f"sup = ExtractionSupervisor(1, timeout_s=300, memory_limit_mb=3072, target={TARGET!r},"
+        f" temp_root={str(tmp_path / 'w')!r})\n"
+        f"future = sup.submit('hang', {str(files['hang.stl'])!r})\n"
+        "while not future.running():\n    time.sleep(0.05)\n"
+        "print('running', flush=True)\ntime.sleep(600)\n"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    try:
+        assert runner.stdout is not None and runner.stdout.readline().strip() == b"running"
+        time.sleep(1.0)  # the child is inside the file now
+        workers = _children(runner.pid)
+        assert workers, "the supervisor started no worker"
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers), "a worker outlived its SIGKILLed supervisor"
+    finally:
+        if runner.poll() is None:
+            runner.kill()

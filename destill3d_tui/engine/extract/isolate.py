@@ -126,11 +126,27 @@ def _member_provenance(provenance: Any, archive: str, member: str) -> Any:
     return base
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its supervisor goes (a SIGKILLed runner's workers
+    would otherwise finish their file and hold its memory); elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)  # the supervisor died before the request took effect
+
+
 def _child_setup(memory_limit_mb: int, temp_root: str) -> None:
     """Everything a worker does once before its first file."""
     import resource
 
     os.setsid()  # own process group: the supervisor kills the child and anything it started
+    _die_with_parent()
     for name in THREAD_ENV:
         os.environ[name] = "1"
     if memory_limit_mb > 0:

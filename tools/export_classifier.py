@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train_classifier import DATA, PN2KNN, accuracy, predict, rotate_z
 
+from destill3d_tui.engine.classify import canonical
 from destill3d_tui.engine.classify.inference import fps, normalise, tta_angles
 from destill3d_tui.engine.classify.registry import dumps_toml
 from destill3d_tui.engine.classify.uncertainty import (
@@ -54,14 +55,68 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def engine_ready(points: np.ndarray, n: int) -> np.ndarray:
-    """(B, N, 3) -> what the engine feeds the model: normalised to the unit sphere, then FPS to ``n``.
+def engine_ready(points: np.ndarray, n: int, canonical_frame: bool = False) -> np.ndarray:
+    """(B, N, 3) -> what the engine feeds the model: normalised to the unit sphere, FPS to ``n``,
+    and for a canonical-frame model turned into that frame.
 
     Every figure on the card is measured on this preparation (the int8 graph's fixed
     activation scales notice the difference from the dataset's own normalisation).
     """
     dense = normalise(points.astype(np.float32))
-    return np.take_along_axis(dense, fps(dense, n)[..., None], axis=1)
+    ready = np.take_along_axis(dense, fps(dense, n)[..., None], axis=1)
+    return canonical.canonicalise(ready) if canonical_frame else ready
+
+
+def turned(points: np.ndarray, seed: int) -> np.ndarray:
+    """Each (B, N, 3) cloud turned about z by a uniformly random angle (a fixed draw per seed)."""
+    angles = np.random.default_rng(seed).uniform(0, 2 * np.pi, len(points))
+    return np.stack([rotate_z(p, a) for p, a in zip(points, angles, strict=True)])
+
+
+def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
+    """Probability that an in-distribution score beats an out-of-distribution one (ties half)."""
+    both = np.concatenate([inside, outside])
+    ranks = np.empty(len(both))
+    ranks[np.argsort(both, kind="stable")] = np.arange(1, len(both) + 1)
+    for v in np.unique(both):  # average ranks of ties
+        tie = both == v
+        ranks[tie] = ranks[tie].mean()
+    return float((ranks[: len(inside)].sum() - len(inside) * (len(inside) + 1) / 2) / (len(inside) * len(outside)))
+
+
+def energy(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """T * logsumexp(logits / T): the engine's energy score (higher = more like the training classes)."""
+    z = logits / temperature
+    top = z.max(axis=1, keepdims=True)
+    return temperature * (top[:, 0] + np.log(np.exp(z - top).sum(axis=1)))
+
+
+def synthetic_ood(n: int, points: int, seed: int) -> np.ndarray:
+    """(n, points, 3) clouds that are none of ModelNet's classes: random blob clusters, noise
+    volumes, tori, helices and scattered boxes (a stand-in for odd parts and scan debris)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        kind = i % 5
+        if kind == 0:  # a few gaussian blobs
+            centres = rng.normal(0, 1, (rng.integers(2, 6), 3))
+            pick = rng.integers(len(centres), size=points)
+            cloud = centres[pick] + rng.normal(0, rng.uniform(0.05, 0.3), (points, 3))
+        elif kind == 1:  # noise filling a box
+            cloud = rng.uniform(-1, 1, (points, 3)) * rng.uniform(0.3, 1, 3)
+        elif kind == 2:  # a torus
+            u, v = rng.uniform(0, 2 * np.pi, (2, points))
+            r, s = rng.uniform(0.5, 1), rng.uniform(0.05, 0.4)
+            cloud = np.stack([(r + s * np.cos(v)) * np.cos(u), (r + s * np.cos(v)) * np.sin(u), s * np.sin(v)], 1)
+        elif kind == 3:  # a helix tube
+            t = rng.uniform(0, rng.uniform(2, 6) * np.pi, points)
+            cloud = np.stack([np.cos(t), np.sin(t), t / 6], 1) + rng.normal(0, 0.05, (points, 3))
+        else:  # scattered small boxes
+            centres = rng.uniform(-1, 1, (rng.integers(3, 9), 3))
+            pick = rng.integers(len(centres), size=points)
+            cloud = centres[pick] + rng.uniform(-0.1, 0.1, (points, 3))
+        out.append(cloud @ np.linalg.qr(rng.normal(size=(3, 3)))[0].T)
+    return np.asarray(out, dtype=np.float32)
 
 
 def tta_probs(model: PN2KNN, pts: np.ndarray, n: int, temperature: float, range_deg: float) -> np.ndarray:
@@ -202,8 +257,7 @@ ModelNet40 training split as 1024-point clouds ({t["data"]}). {m["split"]}.
   training shapes), what the engine runs on the CPU provider by default; a sample's outputs do not depend on
   its batch.
 - Outputs: `logits` ({len(card["labels"])}), `embedding` ({card["output"]["embedding_dim"]}, penultimate layer).
-- Trained with rotations about the up axis within +-{i["rotation_range_deg"]:g} degrees, so TTA averages angles
-  inside that range.
+- {canonical_line(i)}
 
 ## Measured (validation split only; the official test split was never used)
 | | overall accuracy | mean per-class accuracy |
@@ -225,6 +279,15 @@ Architecture: compact PointNet++ with kNN grouping (`pn2knn`), {card["parameters
 """ + (f"\n{notes.strip()}\n" if notes.strip() else "") + zero_shot_markdown(card.get("zero_shot"))
 
 
+def canonical_line(i: dict) -> str:
+    if i.get("canonical"):
+        return ("Turned into its canonical ground frame (`engine/classify/canonical.py`: principal axes of x/y, signs "
+                "by skew) after FPS, as in training, where every shape was turned at random about the up axis "
+                "first: the prediction does not depend on azimuth, and TTA is moot.")
+    return (f"Trained with rotations about the up axis within +-{i['rotation_range_deg']:g} degrees, so TTA averages "
+            "angles inside that range.")
+
+
 def zero_shot_markdown(z: dict | None) -> str:
     if not z:
         return ""
@@ -240,6 +303,36 @@ Measured with {z["measured_with"]} on the 10 classes it never saw ({", ".join(z[
 """
 
 
+def unknown_rule(model: PN2KNN, protos: np.ndarray, logits: np.ndarray, emb: np.ndarray, int8_logits: np.ndarray,
+                 temperature: float, points: int, canon: bool) -> dict:  # fmt: skip
+    """The card's ``[unknown]`` table: energy vs prototype similarity, measured against synthetic
+    out-of-distribution clouds; the better one ships, its threshold leaving 4 % of the (turned)
+    validation shapes below it, so at most 5 % go to ``unknown`` with int8 rounding too."""
+    ood = engine_ready(synthetic_ood(250, 1024, 7), points, canon)
+    ood_logits, ood_emb = predict(model, ood)
+
+    def proto(e: np.ndarray) -> np.ndarray:
+        return (e / np.linalg.norm(e, axis=1, keepdims=True)) @ protos.T
+
+    scores = {"energy": (energy(logits, temperature), energy(ood_logits, temperature)),
+              "prototype": (proto(emb).max(1), proto(ood_emb).max(1))}  # fmt: skip
+    aucs = {k: auroc(*v) for k, v in scores.items()}
+    method = max(aucs, key=aucs.get)
+    inside, outside = scores[method]
+    threshold = float(np.quantile(inside, 0.04))
+    rule = {"method": method, "threshold": round(threshold, 4),
+            "val_share_unknown": round(float((inside < threshold).mean()), 4),
+            "synthetic_ood_share_unknown": round(float((outside < threshold).mean()), 4),
+            "auroc_synthetic_ood_energy": round(aucs["energy"], 4),
+            "auroc_synthetic_ood_prototype": round(aucs["prototype"], 4),
+            "measured_on": "validation split turned at random vs 250 synthetic clouds (blobs, noise boxes, "
+                           "tori, helices, scattered boxes); no 30/10 held-out-class model was trained for this one"}
+    if method == "energy":
+        rule["val_share_unknown_int8"] = round(float((energy(int8_logits, temperature) < threshold).mean()), 4)
+    print(f"unknown: {rule}")
+    return rule
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, required=True)
@@ -252,6 +345,7 @@ def main() -> None:
     ap.add_argument("--notes", type=Path, default=None, help="markdown appended to the card page (measured notes)")
     ap.add_argument("--zero-shot", type=Path, default=None,
                     help="JSON printed by tools/eval_zeroshot.py, stored in the card's [zero_shot] table")
+    ap.add_argument("--up-axis", type=Path, default=None, help="JSON printed by tools/fit_upaxis.py (for the card)")
     ap.add_argument("--zero-shot-variant", default="", help="how the 30-class variant was trained (for the card)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -273,16 +367,24 @@ def main() -> None:
     va = np.array([i for i in split["val"] if lab_all[i] in remap])
     tr = np.array([i for i in split["train"] if lab_all[i] in remap])
     p = targs["points"]
-    xva = engine_ready(pts_all[va], p)
+    canon = bool(targs.get("canonical", False))
+    xva = engine_ready(pts_all[va], p, canon)
+    xva_turned = engine_ready(turned(pts_all[va], 1), p, canon)
     yva = np.array([remap[c] for c in lab_all[va]])
 
     logits, _ = predict(model, xva)
+    logits_t, emb_t = predict(model, xva_turned)
     oa, macc = accuracy(logits, yva, len(keep))
-    temp = fit_temperature(logits, yva)
-    ece_before = expected_calibration_error(softmax(logits), yva)
-    ece_after = expected_calibration_error(softmax(logits, temp), yva)
+    oa_t, macc_t = accuracy(logits_t, yva, len(keep))
+    # calibrated where real files are: turned at random (for a canonical model the same as aligned)
+    cal_logits = logits_t if canon else logits
+    temp = fit_temperature(cal_logits, yva)
+    ece_before = expected_calibration_error(softmax(cal_logits), yva)
+    ece_after = expected_calibration_error(softmax(cal_logits, temp), yva)
+    ece_aligned = expected_calibration_error(softmax(logits, temp), yva)
+    print(f"turned val OA {oa_t:.4f} mAcc {macc_t:.4f}; ECE aligned {ece_aligned:.4f}")
     tta = {3: (float("nan"), float("nan")), 5: (float("nan"), float("nan"))}
-    for n in () if args.quick else (3, 5):
+    for n in () if args.quick or canon else (3, 5):  # a canonical frame undoes any turn: TTA is moot
         pr = tta_probs(model, xva, n, temp, float(targs.get("rot_deg", 180.0)))
         tta[n] = accuracy(np.log(pr + 1e-12), yva, len(keep))
     print(f"val OA {oa:.4f} mAcc {macc:.4f} T {temp:.3f} ECE {ece_before:.4f}->{ece_after:.4f} TTA {tta}")
@@ -290,7 +392,7 @@ def main() -> None:
     # label prototypes from (up to 60 per class) training shapes
     rng = np.random.default_rng(0)
     chosen = np.concatenate([rng.permutation(tr[lab_all[tr] == c])[:60] for c in keep])
-    xtr = engine_ready(pts_all[chosen], p)
+    xtr = engine_ready(pts_all[chosen], p, canon)
     _, emb = predict(model, xtr)
     emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     ytr = np.array([remap[c] for c in lab_all[chosen]])
@@ -307,9 +409,11 @@ def main() -> None:
     np.save(args.out / f"{mid}.prototypes.npy", protos)
     int8 = args.out / f"{mid}.int8.onnx"
     calib_idx = np.random.default_rng(1).choice(tr, 320, replace=False)
-    export_int8(fast, int8, engine_ready(pts_all[calib_idx], p))
+    export_int8(fast, int8, engine_ready(turned(pts_all[calib_idx], 3) if canon else pts_all[calib_idx], p, canon))
     int8_logits = onnx_logits(int8, xva)
     oa8, macc8 = accuracy(int8_logits, yva, len(keep))
+    oa8_t, macc8_t = accuracy(onnx_logits(int8, xva_turned), yva, len(keep))
+    unknown = unknown_rule(model, protos, logits_t, emb_t, onnx_logits(int8, xva_turned), temp, p, canon)
     single = np.concatenate([onnx_logits(int8, xva[i : i + 1]) for i in range(32)])
     assert np.array_equal(single, int8_logits[:32]), "int8 graph: batch results differ from single results"
     print(f"int8 val OA {oa8:.4f} mAcc {macc8:.4f}")
@@ -339,6 +443,7 @@ def main() -> None:
             "name": "points", "points": p, "features": ["xyz"], "requires_normals": False, "up_axis": "z",
             "normalisation": "unit_sphere", "order": "any (full graph); FPS order for fast_file",
             "rotation_range_deg": float(targs.get("rot_deg", 180.0)),
+            **({"canonical": canonical.METHOD} if canon else {}),
             "normalisation_detail": "centred on the mean, scaled so the farthest point has radius 1",
         },
         "output": {"logits": "logits", "embedding": "embedding", "embedding_dim": int(emb.shape[1])},
@@ -352,6 +457,10 @@ def main() -> None:
             "val_overall_accuracy_tta5": round(tta[5][0], 4), "val_mean_class_accuracy_tta5": round(tta[5][1], 4),
             "val_overall_accuracy_int8": round(oa8, 4), "val_mean_class_accuracy_int8": round(macc8, 4),
             "epochs": int(ck["epoch"]) + 1, "onnx_max_abs_diff_vs_torch": max(diff_full, diff_fast),
+            "val_overall_accuracy_turned": round(oa_t, 4), "val_mean_class_accuracy_turned": round(macc_t, 4),
+            "val_overall_accuracy_int8_turned": round(oa8_t, 4),
+            "val_mean_class_accuracy_int8_turned": round(macc8_t, 4),
+            "ece_aligned_after": round(ece_aligned, 4),
         },
         "training": {
             "data": f"modelnet40_train_1024.npz (sha256 {DATA_SHA256})",
@@ -359,6 +468,10 @@ def main() -> None:
             "seed": int(targs["seed"]), "args": json.dumps({k: str(v) for k, v in targs.items()}),
         },
     }
+    if canon:
+        card["unknown"] = unknown
+    if args.up_axis:
+        card["up_axis_estimate"] = json.loads(args.up_axis.read_text(encoding="utf-8"))
     if args.zero_shot:
         measured = json.loads(args.zero_shot.read_text(encoding="utf-8"))
         few = measured["few_shot_10way"]

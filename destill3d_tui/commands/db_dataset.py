@@ -36,6 +36,10 @@ def register(db_subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--views", action="store_true", help="include depth views where snapshots have them")
     export.add_argument("--group-duplicates", action="store_true", dest="group_duplicates",
                         help="keep near-duplicates in one split (no copies of a training object in test)")
+    export.add_argument("--shard-rows", type=int, dest="shard_rows", metavar="N",
+                        help="objects per shard file (default: as many as fit in --shard-mb)")
+    export.add_argument("--shard-mb", type=int, dest="shard_mb", metavar="MB",
+                        help="shard size budget in MB (default 500; NumPy 200)")
     export.add_argument("--json", action="store_true", dest="json_output")
     export.set_defaults(handler=run_export)
 
@@ -107,26 +111,43 @@ def run_duplicates(args: argparse.Namespace, ctx: CommandContext) -> int:
     return 0
 
 
+def _progress(ctx: CommandContext) -> Any:
+    """A bar with count, rate (snapshots/s) and time left, on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:,.0f}/s" if task.speed else "", style="progress.data.speed")
+
+    return Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn(),
+                    console=ctx.err, transient=True, speed_estimate_period=10)  # fmt: skip
+
+
 def run_export(args: argparse.Namespace, ctx: CommandContext) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from pathlib import Path
 
     from ..engine.events import ExportProgressed
+    from ..engine.store.export.shards import STATE_FILE
 
     d3d = ctx.engine()
-    progress = Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=ctx.err, transient=True)  # fmt: skip
+    progress = _progress(ctx)
     task = progress.add_task("export", total=None)
+    if (Path(args.output).expanduser() / STATE_FILE).is_file():
+        ctx.err.print(f"resuming the interrupted export in {args.output}", markup=False)
 
     def on_event(event: Any) -> None:
         if isinstance(event, ExportProgressed) and event.total:
             progress.update(task, completed=event.done, total=event.total)
 
     unsubscribe = d3d.events.subscribe(on_event)
+    shard_bytes = args.shard_mb * 1_000_000 if args.shard_mb else None
     try:
         with progress:
             result = d3d.db.export(
                 args.format, args.output, taxonomy=args.taxonomy, split=args.split, filter=filter_from_args(args),
                 license_policy=args.license_policy, views=args.views, group_duplicates=args.group_duplicates,
+                shard_rows=args.shard_rows, shard_bytes=shard_bytes,
             )  # fmt: skip
     finally:
         unsubscribe()
@@ -134,8 +155,9 @@ def run_export(args: argparse.Namespace, ctx: CommandContext) -> int:
         ctx.emit_json(result.to_dict())
         return 0
     splits = ", ".join(f"{name} {n}" for name, n in result.split_counts.items())
+    rate = result.count / result.seconds if result.seconds else 0.0
     ctx.out.print(f"exported {result.count} objects ({splits}) in {len(result.label_names)} classes "
-                  f"to {result.output} in {result.seconds:.1f} s", markup=False)  # fmt: skip
+                  f"to {result.output} in {result.seconds:.1f} s ({rate:,.0f}/s)", markup=False)  # fmt: skip
     for reason, n in sorted(result.skipped.items()):
         ctx.out.print(f"  left out {n}: {reason}", markup=False)
     return 0

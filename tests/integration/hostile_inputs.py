@@ -232,6 +232,24 @@ def ply_ascii_list_count(count: int) -> str:
     return head + _rows(TET) + f"{count} 0 2 1\n" + _rows(TET_FACES[1:], "3 ")
 
 
+def ply_face_without_properties() -> bytes:
+    """A PLY face element without a property line: trimesh fails with "data type '' not understood" or an
+    UnboundLocalError (prop_pop), depending on the bytes after the header."""
+    head = b"ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
+    head += b"property float z\nelement face 4\nend_header\n"
+    return head + TET.tobytes() + np.array([3, 0, 2, 1] * 4, dtype="u1").tobytes()
+
+
+def ply_unknown_type() -> str:
+    """``property Mloat x``: trimesh said only "KeyError: 'Mloat'"."""
+    return ply_ascii_list_count(3).replace("property float x", "property Mloat x")
+
+
+def pcd_unknown_type() -> str:
+    """``TYPE F Q F``: the reader said "PCD header invalid (('Q', 4))"."""
+    return pcd_upper_case().replace("TYPE F F F", "TYPE F Q F")
+
+
 def off_face_corners(corners: int) -> str:
     return "OFF\n4 4 0\n" + _rows(TET) + f"{corners} 0 2 1\n" + _rows(TET_FACES[1:], "3 ")
 
@@ -276,6 +294,10 @@ CASES: list[tuple[str, Maker, str, str, str]] = [  # file, maker, expect, reason
     ("h14_step_coordinate_1E400.step", lambda: step_with_coordinate("1.E400"), SAN, "non_finite", "x = 1.E400"),
     ("h14_ply_ascii_list_count_2pow32.ply", lambda: ply_ascii_list_count(4294967295), REJ, "parse_error",
      "face list count 4294967295"),
+    ("h14_ply_face_element_without_properties.ply", ply_face_without_properties, REJ, "parse_error",
+     "element face 4 with no property (trimesh: TypeError or UnboundLocalError)"),
+    ("h14_ply_property_type_mloat.ply", ply_unknown_type, REJ, "parse_error", "property Mloat x (KeyError)"),
+    ("h14_pcd_type_q.pcd", pcd_unknown_type, REJ, "parse_error", "TYPE Q (KeyError)"),
     ("h14_off_face_1e9_corners.off", lambda: off_face_corners(10**9), REJ, "parse_error", "face of 10^9 corners"),
     ("h14_glb_buffer_longer_than_bin_chunk.glb", lambda: glb(_buffer_longer_than_its_data()), REJ, "parse_error",
      "buffer byteLength 1000 over a 72-byte BIN chunk"),

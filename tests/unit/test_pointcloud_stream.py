@@ -97,9 +97,8 @@ def test_the_snapshot_says_what_the_reader_kept() -> None:
 
 def test_binary_ply_cloud_streams_and_matches_its_records(tmp_path: Path) -> None:
     points = _sphere(1000).astype("<f4")
-    header = b"ply\nformat binary_little_endian 1.0\nelement vertex 1000\n" + b"".join(
-        b"property float %s\n" % axis for axis in (b"x", b"y", b"z")
-    ) + b"end_header\n"
+    properties = b"".join(b"property float " + axis + b"\n" for axis in (b"x", b"y", b"z"))
+    header = b"ply\nformat binary_little_endian 1.0\nelement vertex 1000\n" + properties + b"end_header\n"
     path = tmp_path / "cloud.ply"
     path.write_bytes(header + points.tobytes())
     geometry = load_geometry(path)

@@ -189,12 +189,22 @@ def _ply_elements(lines: list[str], name: str) -> tuple[list[tuple[str, int, int
                 if count < 0:
                     raise _fail(name, "negative PLY element count")
                 elements.append([parts[1], count, 0, []])
-            elif parts[0] == "property" and elements:
+            elif parts[0] == "property":
+                types = parts[2:4] if parts[1] == "list" else parts[1:2]
+                if not elements or len(parts) != len(types) + 2 + (parts[1] == "list"):
+                    raise ValueError("a property outside an element, or without a type and a name")
+                unknown = [t for t in types if t not in _PLY_SIZES]
+                if unknown:
+                    raise _fail(name, f"PLY property {parts[-1]!r} has type {unknown[0]!r}; PLY types are "
+                                f"{' '.join(_PLY_SIZES)}")  # fmt: skip
                 # a list property takes at least its count field (an empty list)
-                elements[-1][2] += _PLY_SIZES.get(parts[2] if parts[1] == "list" else parts[1], 1)
+                elements[-1][2] += _PLY_SIZES[types[0]]
                 elements[-1][3].append((line.split()[-1], parts[1] == "list"))
         except (IndexError, ValueError) as exc:
             raise _fail(name, f"bad PLY header line {line!r}") from exc
+    for element, count, _, props in elements:
+        if count and not props:  # trimesh fails on it with an UnboundLocalError
+            raise _fail(name, f"PLY element {element!r} declares {count} rows but no properties")
     return [(e, c, r, p) for e, c, r, p in elements], encoding
 
 

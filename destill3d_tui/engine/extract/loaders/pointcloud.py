@@ -81,7 +81,10 @@ def _pcd_layout(header: dict[str, list[str]], name: str) -> tuple[np.dtype, int]
     parts = []
     try:
         for i, (field, size, typ, count) in enumerate(zip(fields, sizes, types, counts, strict=True)):
-            code = PCD_TYPES[(typ.upper(), int(size))]
+            code = PCD_TYPES.get((typ.upper(), int(size)))
+            if code is None:
+                raise FormatError(f"{name}: PCD field {field!r} has TYPE {typ!r} SIZE {size}; PCD defines "
+                                  f"{' '.join(t + str(s) for t, s in PCD_TYPES)}", reason="parse_error")  # fmt: skip
             parts.append(
                 (f"{field}_{i}" if field == "_" else field, "<" + code, (int(count),) if int(count) > 1 else ())
             )

@@ -148,3 +148,11 @@ def test_collada_node_that_instances_itself_is_a_parse_error(tmp_path: Path) -> 
     path.write_text(text)
     with pytest.raises(FormatError, match=r"cycle through node 'n1'"):
         load_geometry(path)
+
+
+def test_a_reference_to_nothing_is_named(tmp_path: Path) -> None:
+    try:
+        None.id  # noqa: B018 - what pycollada does when an element the file names is missing
+    except AttributeError as exc:
+        message = library_failure(tmp_path / "x.dae", "DAE", exc)
+    assert "something the file refers to is not in it" in message

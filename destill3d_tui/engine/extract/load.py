@@ -86,6 +86,8 @@ def library_failure(path: Path, fmt: str, exc: BaseException) -> str:
     bounds = _OUT_OF_BOUNDS.search(detail) if isinstance(exc, IndexError) else None
     if bounds:  # numpy's words for a face (or attribute) index past the end of what it indexes
         detail = f"the file uses index {bounds[1]} where only {bounds[2]} entries exist ({detail})"
+    elif isinstance(exc, AttributeError) and "'NoneType' object" in detail:  # a lookup found nothing
+        detail = f"something the file refers to is not in it ({detail})"
     if not detail:
         frames = traceback.extract_tb(exc.__traceback__)
         if frames:

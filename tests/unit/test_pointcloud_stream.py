@@ -127,3 +127,13 @@ def test_pcd_header_keywords_are_case_insensitive(tmp_path: Path) -> None:
     path.write_text(text + "0 0 0\n1 0 0\n0 1 0\n0 0 1\n")
     assert detect_format(path) == "PCD"
     assert len(load_geometry(path).vertices) == 4
+
+
+def test_a_line_longer_than_a_block_is_refused_without_holding_the_file(tmp_path: Path) -> None:
+    from destill3d_tui.engine.errors import FormatError
+    from destill3d_tui.engine.extract.loaders.stream import TEXT_CHUNK_BYTES
+
+    path = tmp_path / "one_line.xyz"
+    path.write_bytes(b"1 2 3 " * (TEXT_CHUNK_BYTES // 6 + 1000))  # 8 MB of numbers and no line break
+    with pytest.raises(FormatError, match="a line longer than"):
+        load_geometry(path)

@@ -225,7 +225,7 @@ def _read_text(path: Path, sample: Reservoir) -> tuple[int, dict, list[str]]:
     """
     declared, rows, bad = None, 0, 0
     with path.open("rb") as fh:
-        first = _SPLIT.split(fh.readline().strip())
+        first = _SPLIT.split(fh.readline(4096).strip())  # a PTS count line is short; never read a whole file
         if len(first) == 1 and first[0].isdigit():
             declared = int(first[0])
         else:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from ...errors import FormatError
 
 RESERVOIR_POINTS = 1_000_000  # 5x the largest candidate pool the sampler ever uses (MAX_FPS_CANDIDATES)
 TEXT_CHUNK_BYTES = 8 << 20  # one text block: ~200K rows, parsed by numpy in one call
@@ -84,7 +87,11 @@ class Reservoir:
 
 
 def text_blocks(fh: BinaryIO, size: int = TEXT_CHUNK_BYTES) -> Iterator[bytes]:
-    """Blocks of whole lines from ``fh`` (the last may lack its newline)."""
+    """Blocks of whole lines from ``fh`` (the last may lack its newline).
+
+    Raises ``FormatError`` for a line longer than a block: no point row is, and holding it
+    would hold the whole file.
+    """
     carry = b""
     while True:
         data = fh.read(size)
@@ -95,6 +102,9 @@ def text_blocks(fh: BinaryIO, size: int = TEXT_CHUNK_BYTES) -> Iterator[bytes]:
         data = carry + data
         cut = data.rfind(b"\n") + 1
         if cut == 0:
+            if len(data) > size:
+                name = Path(getattr(fh, "name", "file")).name
+                raise FormatError(f"{name}: a line longer than {size} bytes; not rows of numbers", reason="parse_error")
             carry = data
             continue
         carry = data[cut:]

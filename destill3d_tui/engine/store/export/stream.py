@@ -28,9 +28,8 @@ import lz4.frame
 import msgpack
 import numpy as np
 
-from .. import quantize as q
 from ..snapshot import FORMAT_MAJOR, MAGIC, Snapshot, SnapshotFormatError, _unarray
-from . import common
+from . import common, kernels
 from .common import ExportLayout, ExportRecord
 from .selection import Selection, keyset
 from .shards import PARTIAL, ExportState, ShardDone, ShardedExporter, ShardWriter
@@ -62,8 +61,7 @@ def decode_arrays(blob: bytes, views: bool) -> tuple[np.ndarray, np.ndarray, np.
         if "points" in geometry:
             points, normals = _unarray(geometry["points"]), _unarray(geometry["normals"])
         else:
-            points = q.dequantize(geometry["points_q"], -1.0, 1.0, q.POINT_BITS, n * 3).reshape(n, 3)
-            normals = q.decode_normals(geometry["normals_q"], n)
+            points, normals = kernels.points(geometry["points_q"], n), kernels.normals(geometry["normals_q"], n)
         shown = _unarray(geometry.get("views")) if views else None
     except Exception as exc:
         raise SnapshotFormatError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from exc

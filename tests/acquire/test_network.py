@@ -144,7 +144,6 @@ def test_a_host_resolving_private_is_refused_before_connecting(two_hosts: tuple[
 
 def test_tls_is_verified_against_the_hostname_while_connecting_to_the_checked_address(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("cryptography")
     from tests.fakes.tls import issue
 
     ca_file, context = issue(tmp_path, "files.tls.test")

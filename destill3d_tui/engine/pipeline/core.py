@@ -94,7 +94,6 @@ class Pipeline(_StagesMixin, _WriterMixin):
         self._supervisor = make_supervisor(self.settings)
         self._classifier = self._load_classifier()
         self._loop = asyncio.new_event_loop()
-        self._download_slots = asyncio.Semaphore(max(1, self.settings.acquisition.max_concurrent_downloads))
         for name, target in (("writer", self._writer_loop), ("acquire", self._loop.run_forever),
                              ("classify", self._classify_loop)):  # fmt: skip
             thread = threading.Thread(target=target, name=f"d3d-{name}", daemon=True)

@@ -121,11 +121,11 @@ def test_up_axis_conversion_is_recorded_and_consistent(shipped, snapshots) -> No
     z_snap.processing.up_axis = "z"
     z_res = clf.classify([z_snap])[0]
     np.testing.assert_allclose(z_res.probs, clf.classify([snap])[0].probs, atol=1e-4)
-    # unknown up axis: a guess among x/y/z, recorded as a guess
+    # unknown up axis: estimated (the truck stands on its wheels: y), recorded with how
     unknown = Snapshot.from_bytes(snap.to_bytes("exact"))
     unknown.processing.up_axis = ""
     res = clf.classify([unknown])[0]
-    assert res.up_guessed and res.up_axis in upaxis.AXES and "guessed" in res.notes[0]
+    assert res.up_guessed and res.up_axis == "y" and "estimated from the geometry" in res.notes[0]
 
 
 def test_rotation_helpers_are_proper() -> None:
@@ -155,7 +155,7 @@ def test_unknown_below_threshold(shipped, snapshots) -> None:
 
 def test_calibrated_confidence_uses_card_temperature(shipped, snapshots) -> None:
     clf = OnnxClassifier(shipped, device="cpu")
-    ready, _, _ = clf.prepare_snapshots(snapshots)
+    ready, _ = clf.prepare_snapshots(snapshots)
     logits, _ = clf.forward(ready)
     res = clf.classify(snapshots)
     z = logits / shipped.temperature

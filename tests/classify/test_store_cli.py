@@ -130,6 +130,6 @@ def test_pipeline_classifies_what_it_stores(tmp_path: Path, corpus_dir: Path) ->
         for row in d3d.db.query(limit=10):
             snap = d3d.db.get(row.snapshot_id)
             assert row.label == snap.top_prediction().label and snap.embedding_model == MODEL_ID
-            assert any(t.startswith("classifier input:") and "guessed" in t for t in snap.processing.transforms)
+            assert any(t.startswith("classifier input:") and "estimated" in t for t in snap.processing.transforms)
         assert d3d.store.Embeddings.select().count() == 2
         assert d3d.store.Classifications.select().count() == 2 * 5

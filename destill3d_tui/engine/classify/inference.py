@@ -1,9 +1,13 @@
 """Batched ONNX inference: snapshot points -> calibrated top-k predictions + embedding.
 
-Per snapshot: the model's up axis is enforced (converted, or guessed when the snapshot does not
-say), centred and scaled to the unit sphere, and reduced by farthest point sampling to the
-model's input size (deterministic: the first pick is the point farthest from the centroid).
-Optional test-time augmentation averages rotations about the up axis.
+Per snapshot: the model's up axis is enforced (converted from what the file says, or from
+:func:`upaxis.estimate` when it says nothing), centred and scaled to the unit sphere, reduced
+by farthest point sampling to the model's input size (deterministic: the first pick is the
+point farthest from the centroid) and, for a model whose card asks for it, turned into its
+canonical ground frame (:mod:`.canonical`: the prediction no longer depends on azimuth).
+A model whose card has an ``[unknown]`` rule reports ``unknown`` first, with its best guess
+beside it, for inputs that look like none of its classes. Optional test-time augmentation
+averages rotations about the up axis.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 from ..errors import InferenceError, ModelIntegrityError
 from ..store.snapshot import Prediction, Snapshot
-from . import upaxis
+from . import canonical, upaxis
 from .registry import RegisteredModel, check_graph, verify_fast, verify_file
 from .uncertainty import normalised_entropy, softmax, tta_spread
 
@@ -143,6 +147,8 @@ class ClassificationResult:
     up_axis: str
     up_guessed: bool
     notes: list[str] = field(default_factory=list)
+    unknown: bool = False  # the card's out-of-distribution rule fired: "unknown" leads the predictions
+    ood_score: float = float("nan")  # the rule's score (higher = more like the training classes)
 
 
 class OnnxClassifier:
@@ -227,7 +233,12 @@ class OnnxClassifier:
         mean of all points, radius 1), so the sample keeps the training data's statistics.
         """
         dense = normalise(clouds.astype(np.float32))
-        return np.take_along_axis(dense, fps(dense, self.model.input_points)[..., None], axis=1)
+        ready = np.take_along_axis(dense, fps(dense, self.model.input_points)[..., None], axis=1)
+        if self.model.canonical == canonical.METHOD:
+            return canonical.canonicalise(ready)  # the frame is computed on the model's own sample
+        if self.model.canonical:
+            raise InferenceError(f"{self.model_id}: unknown input.canonical {self.model.canonical!r} on its card")
+        return ready
 
     def predict_arrays(self, ready: np.ndarray, tta: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Calibrated probs (T, B, C) per TTA pass, mean embedding (B, E), mean logits (B, C)."""
@@ -252,25 +263,31 @@ class OnnxClassifier:
             ready[members] = self.prepare(np.stack([clouds[i] for i in members]))
         return ready
 
-    def prepare_snapshots(self, snapshots: list[Snapshot]) -> tuple[np.ndarray, list[str], list[bool]]:
-        """Model-ready (B, P, 3) points, the source up axis of each and whether it was guessed."""
-        target = self.model.up_axis
-        axes = [s.processing.up_axis if s.processing.up_axis in upaxis.AXES else "" for s in snapshots]
-        # only a classifier can judge orientations; an encoder takes unknown clouds as they are
-        guessed = [a == "" and self.model.kind == "classifier" for a in axes]
-        clouds = [upaxis.convert(s.geometry.points.astype(np.float32), a or target, target)
-                  for s, a in zip(snapshots, axes, strict=True)]  # fmt: skip
-        ready = self._prepare_many(clouds)
-        for i in (i for i, g in enumerate(guessed) if g):
-            axes[i], ready[i] = self._guess_up(snapshots[i].geometry.points.astype(np.float32), target)
-        return ready, axes, guessed
+    def up_estimate(self, snap: Snapshot) -> upaxis.UpEstimate:
+        """Which signed axis of the snapshot is up: the file's word, else priors + geometry.
 
-    def _guess_up(self, cloud: np.ndarray, target: str) -> tuple[str, np.ndarray]:
-        """For a cloud of unknown orientation: the up axis whose conversion the model is surest of."""
-        cands = self._prepare_many([upaxis.convert(cloud, a, target) for a in upaxis.AXES])
+        Point encoders take clouds of unknown orientation as they are (nothing to align them to).
+        """
+        stated = snap.processing.up_axis if snap.processing.up_axis in upaxis.AXES else ""
+        if stated or self.model.kind != "classifier":
+            return upaxis.UpEstimate(stated or self.model.up_axis, "from the file" if stated else "as given", 1.0)
+        cloud = snap.geometry.points.astype(np.float32)
+        return upaxis.estimate(cloud, "", snap.provenance.platform, snap.provenance.original_format,
+                               judge=lambda axes: self._judge_up(cloud, axes))  # fmt: skip
+
+    def _judge_up(self, cloud: np.ndarray, axes: list[str]) -> np.ndarray:
+        """(len(axes),) log of the top calibrated probability with each candidate axis taken as up."""
+        cands = self._prepare_many([upaxis.convert(cloud, a, self.model.up_axis) for a in axes])
         probs, _, _ = self.predict_arrays(cands, tta=1)
-        best = int(probs[0].max(axis=1).argmax())
-        return upaxis.AXES[best], cands[best]
+        return np.log(probs[0].max(axis=1) + 1e-12)
+
+    def prepare_snapshots(self, snapshots: list[Snapshot]) -> tuple[np.ndarray, list[upaxis.UpEstimate]]:
+        """Model-ready (B, P, 3) points and the up-axis decision for each."""
+        target = self.model.up_axis
+        ups = [self.up_estimate(s) for s in snapshots]
+        clouds = [upaxis.convert(s.geometry.points.astype(np.float32), u.axis, target)
+                  for s, u in zip(snapshots, ups, strict=True)]  # fmt: skip
+        return self._prepare_many(clouds), ups
 
     @property
     def searches_azimuth(self) -> bool:
@@ -299,26 +316,68 @@ class OnnxClassifier:
         """Classify without touching the snapshots."""
         if not snapshots:
             return []
-        ready, axes, guessed = self.prepare_snapshots(snapshots)
+        ready, ups = self.prepare_snapshots(snapshots)
         ready, turned = self.search_azimuth(ready)
-        probs_t, emb, _ = self.predict_arrays(ready)
+        probs_t, emb, logits = self.predict_arrays(ready)
         probs = probs_t.mean(axis=0)
+        ood = self.ood_scores(logits, emb)
+        unknown = ood < self.ood_threshold
         if self.tta > 1:
             unc, method = tta_spread(probs_t), "tta_std"
         else:
             unc, method = normalised_entropy(probs), "entropy"
         results = []
         for b in range(len(snapshots)):
-            preds = self._top_k(probs[b], float(unc[b]))
-            notes = [upaxis.describe(axes[b], self.model.up_axis, guessed[b])]
+            preds = self._top_k(probs[b], float(unc[b]), bool(unknown[b]))
+            up = ups[b]
+            notes = [upaxis.describe(up.axis, self.model.up_axis, up.how)]
+            if self.model.canonical:
+                notes.append("classifier input: turned into its canonical ground frame (principal axes of x/y)")
             if self.searches_azimuth:
                 notes.append(f"classifier input: turned {math.degrees(turned[b]):.0f} degrees about "
                              f"{self.model.up_axis} (the most confident of {self.azimuth_search} turns)")  # fmt: skip
             results.append(ClassificationResult(preds, probs[b], emb[b].astype(np.float32), float(unc[b]), method,
-                                                axes[b], guessed[b], notes))  # fmt: skip
+                                                up.axis, up.how != "from the file", notes, bool(unknown[b]),
+                                                float(ood[b])))  # fmt: skip
         return results
 
-    def _top_k(self, probs: np.ndarray, uncertainty: float) -> list[Prediction]:
+    # ---------------------------------------------------------------- unknown
+    @property
+    def ood_rule(self) -> dict[str, Any]:
+        """The card's ``[unknown]`` table: method (energy | prototype) and threshold; {} when absent."""
+        rule = self.model.card.get("unknown", {})
+        return rule if rule.get("method") in ("energy", "prototype") else {}
+
+    @property
+    def ood_threshold(self) -> float:
+        return float(self.ood_rule.get("threshold", -np.inf))
+
+    def ood_scores(self, logits: np.ndarray, emb: np.ndarray) -> np.ndarray:
+        """(B,) how much each input looks like the training classes (higher = more); -inf-free.
+
+        energy: T * logsumexp(logits / T) at the calibration temperature (the free energy's
+        negative; out-of-distribution inputs get lower logits across the board); prototype: the
+        best cosine similarity of the embedding to the per-class training prototypes.
+        """
+        method = self.ood_rule.get("method")
+        if method == "prototype":
+            protos = self._prototypes()
+            unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+            return (unit @ protos.T).max(axis=1)
+        t = self.model.temperature
+        z = logits / t
+        top = z.max(axis=1, keepdims=True)
+        return (t * (top[:, 0] + np.log(np.exp(z - top).sum(axis=1)))).astype(np.float64)
+
+    def _prototypes(self) -> np.ndarray:
+        if not hasattr(self, "_protos"):
+            name = self.model.card.get("label_prototypes")
+            if not name or self.model.card_path is None:
+                raise InferenceError(f"{self.model_id}: its [unknown] rule needs label_prototypes on the card")
+            self._protos = np.load(self.model.card_path.parent / str(name)).astype(np.float32)
+        return self._protos
+
+    def _top_k(self, probs: np.ndarray, uncertainty: float, unknown: bool = False) -> list[Prediction]:
         order = np.argsort(-probs, kind="stable")[: self.top_k]
         labels = self.model.labels
         preds = [
@@ -326,7 +385,7 @@ class OnnxClassifier:
                        model_name=self.model_id, rank=r + 1, uncertainty=uncertainty, source="classifier")
             for r, i in enumerate(order)
         ]  # fmt: skip
-        if preds[0].confidence < self.unknown_threshold:
+        if unknown or preds[0].confidence < self.unknown_threshold:
             for p in preds:
                 p.rank += 1
             preds.insert(0, Prediction(label=UNKNOWN_LABEL, confidence=preds[0].confidence,

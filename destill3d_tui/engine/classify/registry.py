@@ -51,6 +51,7 @@ class RegisteredModel:
     normalisation: str = "unit_sphere"
     temperature: float = 1.0
     tta_range_deg: float = 180.0  # rotations about up seen in training: +- this many degrees
+    canonical: str = ""  # ground-frame canonicalisation the model expects ("pca_xy_skew"), "" none
     embedding_dim: int = 0
     input_name: str = "points"
     logits_name: str = "logits"
@@ -97,6 +98,7 @@ def load_card(card_path: Path, source: str = "user") -> RegisteredModel:
             normalisation=str(inp.get("normalisation", "unit_sphere")),
             temperature=float(cal.get("temperature", 1.0)),
             tta_range_deg=float(inp.get("rotation_range_deg", 180.0)),
+            canonical=str(inp.get("canonical", "")),
             embedding_dim=int(out.get("embedding_dim", 0)),
             input_name=str(inp.get("name", "points")),
             logits_name=str(out.get("logits", "logits")),

@@ -127,7 +127,7 @@ class ClassifyService:
         answers: list[zeroshot.ZeroShotAnswer] = []
         for start in range(0, len(refs), 32):
             snaps = [self._load(r)[0] for r in refs[start : start + 32]]
-            ready, _, _ = clf.prepare_snapshots(snaps)
+            ready, _ = clf.prepare_snapshots(snaps)
             probs_t, emb, _ = clf.predict_arrays(ready, tta=1)
             enc_scores = None
             if encoder is not None:
@@ -156,7 +156,7 @@ class ClassifyService:
             raise ClassificationError(f"few-shot class {name!r} needs at least one example", reason="invalid_request")
         clf = self.classifier(model, tta=1)
         snaps = [self._load(r)[0] for r in example_ids]
-        ready, _, _ = clf.prepare_snapshots(snaps)
+        ready, _ = clf.prepare_snapshots(snaps)
         _, emb, _ = clf.predict_arrays(ready, tta=1)
         proto = fewshot.build(name.strip(), emb, [s.snapshot_id for s in snaps])
         fewshot.PrototypeStore(clf.model_id).add(proto)

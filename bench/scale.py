@@ -88,7 +88,11 @@ RUNNER = """
 import json, resource, sys, time
 from destill3d_tui.engine.store.db import Store
 from destill3d_tui.engine.store.dataset import DatasetService
+from destill3d_tui.engine.store.export import common
 db, fmt, out = sys.argv[1:4]
+# the old tree lacks formats this checkout registers (webdataset): load only the one asked for
+common.available_formats = lambda: {ep.name: ep.load() for ep in common.entry_points(group=common.ENTRY_POINT_GROUP)
+                                     if ep.name == fmt}
 store = Store("sqlite:///" + db)
 began = time.perf_counter()
 result = DatasetService(store).export(fmt, out)

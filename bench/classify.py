@@ -10,9 +10,15 @@ Measurements interleave the variants (the machine is shared) and keep each one's
 each row also says whether batch-32 outputs equal one-at-a-time outputs.
 
 Per-sample latency at batch 1 and 32 and accuracy on the validation split the training script
-holds out (stratified, seed 0, 10 %), the same split the model card reports. Run::
+holds out (stratified, seed 0, 10 %), the same split the model card reports.
 
-    .venv/bin/python bench/classify.py [--limit 985] [--repeat 3]
+``--cases`` then runs each model in ``--models`` (the old one and the new default) through the
+engine's own classify path (OnnxClassifier.classify: up axis, FPS, canonical frame, int8 on
+CPU, the card's unknown rule) on the same shapes in three poses: aligned (z up given), turned
+at random about z (z up given), and turned then laid on a random signed axis with no up axis
+given (the estimate decides, as for an .xyz file). Run::
+
+    .venv/bin/python bench/classify.py [--limit 985] [--repeat 3] [--cases-only]
 """
 
 from __future__ import annotations
@@ -69,10 +75,83 @@ def accuracy(sess: ort.InferenceSession, x: np.ndarray, y: np.ndarray) -> float:
     return float((pred == y).mean())
 
 
+MODELS = ("destill3d_pointnet_mn40", "destill3d_pointnet_mn40_v2")
+
+
+def cube_rotations() -> list[np.ndarray]:
+    """The 24 proper rotations that permute and flip the axes."""
+    from itertools import permutations, product
+
+    out = []
+    for perm, signs in product(permutations(range(3)), product((1, -1), repeat=3)):
+        m = np.zeros((3, 3), np.float32)
+        m[range(3), perm] = signs
+        if np.isclose(np.linalg.det(m), 1):
+            out.append(m)
+    return out
+
+
+def poses(pts: np.ndarray, seed: int = 5) -> dict[str, tuple[np.ndarray, str, list[str]]]:
+    """case -> (points, the up axis the file states, the true signed up axis per shape)."""
+    rng = np.random.default_rng(seed)
+    angles = rng.uniform(0, 2 * np.pi, len(pts))
+    c, s = np.cos(angles), np.sin(angles)
+    rz = np.zeros((len(pts), 3, 3), np.float32)
+    rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = c, -s, s, c, 1
+    turned = np.einsum("bij,bnj->bni", rz, pts)
+    rots = cube_rotations()
+    picks = [rots[i] for i in rng.integers(len(rots), size=len(pts))]
+    laid = np.stack([t @ r.T for t, r in zip(turned, picks, strict=True)])
+    ups = []
+    for r in picks:
+        up = r @ np.array([0, 0, 1], np.float32)
+        i = int(np.abs(up).argmax())
+        ups.append(("" if up[i] > 0 else "-") + "xyz"[i])
+    n = len(pts)
+    return {"aligned": (pts, "z", ["z"] * n), "turned": (turned, "z", ["z"] * n), "unknown_up": (laid, "", ups)}
+
+
+def run_case(clf: object, pts: np.ndarray, stated: str, labels: list[str]) -> tuple[list, float]:
+    """The engine's classify on duck-typed snapshots (points on the unit sphere, as extraction gives)."""
+    from types import SimpleNamespace
+
+    results, t0 = [], time.perf_counter()
+    for i in range(0, len(pts), 32):
+        snaps = [SimpleNamespace(geometry=SimpleNamespace(points=p),
+                                 processing=SimpleNamespace(up_axis=stated),
+                                 provenance=SimpleNamespace(platform="local", original_format="XYZ"))
+                 for p in pts[i : i + 32]]  # fmt: skip
+        results += clf.classify(snaps)  # type: ignore[attr-defined]
+    return results, (time.perf_counter() - t0) * 1000 / len(pts)
+
+
+def cases(model_ids: list[str], pts: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy (overall, mean per class), up axis found, share unknown, ms per sample; per model and case."""
+    from destill3d_tui.engine.classify.inference import OnnxClassifier
+
+    registry, out = ModelRegistry(), {}
+    for mid in model_ids:
+        clf = OnnxClassifier(registry.get(mid), device="cpu")
+        for case, (x, stated, ups) in poses(pts).items():
+            res, ms = run_case(clf, x, stated, ups)
+            best = np.array([next(p.label for p in r.predictions if p.label != "unknown") for r in res])
+            right = best == np.array([classes[c] for c in y])
+            per = [float(right[y == c].mean()) for c in np.unique(y)]
+            out[f"{mid} {case}"] = {
+                "overall": round(float(right.mean()), 4), "mean_per_class": round(float(np.mean(per)), 4),
+                "up_found": round(float(np.mean([r.up_axis == u for r, u in zip(res, ups, strict=True)])), 4),
+                "unknown_share": round(float(np.mean([r.unknown for r in res])), 4),
+                "ms_per_sample": round(ms, 2), "graph": clf.session_path.name,
+            }  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=0, help="validation shapes for accuracy (0 = all)")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--models", default=",".join(MODELS), help="model ids for the pose cases (old,new)")
+    ap.add_argument("--cases-only", action="store_true", help="skip the graph latency table")
     args = ap.parse_args()
 
     model = ModelRegistry().get("destill3d_pointnet_mn40")
@@ -85,6 +164,14 @@ def main() -> None:
     dense = normalise(pts)  # the engine's preparation: normalise the dense cloud, then FPS
     x = np.take_along_axis(dense, fps(dense, model.input_points)[..., None], axis=1)
     y = labels[val]
+    table = cases(args.models.split(","), pts, y, [str(c) for c in data["classes"]])
+    print(f"engine classify path, CPU, {len(y)} validation shapes (overall / mean per class / up found / unknown)")
+    for name, r in table.items():
+        print(f"{name:45s} {r['overall']:.4f} {r['mean_per_class']:.4f} {r['up_found']:.4f} {r['unknown_share']:.4f} "
+              f"{r['ms_per_sample']:6.2f} ms  {r['graph']}")  # fmt: skip
+    print(json.dumps(table))
+    if args.cases_only:
+        return
 
     fast_path = model.card_path.parent / model.card["fast_file"]
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -85,16 +85,25 @@ def scores(model: dict, feats: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train-shapes", type=int, default=3000)
+    ap.add_argument("--train-shapes", type=int, default=0, help="0 = the whole training split")
+    ap.add_argument("--hidden", type=int, default=32)
+    ap.add_argument("--cache", type=Path, default=None, help="npz to keep the computed cues in (refits are quick)")
     args = ap.parse_args()
     data = np.load(DATA)
     pts, labels = data["points"].astype(np.float32), data["labels"].astype(np.int64)
     tr, va = stratified_split(labels, 0.1, 0)
-    tr = np.sort(np.random.default_rng(0).permutation(tr)[: args.train_shapes])
-    ftr, ttr = features_and_truth(pts[tr], seed=1)
-    model = fit(ftr, ttr)
+    if args.train_shapes:
+        tr = np.sort(np.random.default_rng(0).permutation(tr)[: args.train_shapes])
+    if args.cache and args.cache.exists():
+        cached = np.load(args.cache)
+        ftr, ttr, fva, tva = (cached[k] for k in ("ftr", "ttr", "fva", "tva"))
+    else:
+        ftr, ttr = features_and_truth(pts[tr], seed=1)
+        fva, tva = features_and_truth(pts[va], seed=2)
+        if args.cache:
+            np.savez(args.cache, ftr=ftr, ttr=ttr, fva=fva, tva=tva)
+    model = fit(ftr, ttr, hidden=args.hidden)
     np.savez(upaxis.SCORER_FILE, **model)
-    fva, tva = features_and_truth(pts[va], seed=2)
     pred = scores(model, fva).argmax(axis=1)
     right = pred == tva
     axis_only = np.array([upaxis.SIGNED[a][-1] == upaxis.SIGNED[b][-1] for a, b in zip(pred, tva, strict=True)])

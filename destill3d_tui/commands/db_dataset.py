@@ -25,6 +25,13 @@ def register(db_subparsers: argparse._SubParsersAction) -> None:
     dups.add_argument("--json", action="store_true", dest="json_output")
     dups.set_defaults(handler=run_duplicates)
 
+    index = db_subparsers.add_parser("index", help="similarity index maintenance")
+    index_sub = index.add_subparsers(dest="index_command", required=True)
+    rebuild = index_sub.add_parser("rebuild", help="build the similarity index anew from the embeddings table")
+    rebuild.add_argument("--model", help="only this embedding model (default: every model)")
+    rebuild.add_argument("--json", action="store_true", dest="json_output")
+    rebuild.set_defaults(handler=run_index_rebuild)
+
     export = db_subparsers.add_parser("export", help="write a training dataset (splits, attribution, card)")
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument("--output", required=True, metavar="PATH", help="a new (or empty) folder")
@@ -108,6 +115,20 @@ def run_duplicates(args: argparse.Namespace, ctx: CommandContext) -> int:
         ctx.out.print(Text(f"cluster {n} ({len(cluster)} objects, first stored first)"))
         for sid, row in _titles(ctx, cluster).items():
             ctx.out.print(Text(display(f"  {sid[:8]}  {row['platform']:<12} {row['title']}")))
+    return 0
+
+
+def run_index_rebuild(args: argparse.Namespace, ctx: CommandContext) -> int:
+    from ..engine.store.dataset import service_for
+
+    done = service_for(ctx.engine()).rebuild_index(args.model)
+    for model, count, seconds in done:
+        if ctx.json_output:
+            ctx.emit_json({"model": model, "vectors": count, "seconds": round(seconds, 3)})
+        else:
+            ctx.out.print(f"rebuilt the index of {model}: {count} vectors in {seconds:.1f} s", markup=False)
+    if not done:
+        ctx.err.print("no embeddings stored: nothing to index", markup=False)
     return 0
 
 

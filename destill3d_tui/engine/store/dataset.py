@@ -83,6 +83,25 @@ class DatasetService:
                 self._indexes[model_id] = index
             return index
 
+    def rebuild_index(self, model_id: str | None = None) -> list[tuple[str, int, float]]:
+        """Rebuild the similarity index of one embedding model, or of each: (model, vectors, seconds).
+
+        Maintenance only: indexes grow with the data and are patched on use; a rebuild drops
+        tombstones and re-chooses flat or HNSW for the current size.
+        """
+        models = [model_id] if model_id else [
+            str(r[0]) for r in self.store.execute("SELECT DISTINCT model_id FROM embeddings ORDER BY model_id")]
+        done = []
+        for model in models:
+            began = time.perf_counter()
+            source = EmbeddingTableSource(self.store, model, name_prefix=dup.database_key(self.store) + "-")
+            index = EmbeddingIndex(locations.index_dir(), source, self.settings.index)
+            index.rebuild()
+            with self._lock:
+                self._indexes[model] = index
+            done.append((model, len(index), time.perf_counter() - began))
+        return done
+
     def space_of(self, snapshot_id: str) -> str:
         """The embedding model of a snapshot, or ``geometric`` when it has no embedding."""
         row = self.store.execute("SELECT model_id FROM embeddings WHERE snapshot_id = ?", (snapshot_id,)).fetchone()

@@ -4,13 +4,18 @@ The database is the truth; the index is a cache of it. The writer never calls th
 commits rows to the ``embeddings`` table and that is all. Whoever opens or queries the index
 reconciles it with its :class:`VectorSource` first:
 
-- on :meth:`EmbeddingIndex.open` the full ``id -> version`` map of the source is compared with
-  the one saved beside the vectors (added, removed and changed ids are patched in, or the index
-  is rebuilt when the change is large or the file is unreadable);
-- before each query a cheap fingerprint of the source (its newest version stamp, an indexed
-  ``MAX``) is compared with the index's; only when it moved is the full diff done;
+- before each query (and on :meth:`EmbeddingIndex.open` of a saved file) a cheap fingerprint of
+  the source (its newest version stamp, an indexed ``MAX``) is compared with the index's; when
+  it moved, only the rows stamped at or after the old fingerprint are read (an index range,
+  O(new rows)) and added: the index grows with the data instead of being diffed or rebuilt.
+  The source's row count (an index-only ``COUNT``) must then equal the index's; if it does not
+  (rows were deleted), or the source cannot list new rows, the full ``id -> version`` map is
+  compared (added, removed and changed ids are patched in, or the index is rebuilt when the
+  change is large or the file is unreadable);
 - after each query the hits are checked to still exist (primary-key lookups of k ids): a
-  deleted row, which does not move the fingerprint, triggers the full diff and a new search.
+  deleted row, which does not move the fingerprint, is marked deleted and the search repeated.
+- :meth:`EmbeddingIndex.rebuild` builds it anew from the source (``db index rebuild``), a
+  maintenance step: nothing needs it for correctness.
 
 So a crash between the database commit and the index write (or during the index write) leaves
 a file whose fingerprint no longer matches the database, and the next reader patches it: a
@@ -32,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import faiss
 import numpy as np
@@ -71,6 +76,17 @@ class VectorSource(Protocol):
 
     def existing(self, ids: list[str]) -> set[str]:
         """The subset of ``ids`` still present."""
+
+
+@runtime_checkable
+class GrowingSource(VectorSource, Protocol):
+    """A source that can list what changed since a fingerprint (the embeddings table can)."""
+
+    def since(self, fingerprint: str) -> dict[str, str]:
+        """snapshot_id -> version of the rows stamped at or after ``fingerprint``."""
+
+    def count(self) -> int:
+        """How many rows the source holds."""
 
 
 def crash_point(name: str) -> None:
@@ -150,11 +166,12 @@ class EmbeddingIndex:
     # ------------------------------------------------------------------ open / reconcile
 
     def open(self) -> ReconcileReport:
-        """Load the saved file if it is readable, then reconcile fully with the source."""
+        """Load the saved file if it is readable, then bring it up to date with the source."""
         with self._lock:
             if not self._load():
                 self._reset(dim=0)
-            return self._full_reconcile(self.source.fingerprint())
+                return self._full_reconcile(self.source.fingerprint())
+            return self._reconcile(self.source.fingerprint(), counted=True)
 
     def reconcile(self) -> ReconcileReport:
         """Bring the index up to date if the source's fingerprint moved (cheap when it did not)."""
@@ -162,7 +179,47 @@ class EmbeddingIndex:
             current = self.source.fingerprint()
             if current == self._fingerprint and self._index is not None:
                 return ReconcileReport(unchanged=True)
-            return self._full_reconcile(current)
+            return self._reconcile(current)
+
+    def rebuild(self) -> ReconcileReport:
+        """Build the index anew from the source and save it (maintenance: drops tombstones, re-picks the kind)."""
+        with self._lock:
+            fingerprint = self.source.fingerprint()
+            truth = self.source.versions()
+            self._rebuild(truth)
+            self._fingerprint = fingerprint
+            self.save()
+            return ReconcileReport(added=len(truth), rebuilt=True)
+
+    def _reconcile(self, fingerprint: str, counted: bool = False) -> ReconcileReport:
+        """Only the rows new since the last fingerprint when the source can list them, else the full diff.
+
+        ``counted``: check the row count even when the fingerprint did not move (a saved file
+        may predate deletions).
+        """
+        if self._index is None or not isinstance(self.source, GrowingSource) or not self._fingerprint:
+            return self._full_reconcile(fingerprint)
+        if fingerprint == self._fingerprint:
+            if not counted or self.source.count() == len(self._label):
+                return ReconcileReport(unchanged=True)
+            return self._full_reconcile(fingerprint)
+        fresh = self.source.since(self._fingerprint)
+        changed = [sid for sid, version in fresh.items() if self._versions.get(sid) != version]
+        if self._needs_rebuild(len(self._label) + len(changed), len(changed)):
+            return self._full_reconcile(fingerprint)
+        replaced = [sid for sid in changed if sid in self._label]
+        self._remove(replaced)
+        self._add(changed, fresh)
+        report = ReconcileReport(added=len(changed), removed=len(replaced))
+        if self.source.count() != len(self._label):  # rows deleted since: find them in the full map
+            full = self._full_reconcile(fingerprint)
+            if full.rebuilt:
+                return full
+            report.added, report.removed = report.added + full.added, report.removed + full.removed
+            return report
+        self._fingerprint = fingerprint
+        self._maybe_save(force=False)
+        return report
 
     def _full_reconcile(self, fingerprint: str) -> ReconcileReport:
         truth = self.source.versions()
@@ -274,8 +331,10 @@ class EmbeddingIndex:
                 raise ValueError(f"query of dimension {q.shape[1]}, index {self.source.name} has {self.dim}")
             results = self._search(q, k)
             found = {sid for hits in results for sid, _ in hits}
-            if found and self.source.existing(sorted(found)) != found:  # deleted rows: patch, then again
-                self._full_reconcile(self.source.fingerprint())
+            gone = found - self.source.existing(sorted(found)) if found else set()
+            if gone:  # deleted rows: mark them deleted, then search again
+                self._remove(sorted(gone))
+                self._maybe_save(force=False)
                 results = self._search(q, k)
             return results
 
@@ -393,6 +452,16 @@ class EmbeddingTableSource:
         # index idx_embeddings_model_created_id for this MAX and for versions().
         row = self.store.execute("SELECT MAX(created_at) FROM embeddings WHERE model_id = ?", (self.model_id,))
         return str(row.fetchone()[0])
+
+    def since(self, fingerprint: str) -> dict[str, str]:
+        """Rows stamped at or after ``fingerprint`` (a range of idx_embeddings_model_created_id)."""
+        sql = "SELECT snapshot_id, created_at FROM embeddings WHERE model_id = ? AND created_at >= ?"
+        cursor = self.store.execute(sql, (self.model_id, fingerprint))
+        return {sid: str(created) for sid, created in cursor.fetchall()}
+
+    def count(self) -> int:
+        row = self.store.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = ?", (self.model_id,))
+        return int(row.fetchone()[0])
 
     def existing(self, ids: list[str]) -> set[str]:
         found: set[str] = set()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-GROUPS = ("extract", "snapshot", "queue", "db", "acquire", "classify", "models", "config")
+GROUPS = ("extract", "snapshot", "queue", "db", "acquire", "classify", "models", "config", "serve")
 
 
 def register_all(subparsers) -> None:  # type: ignore[no-untyped-def]

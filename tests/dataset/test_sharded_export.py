@@ -219,3 +219,21 @@ def test_export_decoder_equals_the_codec(family_snapshots: dict[str, list[Snapsh
     points, normals, views = decode_arrays(blob, True)
     assert np.array_equal(points, full.points) and np.array_equal(normals, full.normals)
     assert np.array_equal(views, full.views) and decode_arrays(blob, False)[2] is None
+
+
+def test_webdataset_members_are_what_numpy_and_tarfile_write(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from destill3d_tui.engine.store.export.webdataset import BLOCK, header, npy_bytes
+
+    for array in (np.zeros((2048, 3), np.float32), np.arange(768, dtype=np.uint8).reshape(3, 16, 16)):
+        saved = io.BytesIO()
+        np.save(saved, array)
+        assert npy_bytes(array) == saved.getvalue()
+    for name, size in (("k.points.npy", 100), ("x" * 100, 0), ("é" + "y" * 150, 513)):
+        data = b"z" * size
+        archive = header(name, size) + data + b"\0" * (-size % BLOCK) + b"\0" * (2 * BLOCK)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            [member] = tar.getmembers()
+            assert (member.name, member.size, tar.extractfile(member).read()) == (name, size, data)

@@ -222,6 +222,8 @@ class ShardedRun(StreamExport):
         if self.state.completed(split) >= self.state.totals[split]:
             return False
         through = self.state.done_through(split)
+        # keys compare here as the scan ordered them: rowids, or (PostgreSQL) snapshot ids, which
+        # are UUID strings of one shape, so Python's order and the collation's agree
         return through is None or key > through
 
     def run(self) -> bool:

@@ -15,6 +15,7 @@ sees whole samples.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import tarfile
@@ -30,8 +31,15 @@ MTIME = 0
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
+    """The ``.npy`` file of an array (what ``np.save`` writes), its header made once per shape."""
+    array = np.ascontiguousarray(array)
+    return _npy_header(array.dtype.str, array.shape) + array.tobytes()
+
+
+@functools.lru_cache(maxsize=32)
+def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
     buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
     return buffer.getvalue()
 
 

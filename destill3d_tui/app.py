@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -95,6 +97,8 @@ class EngineBridge:
     def __init__(self, app: App, engine: Destill3D | None) -> None:
         self.app, self.engine = app, engine
         self._pending: deque[Event] = deque()  # appended by engine threads, drained by the app
+        self._announced = threading.Event()  # set while an EngineEvents message is on its way
+        self._memory: dict[str, Any] | None = None  # what the screens asked to remember, this database's
         self._unsubscribe: Callable[[], None] | None = None
         self._capabilities: dict[str, bool] = {}
 
@@ -108,15 +112,65 @@ class EngineBridge:
             self._unsubscribe = None
 
     def _on_event(self, event: Event) -> None:
-        """Runs on the emitting engine thread: queue and return at once."""
+        """Runs on the emitting engine thread: queue and return at once.
+
+        One announcement per drain: a busy pipeline emits thousands of events a second, and each
+        posted message would cost the UI thread a wake-up even when ``can_replace`` drops it.
+        """
         self._pending.append(event)
-        self.app.post_message(EngineEvents())
+        if not self._announced.is_set():
+            self._announced.set()
+            self.app.post_message(EngineEvents())
 
     def drain(self) -> list[Event]:
+        self._announced.clear()  # before reading: an event appended from now on announces itself
         out = []
         while self._pending:
             out.append(self._pending.popleft())
         return out
+
+    # ------------------------------------------------------------ what the screens remember
+
+    def recall(self, key: str, default: Any = None) -> Any:
+        """A value a screen remembered for this database (export path, format, picker folder)."""
+        return self._load_memory().get(key, default)
+
+    def remember(self, key: str, value: Any) -> None:
+        """Keep ``value`` for this database, in the engine's data dir (written off the UI thread)."""
+        memory = self._load_memory()
+        if memory.get(key) == value:
+            return
+        memory[key] = value
+        snapshot = dict(memory)
+        self.app.run_worker(lambda: self._write_memory(snapshot), group="memory", thread=True, exit_on_error=False)
+
+    def _memory_path_and_key(self) -> tuple[Path, str] | None:
+        if self.engine is None:
+            return None
+        from .engine import locations
+
+        return locations.data_dir() / MEMORY_FILE, self.engine.settings.database_url
+
+    def _load_memory(self) -> dict[str, Any]:
+        if self._memory is None:
+            self._memory = {}
+            where = self._memory_path_and_key()
+            if where is not None:
+                self._memory = dict(_read_json(where[0]).get(where[1], {}))
+        return self._memory
+
+    def _write_memory(self, memory: dict[str, Any]) -> None:
+        where = self._memory_path_and_key()
+        if where is None:
+            return
+        path, key = where
+        with _MEMORY_LOCK:  # read-modify-write: other databases' entries stay
+            everything = _read_json(path)
+            everything[key] = memory
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scratch = path.with_suffix(".tmp")
+            scratch.write_text(json.dumps(everything, indent=1), encoding="utf-8")
+            scratch.replace(path)
 
     def has(self, dotted: str) -> bool:
         """Whether the engine offers ``dotted`` (``"acquire"``, ``"db.export"``, ...) yet; cached."""
@@ -165,9 +219,25 @@ class EngineBridge:
         self.app.run_worker(work, name=tag, group=group, thread=True, exit_on_error=False, exclusive=exclusive)
 
 
+MEMORY_FILE = "tui-state.json"
+"""In the engine's data dir: per database URL, what the screens remembered (export path, format...)."""
+_MEMORY_LOCK = threading.Lock()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """The memory file's contents; a missing or damaged file is an empty memory, never an error."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 QUIT_FAILED = "Could not stop the pipeline cleanly"
 MODE_KEYS = (("f2", "search", "Search"), ("f3", "queue", "Queue"), ("f4", "snapshots", "Snapshots"),
              ("f5", "database", "Database"))
+MODE_HINT = " ".join(f"{key.upper()} {label.lower()}" for key, _, label in MODE_KEYS)
+"""Shown in every mode's header: the mode keys without spending footer columns."""
 
 
 class Destill3DApp(App[int]):
@@ -178,9 +248,11 @@ class Destill3DApp(App[int]):
     ENABLE_COMMAND_PALETTE = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help", tooltip="Every key binding"),
-        *[Binding(key, f"switch_mode('{mode}')", label, tooltip=f"The {label} screen")
+        # the header names the modes (MODE_HINT): the footer keeps its 80 columns for the screen's keys
+        *[Binding(key, f"switch_mode('{mode}')", label, show=False, tooltip=f"The {label} screen")
           for key, mode, label in MODE_KEYS],
-        Binding("q", "quit", "Quit", tooltip="Finish in-flight items, then quit"),
+        # shown in F1 and the palette, not the footer: an 80-column footer has room for the modes only
+        Binding("q", "quit", "Quit", show=False, tooltip="Finish in-flight items, then quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
@@ -302,12 +374,16 @@ class Destill3DApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for binding in _bindings(self.BINDINGS):
             if binding.key != "ctrl+q":
-                yield SystemCommand(binding.description, f"{binding.tooltip} ({binding.key})",
+                yield SystemCommand(binding.description, f"{binding.tooltip} ({key_names(binding)})",
                                     _runner(self, binding.action))
+        seen: set[str] = set()
         for node in [screen, *screen.focus_chain]:
+            if not _ours(node):  # Textual's own widgets: "Cursor down", "Copy selected text" are not commands
+                continue
             for binding in _bindings(getattr(node, "BINDINGS", [])):
-                if binding.description:
-                    yield SystemCommand(f"{binding.description}", f"{binding.tooltip or ''} ({binding.key})",
+                if binding.description and binding.description not in seen:
+                    seen.add(binding.description)
+                    yield SystemCommand(f"{binding.description}", f"{binding.tooltip or ''} ({key_names(binding)})",
                                         _runner(node, binding.action))
         for mode, cls in self.MODES.items():  # the other screens' actions: switch there, then run
             if isinstance(screen, cls):
@@ -315,9 +391,30 @@ class Destill3DApp(App[int]):
             for binding in _bindings(getattr(cls, "BINDINGS", [])):
                 if binding.description and binding.show:
                     yield SystemCommand(f"{cls.TITLE}: {binding.description}",
-                                        f"{binding.tooltip or ''} ({binding.key} on {cls.TITLE})",
+                                        f"{binding.tooltip or ''} ({key_names(binding)} on {cls.TITLE})",
                                         _switch_and_run(self, mode, binding.action))
         yield SystemCommand("Theme", "Change the colour theme", self.action_change_theme)
+
+
+def _ours(node: Any) -> bool:
+    """Whether ``node`` is one of this app's screens or widgets (not a Textual built-in)."""
+    return type(node).__module__.startswith(__package__ or "destill3d_tui")
+
+
+def key_names(binding: Binding) -> str:
+    """``+ / =`` for ``plus,equals_sign``: each key of a binding by its display name."""
+    from dataclasses import replace
+
+    from textual.keys import format_key
+
+    if binding.key_display:
+        return binding.key_display
+    names = []
+    for key in binding.key.split(","):
+        single = replace(binding, key=key.strip())
+        modifiers, name = single.parse_key()
+        names.append("+".join([*modifiers, format_key(name)]).replace("ctrl+", "^"))
+    return " / ".join(names)
 
 
 def _bindings(items: Iterable[Any]) -> list[Binding]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.screen import Screen
+from textual.widgets import Footer
 
 from ..app import EngineReplied
 
@@ -16,8 +17,19 @@ if TYPE_CHECKING:
     from ..live import LiveState
 
 
+def mode_footer() -> Footer:
+    """The footer every mode shares: compact, so the modes and a screen's main keys fit 80 columns
+    (F1 lists every key, ctrl+p runs any of them by name)."""
+    return Footer(compact=True, show_command_palette=False)
+
+
 class EngineScreen(Screen):
     """A screen that asks the engine for things; replies arrive as ``got_<tag>(result)`` calls."""
+
+    def on_mount(self) -> None:
+        from ..app import MODE_HINT
+
+        self.sub_title = MODE_HINT
 
     @property
     def d3d_app(self) -> Destill3DApp:

@@ -8,19 +8,22 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Input, Label, Static, TabbedContent, TabPane
 
 from ..engine.store.filters import FilterError, SnapshotFilter
 from ..widgets.bars import BarChart
 from ..widgets.text import human_bytes, plain
-from .base import EngineScreen
+from .base import EngineScreen, mode_footer
 
 PAGE_SIZE = 100
 """Rows fetched per page: one LIMIT/OFFSET query, so a million rows never reach the widget."""
 FILTERS = (("platform", "platform"), ("format", "format"), ("label", "label"),
-           ("min_confidence", "min conf."), ("license", "licence"), ("search", "text / tag:x…"))
-"""Form fields (key, placeholder). ``search`` reads typed terms like the F4 filter box; the others
+           ("min_confidence", "min conf"), ("license", "licence"), ("search", "text"))
+"""Form fields (key, label shown beside the field). ``search`` reads typed terms like the F4 filter box; the others
 are one SnapshotFilter field each (``format`` is the source format)."""
+HINTS = {"platform": "thingiverse", "format": "stl", "min_confidence": "0.5", "license": "CC-BY-4.0",
+         "search": "words, tag:x"}
+"""Examples inside the empty fields; the names beside them stay when a field is filled."""
 
 
 class DatabaseScreen(EngineScreen):
@@ -28,11 +31,13 @@ class DatabaseScreen(EngineScreen):
     CSS_PATH = "../styles/database.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "run_query", "Run query", tooltip="Query with the filters in the form"),
-        Binding("right_square_bracket", "page(1)", "Next page", key_display="]"),
-        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="["),
+        Binding("right_square_bracket", "page(1)", "Next page", key_display="]", show=False),
+        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="[", show=False),
         Binding("e", "export", "Export", tooltip="Export the matching snapshots as a dataset"),
         Binding("s", "show_stats", "Statistics", tooltip="Bar charts by platform, format, label, stage"),
         Binding("slash", "focus_form", "Query form", key_display="/"),
+        Binding("escape", "show_results", "Results", key_display="esc", show=False,
+                tooltip="Leave the form for the results list"),
         Binding("1", "show_results", "Results tab", show=False),
         Binding("2", "show_stats", "Statistics tab", show=False),
     ]
@@ -45,9 +50,11 @@ class DatabaseScreen(EngineScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="db-form"):
+        with Grid(id="db-form"):
             for key, label in FILTERS:
-                yield Input(placeholder=label, id=f"q-{key}", classes="db-filter", compact=True)
+                with Horizontal(classes="field-row"):
+                    yield Label(label, classes="field-label")
+                    yield Input(placeholder=HINTS.get(key, ""), id=f"q-{key}", classes="db-filter", compact=True)
         yield Static("", id="db-status", markup=False)
         with TabbedContent(id="db-tabs"):
             with TabPane("1 Results", id="tab-results"):
@@ -57,11 +64,12 @@ class DatabaseScreen(EngineScreen):
                 with Grid(id="db-charts"):
                     for key in ("platform", "format", "label", "stage"):
                         yield BarChart(f"by {key}", id=f"chart-{key}")
-        yield Footer()
+        yield mode_footer()
 
     def on_mount(self) -> None:
+        # label and confidence first: they keep their width at 80 columns, the title is cropped instead
         self.query_one("#db-results", DataTable).add_columns(
-            "title", "platform", "format", "label", "conf", "licence", "points", "size")
+            "label", "conf", "title", "platform", "format", "licence", "points", "size")
         for field in self.query(".db-filter").results(Input):
             field.cursor_blink = self.d3d_app.cursor_blink
         self.query_one("#db-results", DataTable).focus()
@@ -113,8 +121,8 @@ class DatabaseScreen(EngineScreen):
         table.clear()
         for r in rows:
             conf = f"{r.confidence:.0%}" if r.confidence is not None else "–"
-            table.add_row(plain(r.title or r.model_id), plain(r.platform), plain(r.original_format),
-                          plain(r.label or "–"), plain(conf), plain(r.license_spdx or r.license or "?"),
+            table.add_row(plain(r.label or "–"), plain(conf), plain(r.title or r.model_id), plain(r.platform),
+                          plain(r.original_format), plain(r.license_spdx or r.license or "?"),
                           plain(r.point_count), plain(human_bytes(r.snapshot_bytes)), key=r.snapshot_id)
         self.rows_shown = len(rows)
         self._status()
@@ -125,8 +133,8 @@ class DatabaseScreen(EngineScreen):
         shown = getattr(self, "rows_shown", 0)
         where = self.filters.describe()
         self.query_one("#db-status", Static).update(
-            f"{self.total:,} match ({where}) · rows {first + 1 if shown else 0}–{first + shown} · "
-            f"page {self.page + 1}/{pages} · enter runs the form · [ ] page · e export")
+            f"{self.total:,} match ({where}) · {first + 1 if shown else 0}–{first + shown} · "
+            f"page {self.page + 1}/{pages} · [ ] page")
 
     def action_page(self, delta: int) -> None:
         pages = max((self.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)

@@ -55,13 +55,17 @@ class ExportModal(ModalScreen[None]):
             described = self.filters.describe() if self.filters else "none (everything)"
             yield Static(f"filters: {described}", markup=False, id="export-filters")
             yield Static("counting…", markup=False, id="export-count")
+            with Horizontal(classes="export-row"):  # the path first: it is what changes most, focus starts there
+                yield Label("output folder", classes="export-label")
+                yield Input(self.default_dir, placeholder="a folder for the dataset", id="export-path")
             with Horizontal(classes="export-row"):
+                yield Label("format", classes="export-label")
                 yield Select([(f, f) for f in FORMATS], value="hdf5", allow_blank=False, id="export-format")
-                yield Input(self.default_dir, placeholder="output path", id="export-path")
-            with Horizontal(classes="export-row"):
+                yield Label("split", classes="export-label")
                 yield Input("0.8,0.1,0.1", placeholder="train,val,test", id="export-split")
-                yield Select([(f"licences: {p}", p) for p in POLICIES], value="research", allow_blank=False,
-                             id="export-policy")
+            with Horizontal(classes="export-row"):
+                yield Label("licences", classes="export-label")
+                yield Select([(p, p) for p in POLICIES], value="research", allow_blank=False, id="export-policy")
                 yield Checkbox("depth views", id="export-views")
             yield ProgressBar(total=None, id="export-progress", show_eta=False)
             yield Static("ctrl+s starts · escape closes", id="export-status", markup=False)
@@ -73,8 +77,18 @@ class ExportModal(ModalScreen[None]):
         cursor_blink = getattr(self.app, "cursor_blink", True)
         for field in self.query(Input).results(Input):
             field.cursor_blink = cursor_blink
-        self.query_one("#export-start", Button).focus()
+        self._recall()
+        self.query_one("#export-path", Input).focus()
         self.count_plan()
+
+    def _recall(self) -> None:
+        """The path and format last exported from this database (the bridge keeps them per database)."""
+        bridge = self.app.bridge  # type: ignore[attr-defined]
+        path, fmt = bridge.recall("export.path"), bridge.recall("export.format")
+        if isinstance(path, str) and path:
+            self.query_one("#export-path", Input).value = path
+        if fmt in FORMATS:
+            self.query_one("#export-format", Select).value = fmt
 
     @on(Select.Changed, "#export-policy")
     def count_plan(self) -> None:
@@ -110,6 +124,9 @@ class ExportModal(ModalScreen[None]):
         views = self.query_one("#export-views", Checkbox).value
         policy = str(self.query_one("#export-policy", Select).value)
         flt = self.filters
+        bridge = self.app.bridge  # type: ignore[attr-defined]
+        bridge.remember("export.path", output)
+        bridge.remember("export.format", fmt)
         self.running, cancel = True, self.cancel
         self.query_one("#export-status", Static).update(f"exporting {fmt} to {output}… (escape cancels)")
 

@@ -1,18 +1,37 @@
-"""Pick local files or folders to queue: a DirectoryTree, space marks, enter on a file marks it,
-u uses the marks (or the highlighted folder when nothing is marked)."""
+"""Pick local files or folders to queue: a labelled folder field with completion, a DirectoryTree,
+backspace goes to the parent folder, space marks, enter on a file marks it, u uses the marks
+(or the highlighted folder when nothing is marked)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import ClassVar
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DirectoryTree, Input, Label, Static
+
+from ..widgets.path_field import FolderSuggester
+
+LAST_FOLDER = "picker.folder"
+"""The bridge's memory key for the folder the picker last showed."""
+
+
+def start_folder(typed: str, last: str | None) -> Path:
+    """Where the picker opens: the folder typed in the Search query (or a typed file's folder),
+    else the folder used last, else the working directory."""
+    for candidate in (typed.strip(), last or ""):
+        if not candidate:
+            continue
+        path = Path(candidate).expanduser()
+        if path.is_dir():
+            return path.resolve()
+        if path.is_file():
+            return path.resolve().parent
+    return Path.cwd()
 
 
 class FolderPicker(ModalScreen[list[Path] | None]):
@@ -21,6 +40,9 @@ class FolderPicker(ModalScreen[list[Path] | None]):
         # priority: the tree would otherwise take space to fold a folder (enter does that too)
         Binding("space", "mark", "Mark", tooltip="Mark the highlighted file or folder", priority=True),
         Binding("u", "use", "Use marked", tooltip="Queue the marked paths (or the highlighted folder)"),
+        # an input takes backspace for itself first, so this only acts on the tree
+        Binding("backspace", "parent", "Parent folder", key_display="⌫", tooltip="Show the folder above"),
+        Binding("slash,ctrl+l", "focus_path", "Folder field", key_display="/", tooltip="Type a folder"),
     ]
 
     def __init__(self, root: Path) -> None:
@@ -30,8 +52,12 @@ class FolderPicker(ModalScreen[list[Path] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-box"):
-            yield Label("Pick files or folders · space marks · u uses them · escape cancels", id="picker-title")
-            yield Input(str(self.root), placeholder="folder (enter jumps there)", id="picker-root", compact=True)
+            yield Label("Pick files or folders · space marks · u uses them · ⌫ parent folder · / types a folder · "
+                        "escape cancels", id="picker-title")
+            with Horizontal(classes="field-row"):
+                yield Label("folder", classes="field-label")
+                yield Input(str(self.root), placeholder="a folder (→ completes, enter opens)", id="picker-root",
+                            compact=True, suggester=FolderSuggester())
             yield DirectoryTree(self.root, id="picker-tree")
             yield Static("nothing marked: u uses the highlighted folder", id="picker-marked", markup=False)
 
@@ -39,21 +65,44 @@ class FolderPicker(ModalScreen[list[Path] | None]):
         self.query_one("#picker-root", Input).cursor_blink = getattr(self.app, "cursor_blink", True)
         self.query_one(DirectoryTree).focus()
 
+    @property
+    def folder(self) -> Path:
+        """The folder the tree shows."""
+        return Path(self.query_one(DirectoryTree).path)
+
+    def show_folder(self, path: Path) -> None:
+        """Point the tree (and the field) at ``path``, above the start folder too."""
+        self.query_one(DirectoryTree).path = path
+        self.query_one("#picker-root", Input).value = str(path)
+        bridge = getattr(self.app, "bridge", None)
+        if bridge is not None:
+            bridge.remember(LAST_FOLDER, str(path))
+
     @on(Input.Submitted, "#picker-root")
     def _jump(self, event: Input.Submitted) -> None:
         path = Path(event.value).expanduser()
         if path.is_dir():
-            tree = self.query_one(DirectoryTree)
-            tree.path = path
-            tree.focus()
+            self.show_folder(path.resolve())
+            self.query_one(DirectoryTree).focus()
         else:
-            self.notify(Text(f"{path} is not a folder").plain, title="Folder", severity="warning", markup=False)
+            self.notify(f"{path} is not a folder", title="Folder", severity="warning", markup=False)
+
+    def action_parent(self) -> None:
+        folder = self.folder.resolve()
+        if folder.parent != folder:
+            self.show_folder(folder.parent)
+
+    def action_focus_path(self) -> None:
+        self.query_one("#picker-root", Input).focus()
 
     def _highlighted(self) -> Path | None:
         node = self.query_one(DirectoryTree).cursor_node
         return node.data.path if node is not None and node.data is not None else None
 
     def action_mark(self) -> None:
+        if isinstance(self.focused, Input):  # space typed into the folder field is part of the path
+            self.focused.insert_text_at_cursor(" ")
+            return
         path = self._highlighted()
         if path is None:
             return

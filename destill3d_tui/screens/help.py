@@ -10,6 +10,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
+from ..app import key_names
 from ..widgets.text import plain
 
 
@@ -30,6 +31,6 @@ class HelpModal(ModalScreen[None]):
         table.add_columns("Where", "Key", "Does")
         for section, bindings in self.sections:
             for binding in bindings:
-                table.add_row(plain(section), plain(self.app.get_key_display(binding)),
+                table.add_row(plain(section), plain(key_names(binding)),
                               plain(binding.description or binding.action))
         table.focus()

@@ -17,13 +17,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Sparkline, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Sparkline, Static, TabbedContent, TabPane
 from textual.widgets.data_table import RowDoesNotExist
 
 from ..widgets.rate_panel import RatePanel
 from ..widgets.stage_board import STAGE_ORDER, StageBoard
 from ..widgets.text import age, human_bytes, plain
-from .base import EngineScreen
+from .base import EngineScreen, mode_footer
 
 if TYPE_CHECKING:
     from ..engine.events import Event
@@ -45,11 +45,12 @@ class QueueScreen(EngineScreen):
         Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause or resume the pipeline"),
         Binding("R", "retry_failed", "Retry failed", tooltip="Queue every failed item again"),
         Binding("x", "cancel", "Cancel item", tooltip="Cancel the selected queue item"),
-        Binding("plus,equals_sign", "priority(1)", "Priority +", tooltip="Raise the selected item's priority"),
-        Binding("minus", "priority(-1)", "Priority -", tooltip="Lower the selected item's priority"),
+        Binding("plus,equals_sign", "priority(1)", "Priority +", show=False,
+                tooltip="Raise the selected item's priority"),
+        Binding("minus", "priority(-1)", "Priority -", show=False, tooltip="Lower the selected item's priority"),
         Binding("t", "cycle_stage", "Stage filter", tooltip="Show one stage of the queue at a time"),
-        Binding("right_square_bracket", "page(1)", "Next page", key_display="]"),
-        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="["),
+        Binding("right_square_bracket", "page(1)", "Next page", key_display="]", show=False),
+        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="[", show=False),
         Binding("enter", "details", "Details", show=False, tooltip="Why an item failed, attempts, next retry"),
         *[Binding(str(n), f"show_tab('{tab}')", f"{label} tab", show=False)
           for n, (tab, label) in enumerate(TABS.items(), start=1)],
@@ -82,10 +83,11 @@ class QueueScreen(EngineScreen):
                 yield DataTable(id="failures-table", cursor_type="row", zebra_stripes=True)
             with TabPane("4 Rates", id="tab-rates"):
                 yield RatePanel(id="rates", clock=self.d3d_app.clock)
-        yield Footer()
+        yield mode_footer()
 
     def on_mount(self) -> None:
-        columns = ("id", "stage", "pri", "platform", "title", "try", "reason")
+        # status columns first: at 80 columns the title is what gets cropped, never the stage or reason
+        columns = ("id", "stage", "try", "reason", "pri", "platform", "title")
         self.query_one("#queue-table", DataTable).add_columns(*columns)
         self.query_one("#active-table", DataTable).add_columns("id", "model", "stage", "progress", "for")
         self.query_one("#failures-table", DataTable).add_columns("id", "stage", "reason", "try", "message")
@@ -188,7 +190,6 @@ class QueueScreen(EngineScreen):
         self.query_one("#throughput", Sparkline).data = minutes
         self.query_one("#throughput-label", Static).update(
             f"{minutes[-1]:.0f}/min · {sum(minutes):.0f} in {len(minutes)} min · {live.pipeline_state}")
-        self.sub_title = f"pipeline {live.pipeline_state}"
         if events:
             self._refresh_soon()
 
@@ -336,6 +337,6 @@ def _first_line(text: str | None) -> str:
 
 def _queue_cells(row: Any) -> tuple[Text, ...]:
     stage_style = "bold red" if row.stage == "failed" else ("green" if row.stage == "stored" else "")
-    return (plain(row.queue_id), plain(row.stage, stage_style), plain(row.priority), plain(row.platform),
-            plain(row.title or row.model_id or row.source_url), plain(f"{row.retry_count}/{row.max_retries}"),
-            plain(row.reason or ""))
+    return (plain(row.queue_id), plain(row.stage, stage_style), plain(f"{row.retry_count}/{row.max_retries}"),
+            plain(row.reason or ""), plain(row.priority), plain(row.platform),
+            plain(row.title or row.model_id or row.source_url))

@@ -10,12 +10,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Input, Select, Static
+from textual.widgets import DataTable, Header, Input, Label, Select, Static
 
 from ..app import describe_error
 from ..engine.text import display
 from ..widgets.text import age, human_bytes, plain
-from .base import EngineScreen
+from .base import EngineScreen, mode_footer
 
 LICENSE_POLICIES = ("research", "commercial", "any")
 SORTS = ("relevant", "newest", "popular")
@@ -35,10 +35,11 @@ class SearchScreen(EngineScreen):
         Binding("a", "queue_selected", "Queue selected", tooltip="Add the selected results to the queue"),
         Binding("o", "pick_folder", "Local folder", tooltip="Pick local files or folders to queue"),
         Binding("slash", "focus_query", "Query", key_display="/"),
-        Binding("escape", "focus_results", "Results", show=False, tooltip="Leave the form for the results"),
+        Binding("escape", "focus_results", "Results", show=False,
+                tooltip="Leave the form for the results; cancels a running search"),
         Binding("ctrl+o", "pick_folder", "Local folder", show=False, tooltip="Pick local files (works while typing)"),
-        Binding("right_square_bracket", "page(1)", "Next page", key_display="]"),
-        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="["),
+        Binding("right_square_bracket", "page(1)", "Next page", key_display="]", show=False),
+        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="[", show=False),
     ]
 
     def __init__(self) -> None:
@@ -48,23 +49,26 @@ class SearchScreen(EngineScreen):
         self.pages: list[Any] = [1]  # page tokens so far (numbers or cursors); the last is shown
         self.next_page: Any = None
         self.platform_info: dict[str, Any] = {}
+        self.searching = False
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="search-form"):
             yield Select([("local", "local")], value="local", allow_blank=False, id="platform", compact=True)
-            yield Input(placeholder="/ query (enter searches)", id="query", compact=True)
+            yield Label("query", classes="field-label")
+            yield Input(placeholder="words or a folder (enter searches)", id="query", compact=True)
         with Horizontal(id="search-filters"):
             yield Select([(f"licence: {p}", p) for p in LICENSE_POLICIES], value="research", allow_blank=False,
                          id="policy", compact=True)
-            yield Input(placeholder="formats: stl,step", id="formats", compact=True)
+            yield Label("formats", classes="field-label")
+            yield Input(placeholder="stl,step", id="formats", compact=True)
             yield Select([(f"sort: {s}", s) for s in SORTS], value="relevant", allow_blank=False, id="sort",
                          compact=True)
         yield Static("", id="rate-status")
         with Horizontal(id="search-main"):
             yield DataTable(id="results", cursor_type="row", zebra_stripes=True)
             yield VerticalScroll(Static(HOW_TO, id="detail"), id="detail-box")
-        yield Footer()
+        yield mode_footer()
 
     def on_mount(self) -> None:
         self.query_one("#results", DataTable).add_columns(" ", "title", "author", "licence")
@@ -152,7 +156,8 @@ class SearchScreen(EngineScreen):
         filters = SearchFilters(license_policy=str(self.query_one("#policy", Select).value), formats=formats,
                                 sort=str(self.query_one("#sort", Select).value))
         page = self.pages[-1]
-        self.query_one("#rate-status", Static).update(f"searching {platform} for {query!r}…")
+        self.searching = True
+        self.query_one("#rate-status", Static).update(f"searching {platform} for {query!r}… (escape cancels)")
         def search(d3d: Any) -> Any:
             try:
                 return d3d.acquire.search(platform, query, filters, page=page)
@@ -162,6 +167,7 @@ class SearchScreen(EngineScreen):
         self.ask("results", search, title=f"Search on {platform} failed")
 
     def got_results(self, page: Any) -> None:
+        self.searching = False
         if isinstance(page, Exception):
             self._show_status()
             self.d3d_app.show_error(f"Search on {self.platform} failed", describe_error(page))
@@ -234,17 +240,27 @@ class SearchScreen(EngineScreen):
         self._show_status()
 
     def action_pick_folder(self) -> None:
-        from .folder_picker import FolderPicker
+        from .folder_picker import LAST_FOLDER, FolderPicker, start_folder
 
         def picked(paths: list[Path] | None) -> None:
             if paths:
                 self.selected = {str(p): p for p in paths}
                 self._fill([(str(p), p) for p in paths])
 
-        self.app.push_screen(FolderPicker(Path.cwd()), picked)
+        typed = self.query_one("#query", Input).value
+        self.app.push_screen(FolderPicker(start_folder(typed, self.bridge.recall(LAST_FOLDER))), picked)
 
     def action_focus_results(self) -> None:
+        if self.searching:
+            self.cancel_search()
         self.query_one("#results", DataTable).focus()
+
+    def cancel_search(self) -> None:
+        """Drop the running search's answer; the request itself ends with the HTTP client's timeout."""
+        self.app.workers.cancel_group(self.app, f"{type(self).__name__}.results")
+        self.searching = False
+        self._show_status()
+        self.query_one("#rate-status", Static).update("search cancelled")
 
     def action_focus_query(self) -> None:
         self.query_one("#query", Input).focus()

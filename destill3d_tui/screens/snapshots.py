@@ -11,7 +11,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Input, Label, Static, TabbedContent, TabPane
 
 from ..engine.errors import Destill3DError
 from ..engine.store.filters import FilterError, SnapshotFilter
@@ -20,7 +20,7 @@ from ..widgets.bars import confidence_line
 from ..widgets.depth_view import DepthView
 from ..widgets.pointcloud import PointCloudView
 from ..widgets.text import human_bytes, plain
-from .base import EngineScreen
+from .base import EngineScreen, mode_footer
 
 TABS = {"tab-cloud": "Cloud", "tab-features": "Features", "tab-predictions": "Predictions",
         "tab-provenance": "Source", "tab-similar": "Similar", "tab-views": "Views"}
@@ -35,9 +35,9 @@ class SnapshotsScreen(EngineScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter", key_display="/", tooltip="Filter snapshots by text"),
         Binding("c", "focus_cloud", "Point cloud", tooltip="Focus the point cloud to rotate it"),
-        Binding("right_square_bracket", "page(1)", "Next page", key_display="]"),
-        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="["),
-        Binding("escape", "focus_list", "List", show=False),
+        Binding("right_square_bracket", "page(1)", "Next page", key_display="]", show=False),
+        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="[", show=False),
+        Binding("escape", "focus_list", "List", key_display="esc", tooltip="Back to the snapshot list"),
         *[Binding(str(n), f"show_tab('{tab}')", f"{label} tab", show=False)
           for n, (tab, label) in enumerate(TABS.items(), start=1)],
     ]
@@ -54,7 +54,9 @@ class SnapshotsScreen(EngineScreen):
         yield Header()
         with Horizontal(id="snap-main"):
             with Vertical(id="snap-left"):
-                yield Input(placeholder="/ filter: title, label, platform…", id="snap-filter", compact=True)
+                with Horizontal(classes="field-row"):
+                    yield Label("filter", classes="field-label")
+                    yield Input(placeholder="title, label, platform, tag:x", id="snap-filter", compact=True)
                 yield DataTable(id="snap-list", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="snap-count", markup=False)
             with TabbedContent(id="snap-tabs"):
@@ -71,10 +73,11 @@ class SnapshotsScreen(EngineScreen):
                     yield DataTable(id="similar", cursor_type="row")
                 with TabPane("6 Views", id="tab-views"):
                     yield DepthView(id="views")
-        yield Footer()
+        yield mode_footer()
 
     def on_mount(self) -> None:
-        self.query_one("#snap-list", DataTable).add_columns("title", "label", "pts")
+        # label and confidence first: they keep their width, the title is what a narrow pane crops
+        self.query_one("#snap-list", DataTable).add_columns("label", "conf", "title")
         self.query_one("#similar", DataTable).add_columns("similarity", "title", "label")
         self.query_one("#snap-filter", Input).cursor_blink = self.d3d_app.cursor_blink
         self.query_one("#snap-list", DataTable).focus()
@@ -106,7 +109,7 @@ class SnapshotsScreen(EngineScreen):
         table.clear()
         self.rows = {r.snapshot_id: r for r in rows}
         for row in rows:
-            table.add_row(plain(row.title or row.model_id), plain(row.label or "–"), plain(row.point_count),
+            table.add_row(plain(row.label or "–"), plain(_percent(row.confidence)), plain(row.title or row.model_id),
                           key=row.snapshot_id)
         first = self.page * LIST_PAGE
         self.query_one("#snap-count", Static).update(
@@ -225,13 +228,16 @@ class SnapshotsScreen(EngineScreen):
         self.query_one(PointCloudView).focus()
 
     def action_show_tab(self, tab: str) -> None:
+        """Open a tab; focus stays on the list (c focuses the cloud), so arrows keep moving the list."""
         self.query_one(TabbedContent).active = tab
-        if tab == "tab-cloud":
-            self.query_one(PointCloudView).focus()
 
     def action_page(self, delta: int) -> None:
         self.page = max(self.page + delta, 0)
         self.load_list()
+
+
+def _percent(confidence: float | None) -> str:
+    return f"{confidence:.0%}" if confidence is not None else "–"
 
 
 def _row(text: Text, name: str, value: object) -> None:

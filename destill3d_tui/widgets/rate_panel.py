@@ -44,7 +44,8 @@ class RatePanel(Static):
         super().__init__(id=id, classes=classes)
         self.clock = clock
         self.budgets: dict[str, Any] = {}
-        self.note = "no platform has been used yet"
+        # true after local runs too: local files and folders need no budget
+        self.note = "No platform budget in use: local files need none; budgets appear with a platform search."
 
     def set_budgets(self, budgets: dict[str, Any], note: str | None = None) -> None:
         """budgets: platform -> object with tokens, capacity, paused_until, banned, message."""

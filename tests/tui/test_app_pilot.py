@@ -96,7 +96,7 @@ async def test_rotating_the_point_cloud_with_arrow_keys(seeded: Destill3D) -> No
         await pilot.press("escape", "slash", *"rabbit", "enter")
         table = app.screen.query_one("#snap-list", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1)
-        assert str(table.get_row_at(0)[0]) == "rabbit"
+        assert str(table.get_row_at(0)[2]) == "rabbit"
         await app.workers.wait_for_complete()
 
 
@@ -107,7 +107,7 @@ async def test_running_a_database_query_from_the_form(seeded: Destill3D) -> None
         await wait_for(pilot, lambda: table.row_count == 4)
         await pilot.press("slash", "tab", *"OBJ", "enter")
         await wait_for(pilot, lambda: table.row_count == 1)
-        assert str(table.get_row_at(0)[0]) == "rabbit"
+        assert str(table.get_row_at(0)[2]) == "rabbit"
         assert app.screen.filters == SnapshotFilter(source_format="OBJ")
         await wait_for(pilot, lambda: app.screen.total == 1)
         await pilot.press("escape")
@@ -209,7 +209,7 @@ async def test_predictions_and_depth_views(engine: Destill3D, corpus_dir: Path) 
         screen = app.screen
         await wait_for(pilot, lambda: screen.current is not None)
         table = screen.query_one("#snap-list", DataTable)
-        assert str(table.get_row_at(0)[1]) == "vase"
+        assert str(table.get_row_at(0)[0]) == "vase"
         await pilot.press("3")
         text = str(screen.query_one("#predictions", Static).render())
         assert "vase" in text and "62.0%" in text and "±0.21" in text and "cup" in text

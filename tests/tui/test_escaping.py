@@ -27,7 +27,7 @@ async def test_titles_and_errors_with_markup_render_literally(engine: Destill3D,
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one("#snap-list", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1)
-        assert table.get_row_at(0)[0].plain == "[WIP] [bold]teapot"
+        assert table.get_row_at(0)[2].plain == "[WIP] [bold]teapot"
         await wait_for(pilot, lambda: app.screen.current is not None)
         provenance = str(app.screen.query_one("#provenance", Static).render())
         assert "[WIP] [bold]teapot" in provenance
@@ -62,7 +62,7 @@ async def test_titles_with_terminal_escapes_render_escaped(engine: Destill3D, co
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one("#snap-list", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1)
-        assert table.get_row_at(0)[0].plain == "\\x1b]0;pwned\\x07\\x1b[2J\\x9b\\u202eteapot"
+        assert table.get_row_at(0)[2].plain == "\\x1b]0;pwned\\x07\\x1b[2J\\x9b\\u202eteapot"
         await wait_for(pilot, lambda: app.screen.current is not None)
         provenance = str(app.screen.query_one("#provenance", Static).render())
         assert "\\x1b]0;pwned" in provenance and "\x1b" not in provenance

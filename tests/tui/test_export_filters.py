@@ -92,9 +92,9 @@ async def test_snapshot_filter_finds_labels_and_terms(varied: Destill3D) -> None
         await wait_for(pilot, lambda: table.row_count == 4)
         await pilot.press("slash", *"vase", "enter")
         await wait_for(pilot, lambda: table.row_count == 1)
-        assert str(table.get_row_at(0)[0]) == "teapot"
+        assert str(table.get_row_at(0)[2]) == "teapot"
         app.screen.query_one("#snap-filter", Input).value = "format:obj thingiverse"
-        await wait_for(pilot, lambda: table.row_count == 1 and str(table.get_row_at(0)[0]) == "rabbit")
+        await wait_for(pilot, lambda: table.row_count == 1 and str(table.get_row_at(0)[2]) == "rabbit")
         app.screen.query_one("#snap-filter", Input).value = "since:someday"
         count = app.screen.query_one("#snap-count", Static)
         await wait_for(pilot, lambda: str(count.render()).startswith("filter: since must be a date"))

@@ -58,7 +58,7 @@ async def test_priority_cancel_and_details(engine: Destill3D, model_folder: Path
         assert failures.get_row_at(0)[2].plain == "cancelled"
         failures.focus()
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, QueueItemModal))
+        await wait_for(pilot, lambda: isinstance(app.screen, QueueItemModal) and bool(app.screen.query("#item-text")))
         shown = str(app.screen.query_one("#item-text").render())
         assert "cancelled by the user" in shown and "attempts" in shown
         await pilot.press("escape")

@@ -34,6 +34,7 @@ import secrets
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -161,21 +162,48 @@ class Sessions:
             self.tasks.discard(task)
 
     async def close_all(self, quit_s: float = SESSION_QUIT_S) -> None:
-        """Ask every app to quit, wait for them, then end the websockets still open."""
+        """Ask every app to quit, wait for its session to end, kill what is left after ``quit_s``.
+
+        The processes are not waited on here (asyncio's child watcher reaps them; a second
+        waiter would steal their exit status): their sessions end when they exit, and psutil
+        only tells whether one is still running.
+        """
         import psutil
 
         apps = psutil.Process().children(recursive=False)
         for proc in apps:
             _signal_quietly(proc, signal.SIGTERM)
-        _, alive = await asyncio.to_thread(psutil.wait_procs, apps, quit_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + quit_s
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=quit_s)
+        alive = await asyncio.to_thread(_running_after, apps, max(deadline - loop.time(), 1.0))
         for proc in alive:
             log.warning("session app %s did not quit in %.0f s: killed", proc.pid, quit_s)
             _signal_quietly(proc, signal.SIGKILL)
-        # textual-serve's handler closes its websocket when cancelled.
-        for task in list(self.tasks):
+        for task in list(self.tasks):  # textual-serve's handler closes its websocket when cancelled
             task.cancel()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=5)
+
+
+def _running_after(procs: list[Any], timeout: float) -> list[Any]:
+    """The processes still running (zombies count as ended) after up to ``timeout`` seconds."""
+    import psutil
+
+    end = time.monotonic() + timeout
+    while True:
+        alive = [p for p in procs if _running(p, psutil)]
+        if not alive or time.monotonic() >= end:
+            return alive
+        time.sleep(0.1)
+
+
+def _running(proc: Any, psutil: Any) -> bool:
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _signal_quietly(proc: Any, sig: int) -> None:

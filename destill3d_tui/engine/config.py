@@ -24,7 +24,8 @@ from .errors import ConfigError
 
 ENV_PREFIX = "DESTILL3D_"
 # Environment variables with this prefix that are not settings (see locations.py).
-RESERVED_ENV = {"DESTILL3D_CONFIG", "DESTILL3D_HOME", "DESTILL3D_CRASH_AT", "DESTILL3D_EXTRACT_TARGET"}
+RESERVED_ENV = {"DESTILL3D_CONFIG", "DESTILL3D_HOME", "DESTILL3D_CRASH_AT", "DESTILL3D_EXTRACT_TARGET",
+                "DESTILL3D_SERVE_TOKEN"}  # serve: the access token, not a setting
 
 
 @dataclass

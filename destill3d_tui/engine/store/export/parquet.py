@@ -9,7 +9,10 @@ metadata map as a JSON string column. The README's YAML header names the split f
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +83,12 @@ def table(records: list[ExportRecord], layout: ExportLayout, schema_: pa.Schema)
 
 
 class ParquetShard(ShardWriter):
-    """One ``data/<split>-NNNNN-of-NNNNN.parquet`` file; each write is one row group."""
+    """One ``data/<split>-NNNNN-of-NNNNN.parquet`` file; each write is one row group.
+
+    Row groups are encoded by a thread of their own: pyarrow's writer releases the GIL, so the
+    next batch is read and decoded while the last one is written. The queue holds one table, so
+    memory stays at about three row groups.
+    """
 
     def __init__(self, path: Path, layout: ExportLayout, split: str, capacity: int) -> None:
         super().__init__(path, layout, split, capacity)
@@ -89,14 +97,40 @@ class ParquetShard(ShardWriter):
         # dictionaries and min/max statistics pay for the text and number columns, not for clouds
         self._writer = pq.ParquetWriter(path, self._schema, compression=COMPRESSION, use_dictionary=scalars,
                                         write_statistics=scalars)  # fmt: skip
+        self._tables: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="parquet-shard", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (table_ := self._tables.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write_table(table_)
+                except BaseException as exc:  # handed to the export's thread at its next write or close
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def write(self, records: list[ExportRecord]) -> None:
         for start in range(0, len(records), ROWS_PER_GROUP):
-            self._writer.write_table(table(records[start : start + ROWS_PER_GROUP], self.layout, self._schema))
+            self._raise()
+            self._tables.put(table(records[start : start + ROWS_PER_GROUP], self.layout, self._schema))
         self.rows += len(records)
 
     def close(self) -> None:
+        if self._thread.is_alive():
+            self._tables.put(None)
+            self._thread.join()
         self._writer.close()
+        self._raise()
+
+    def discard(self) -> None:
+        self._error = self._error or RuntimeError("discarded")  # the thread skips what is still queued
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 class ParquetExporter(ShardedExporter):

@@ -149,7 +149,7 @@ class EngineBridge:
             return None
         from .engine import locations
 
-        return locations.data_dir() / MEMORY_FILE, self.engine.settings.database_url
+        return locations.data_dir() / MEMORY_FILE, self.engine.settings.database_url()
 
     def _load_memory(self) -> dict[str, Any]:
         if self._memory is None:

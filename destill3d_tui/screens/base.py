@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer
 
 from ..app import EngineReplied
@@ -15,6 +16,17 @@ if TYPE_CHECKING:
     from ..app import Destill3DApp, EngineBridge
     from ..engine.events import Event
     from ..live import LiveState
+
+
+LIVE_COUNT_S = 1.0
+"""Counts follow stored/failed events at most once a second: live, yet one query per second at most."""
+
+
+def changes_counts(events: Iterable[Event]) -> bool:
+    """Whether ``events`` stored or failed an item (so snapshot and queue counts moved)."""
+    from ..engine.events import ItemFailed, ItemStored
+
+    return any(isinstance(e, ItemStored | ItemFailed) for e in events)
 
 
 def mode_footer() -> Footer:
@@ -54,3 +66,17 @@ class EngineScreen(Screen):
 
     def apply_live(self, live: LiveState, events: Iterable[Event]) -> None:
         """Called by the app (inside ``batch_update``) with freshly folded events."""
+        if changes_counts(events):
+            self.recount_soon()
+
+    def recount_soon(self) -> None:
+        """Re-read the counts once, ``LIVE_COUNT_S`` after the first of a burst of events."""
+        if getattr(self, "_recount_timer", None) is None:
+            self._recount_timer: Timer | None = self.set_timer(LIVE_COUNT_S, self._recount_now)
+
+    def _recount_now(self) -> None:
+        self._recount_timer = None
+        self.recount()
+
+    def recount(self) -> None:
+        """Ask the engine for this screen's counts (never the rows): screens with live counts override it."""

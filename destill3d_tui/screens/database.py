@@ -112,6 +112,12 @@ class DatabaseScreen(EngineScreen):
         self.ask("rows", lambda d3d: d3d.db.query(filter=flt, limit=PAGE_SIZE, offset=offset),
                  title="Query failed", modal=True)
 
+    def recount(self) -> None:
+        """Live: the match count follows stored items; the rows shown stay until the next query."""
+        if self.bridge.has("db"):
+            flt = self.filters
+            self.ask("count", lambda d3d: d3d.db.count(flt), title="Could not count the results")
+
     def got_count(self, total: int) -> None:
         self.total = total
         self._status()

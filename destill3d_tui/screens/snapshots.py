@@ -49,6 +49,8 @@ class SnapshotsScreen(EngineScreen):
         self.current: Any = None
         self.rows: dict[str, Any] = {}
         self.pending_select: str | None = None
+        self.total = 0
+        self.shown = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -102,8 +104,27 @@ class SnapshotsScreen(EngineScreen):
 
         self.ask("list", fetch, title="Could not list the snapshots")
 
+    def recount(self) -> None:
+        """Live: the count under the list follows stored items; the page stays as it is."""
+        try:
+            flt = SnapshotFilter.parse(self.filter_text)
+        except FilterError:
+            return
+        if self.bridge.has("db"):
+            self.ask("total", lambda d3d: d3d.db.count(flt), title="Could not count the snapshots")
+
+    def got_total(self, total: int) -> None:
+        self.total = total
+        self._show_count()
+
+    def _show_count(self) -> None:
+        first, shown, total = self.page * LIST_PAGE, self.shown, self.total
+        self.query_one("#snap-count", Static).update(
+            f"{first + 1 if shown else 0}–{first + shown} of {total:,} · [ ] page" if total else "no snapshots yet")
+
     def got_list(self, result: tuple[list[Any], int]) -> None:
-        rows, total = result
+        rows, self.total = result
+        self.shown = len(rows)
         table = self.query_one("#snap-list", DataTable)
         previous = self.current.snapshot_id if self.current is not None else None
         table.clear()
@@ -111,9 +132,7 @@ class SnapshotsScreen(EngineScreen):
         for row in rows:
             table.add_row(plain(row.label or "–"), plain(_percent(row.confidence)), plain(row.title or row.model_id),
                           key=row.snapshot_id)
-        first = self.page * LIST_PAGE
-        self.query_one("#snap-count", Static).update(
-            f"{first + 1 if rows else 0}–{first + len(rows)} of {total:,} · [ ] page" if total else "no snapshots yet")
+        self._show_count()
         target = self.pending_select or previous
         if target in self.rows:
             table.move_cursor(row=table.get_row_index(target))

@@ -21,6 +21,10 @@ if need_system_libs; then
 fi
 
 PYTHON="${PYTHON:-python3}"
+if [ -x .venv/bin/python ] && ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+    echo "bootstrap: .venv has no pip (an interrupted setup?); making it again" >&2
+    rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
     "$PYTHON" -m venv .venv

@@ -92,7 +92,12 @@ class QueueScreen(EngineScreen):
         self.query_one("#active-table", DataTable).add_columns("id", "model", "stage", "progress", "for")
         self.query_one("#failures-table", DataTable).add_columns("id", "stage", "reason", "try", "message")
         self.query_one("#queue-table", DataTable).focus()
-        self.set_interval(2.0, self.refresh_from_engine)
+        self.set_interval(2.0, self._tick)
+
+    def _tick(self) -> None:
+        """The periodic re-read, only while the board is shown: a hidden board costs the database nothing."""
+        if self.is_current:
+            self.refresh_from_engine()
 
     def on_screen_resume(self) -> None:
         self.refresh_from_engine()

@@ -51,6 +51,7 @@ class SnapshotsScreen(EngineScreen):
         self.pending_select: str | None = None
         self.total = 0
         self.shown = 0
+        self.similar_for: str | None = None  # the snapshot whose similar models the tab shows
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -177,9 +178,20 @@ class SnapshotsScreen(EngineScreen):
         self.query_one("#predictions", Static).update(predictions_text(snap, self.bridge.has("classify")))
         self.query_one("#provenance", Static).update(provenance_text(snap, self.rows.get(snap.snapshot_id)))
         self.query_one(DepthView).set_views(geometry.views)
-        self.load_similar(snap.snapshot_id)
+        self.similar_for = None
+        if self.query_one(TabbedContent).active == "tab-similar":
+            self.load_similar(snap.snapshot_id)
+
+    @on(TabbedContent.TabActivated, "#snap-tabs")
+    def _tab_shown(self) -> None:
+        """Similar models are searched when their tab is shown: a search per highlighted row would
+        keep the index busy while the curator scrolls."""
+        if self.query_one(TabbedContent).active == "tab-similar" and self.current is not None \
+                and self.similar_for != self.current.snapshot_id:
+            self.load_similar(self.current.snapshot_id)
 
     def load_similar(self, snapshot_id: str) -> None:
+        self.similar_for = snapshot_id
         table = self.query_one("#similar", DataTable)
         table.clear()
         note = self.query_one("#similar-note", Static)

@@ -1,0 +1,219 @@
+"""How fast the terminal app answers a key with a big database and a busy queue (issue 15).
+
+    .venv/bin/python bench/tui.py                    # 100,000 snapshots, 100,000 queued, 2 workers
+    .venv/bin/python bench/tui.py --n 20000          # quicker
+    git worktree add /tmp/old <commit>               # the code before, measured the same way:
+    .venv/bin/python bench/tui.py --code /tmp/old    # imports destill3d_tui from that checkout
+
+The database is built fast: one real snapshot (the corpus teapot) goes in through
+``insert_snapshot``, then one SQL statement copies its row ``n - 1`` times with varied ids,
+titles, labels, confidences, platforms and formats (the blob is shared: the screens decode only
+the snapshot they open). The queue gets ``n`` local items (copies of one small file, so the
+running pipeline turns them into stored duplicates and emits events all the time).
+
+The app is driven with Textual's Pilot at 100x30 with the pipeline running. A key's time runs from
+the press to a settled screen: the key handled, every worker the screen started finished (the
+pipeline's own excluded) and a refresh done. Per key: median and p95 over ``--repeat`` presses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+LABELS = ("chair", "table", "vase", "lamp", "airplane", "car", "guitar", "bottle", "cup", "sofa")
+PLATFORMS = ("thingiverse", "sketchfab", "local", "cults3d")
+FORMATS = ("STL", "OBJ", "PLY", "STEP")
+GOAL_MS = 100.0
+IGNORED_GROUPS = ("lifecycle", "memory")
+"""Worker groups that are not the screen's answer to a key (the pipeline's start and drain)."""
+
+
+def build_database(d3d: Any, n: int) -> None:
+    """One real snapshot, then ``n - 1`` SQL copies of its row with varied columns."""
+    from destill3d_tui.engine.extract import extract_file
+    from destill3d_tui.engine.store.service import insert_snapshot
+
+    snap = extract_file(CORPUS / "stl" / "teapot.stl", points=512, seed=0)
+    snap.model_id, snap.provenance.title = "bench:0", "teapot 0"
+    with d3d.store.atomic():
+        insert_snapshot(d3d.store, snap, snap.to_bytes())
+    columns = [row[1] for row in d3d.store.execute("PRAGMA table_info(snapshots)").fetchall()]
+    varied = {
+        "snapshot_id": "printf('%08x-0000-4000-8000-%012x', i, i)",
+        "model_id": "'bench:' || i",
+        "title": f"(CASE i % {len(LABELS)} " + " ".join(f"WHEN {k} THEN '{v}'" for k, v in enumerate(LABELS))
+                 + " END) || ' ' || i",
+        "label": f"(CASE (i * 7) % {len(LABELS)} " + " ".join(f"WHEN {k} THEN '{v}'" for k, v in enumerate(LABELS))
+                 + " END)",
+        "confidence": "0.4 + (i % 60) / 100.0",
+        "platform": f"(CASE i % {len(PLATFORMS)} "
+                    + " ".join(f"WHEN {k} THEN '{v}'" for k, v in enumerate(PLATFORMS)) + " END)",
+        "original_format": f"(CASE i % {len(FORMATS)} "
+                           + " ".join(f"WHEN {k} THEN '{v}'" for k, v in enumerate(FORMATS)) + " END)",
+        "original_file_hash": "printf('%064x', i)",
+        "processed_at": "datetime('2026-01-01', '+' || i || ' seconds')",
+    }
+    select = ", ".join(varied.get(c, c) for c in columns)
+    with d3d.store.atomic():
+        d3d.store.execute(
+            f"WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < {n - 1}) "
+            f"INSERT INTO snapshots ({', '.join(columns)}) SELECT {select} FROM seq, "
+            f"(SELECT * FROM snapshots WHERE model_id = 'bench:0')")
+    d3d.store.execute("ANALYZE")
+
+
+def build_queue(d3d: Any, n: int, folder: Path) -> None:
+    """``n`` local items, each a copy of one small model file (the pipeline stores them as duplicates)."""
+    from destill3d_tui.engine.queue import QueueEntry
+
+    source = folder / "box.obj"
+    shutil.copy(CORPUS / "obj" / "box.obj", source)
+    entries = [QueueEntry(model_id=f"local:bench-{i}", platform="local", source_url=str(source),
+                          source_id=f"bench-{i}", metadata={"title": f"queued box {i}"}) for i in range(n)]
+    d3d.queue.add_entries(entries)
+
+
+async def settle(app: Any, pilot: Any, timeout: float = 120.0) -> None:
+    """Until every worker the screen started has finished, then one refresh."""
+    from textual.worker import WorkerState
+
+    deadline = time.monotonic() + timeout
+    await pilot.pause()
+    while any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) and w.group not in IGNORED_GROUPS
+              for w in app.workers):
+        if time.monotonic() > deadline:
+            busy = [(w.group, w.name) for w in app.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+            raise TimeoutError(f"the screen did not settle in time: {busy}")
+        await asyncio.sleep(0.002)
+    await pilot.pause()
+
+
+async def timed(app: Any, pilot: Any, keys: tuple[str, ...]) -> float:
+    began = time.perf_counter()
+    await pilot.press(*keys)
+    await settle(app, pilot)
+    return (time.perf_counter() - began) * 1000
+
+
+def focus(app: Any, selector: str) -> None:
+    app.screen.query_one(selector).focus()
+
+
+async def measure(app: Any, pilot: Any, repeat: int) -> dict[str, list[float]]:
+    """Per key: ``repeat`` times in ms, each from a screen that had settled."""
+    times: dict[str, list[float]] = {}
+
+    async def key(name: str, keys: tuple[str, ...], before: Callable[[], Awaitable[None] | None] | None = None,
+                  after: tuple[str, ...] = ()) -> None:
+        for _ in range(repeat):
+            if before is not None:
+                result = before()
+                if result is not None:
+                    await result
+                await settle(app, pilot)
+            times.setdefault(name, []).append(await timed(app, pilot, keys))
+            if after:
+                await pilot.press(*after)
+                await settle(app, pilot)
+
+    async def go(mode_key: str) -> None:
+        await pilot.press(mode_key)
+
+    for mode_key in ("f3", "f4", "f5", "f2"):  # first visits, then switches
+        times.setdefault(f"{mode_key} first visit", []).append(await timed(app, pilot, (mode_key,)))
+    for mode_key, other in (("f2", "f5"), ("f3", "f2"), ("f4", "f3"), ("f5", "f4")):
+        await key(mode_key, (mode_key,), before=lambda other=other: go(other))
+    await go("f3")
+    await settle(app, pilot)
+    await key("f3 tab 1-4", ("2",), before=lambda: pilot.press("1"))
+    await key("f3 page ]", ("right_square_bracket",), before=lambda: focus(app, "#queue-table"),
+              after=("left_square_bracket",))
+    await go("f4")
+    await settle(app, pilot)
+    await key("f4 tab 2", ("2",), before=lambda: pilot.press("escape"), after=("escape",))
+    await key("f4 open snapshot (down)", ("down",), before=lambda: focus(app, "#snap-list"))
+    await key("f4 page ]", ("right_square_bracket",), before=lambda: focus(app, "#snap-list"),
+              after=("left_square_bracket",))
+    await go("f5")
+    await settle(app, pilot)
+    await key("f5 page ]", ("right_square_bracket",), before=lambda: focus(app, "#db-results"),
+              after=("left_square_bracket",))
+    await key("f5 tab stats", ("2",), before=lambda: focus(app, "#db-results"), after=("1",))
+    await key("f5 export dialog", ("e",), before=lambda: focus(app, "#db-results"), after=("escape",))
+    return times
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, list[float]]:
+    from destill3d_tui.app import Destill3DApp
+    from destill3d_tui.engine.api import Destill3D
+    from destill3d_tui.engine.config import load_settings
+
+    work = Path(tempfile.mkdtemp(prefix="bench-tui-"))
+    os.environ["DESTILL3D_HOME"] = str(work / "home")
+    settings = load_settings(None, {"database.url": f"sqlite:///{work / 'bench.db'}",
+                                    "classification.enabled": False, "extraction.target_points": 256,
+                                    "pipeline.workers": max(args.workers, 1)})
+    d3d = Destill3D(settings=settings)
+    try:
+        began = time.perf_counter()
+        build_database(d3d, args.n)
+        build_queue(d3d, args.n, work)
+        print(f"built {args.n:,} snapshots and {args.n:,} queue items in {time.perf_counter() - began:.1f} s",
+              flush=True)
+        app = Destill3DApp(d3d, start_pipeline=args.workers > 0, cursor_blink=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(app, pilot, timeout=120)
+            times = await measure(app, pilot, args.repeat)
+            stored = d3d.queue.counts().get("stored", 0)
+            print(f"pipeline stored {stored:,} items while measuring", flush=True)
+            if args.workers:
+                d3d.pipeline.stop(drain=True)
+            await app.workers.wait_for_complete()
+    finally:
+        d3d.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return times
+
+
+def report(times: dict[str, list[float]], label: str) -> None:
+    print(f"\n{label}: ms from key to a settled screen (goal p95 < {GOAL_MS:.0f} ms)")
+    print(f"{'key':<26} {'median':>8} {'p95':>8} {'n':>4}")
+    for name, values in times.items():
+        flag = "" if p95(values) < GOAL_MS else "  over"
+        print(f"{name:<26} {statistics.median(values):>8.1f} {p95(values):>8.1f} {len(values):>4}{flag}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="snapshots in the database and items in the queue")
+    parser.add_argument("--repeat", type=int, default=15, help="presses per key")
+    parser.add_argument("--workers", type=int, default=2, help="extraction workers running meanwhile (0: none)")
+    parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose destill3d_tui is measured")
+    args = parser.parse_args()
+    sys.path.insert(0, str(args.code.resolve()))
+    import destill3d_tui
+
+    where = Path(destill3d_tui.__file__).resolve().parents[1]
+    times = asyncio.run(run(args))
+    report(times, f"{where} · n={args.n:,} · workers={args.workers}")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ Builds a SQLite database of ``--n`` snapshots through the store's own insert
 (``service.insert_snapshot``: blob, denormalised columns, tags, classification, embedding):
 copies of real extractions from the shared corpus with varied labels, platforms, source formats
 and embeddings (clustered 256-d vectors, so neighbours mean something). Then, each export in a
-fresh process (peak RSS is that process's ``ru_maxrss``):
+fresh process (peak RSS is that process's ``VmHWM``):
 
 - ``new``: this checkout's streaming, sharded exporter (Parquet, WebDataset);
 - ``old``: the exporter of ``--baseline`` (default: the commit before the streaming exporter),
@@ -85,7 +85,7 @@ def populate(db: Path, n: int, start: int = 0, seed: int = 0) -> float:
 
 
 RUNNER = """
-import json, resource, sys, time
+import json, sys, time
 from destill3d_tui.engine.store.db import Store
 from destill3d_tui.engine.store.dataset import DatasetService
 from destill3d_tui.engine.store.export import common
@@ -97,7 +97,8 @@ store = Store("sqlite:///" + db)
 began, cpu = time.perf_counter(), time.process_time()
 result = DatasetService(store).export(fmt, out)
 seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child reports at least its parent's peak
+rss = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
 print(json.dumps({"count": result.count, "seconds": seconds, "cpu": cpu, "rss_mb": rss, "files": len(result.files)}))
 """
 
@@ -122,7 +123,7 @@ def baseline_tree(commit: str, into: Path) -> Path:
 
 
 def bench_exports(db: Path, n: int, formats: list[str], baseline: str) -> None:
-    print(f"\nexport of {n:,} snapshots (fresh process each; peak RSS = ru_maxrss)")
+    print(f"\nexport of {n:,} snapshots (fresh process each; peak RSS = its VmHWM)")
     print("(per CPU-s: snapshots per second of CPU time, the rate when the export has its cores to itself;")
     print(" on a shared machine the wall-clock rate is lower by the load)")
     print(f"{'format':<11}{'exporter':<13}{'snapshots/s':>12}{'per CPU-s':>10}{'seconds':>9}{'peak MB':>9}"

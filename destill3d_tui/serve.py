@@ -138,12 +138,13 @@ class ServeOptions:
 
 
 def session_command(app_args: Sequence[str]) -> str:
-    """The shell line textual-serve runs per browser session: this interpreter, this package.
+    """The shell line textual-serve runs per browser session: this interpreter, the app without
+    a pipeline (:mod:`destill3d_tui.serve_session` says why), on the server's database.
 
     ``exec`` makes the app the session's process itself (no shell in between), so a signal sent
     to it reaches Textual's driver.
     """
-    return "exec " + shlex.join([sys.executable, "-m", "destill3d_tui", *app_args])
+    return "exec " + shlex.join([sys.executable, "-m", "destill3d_tui.serve_session", *app_args])
 
 
 class Sessions:

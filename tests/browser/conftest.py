@@ -8,6 +8,7 @@ Chromium runs with WebGL off, so xterm.js falls back to its DOM renderer and the
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from destill3d_tui.engine.api import Destill3D
-from destill3d_tui.engine.config import load_settings
+from destill3d_tui.engine.config import Settings, load_settings
 from tests.tui.conftest import seed_snapshots
 
 CHROMIUM = Path(os.environ.get("DESTILL3D_CHROMIUM", "/usr/bin/chromium"))
@@ -43,18 +44,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def seeded_db(tmp_path: Path, corpus_dir: Path) -> Path:
-    """A SQLite database holding the four seed snapshots (teapot, benchy, rabbit, cube)."""
-    path = tmp_path / "served.db"
-    settings = load_settings(None, {"database.url": f"sqlite:///{path}", "extraction.target_points": 256,
-                                    "classification.enabled": False, "pipeline.workers": 1})
-    d3d = Destill3D(settings=settings)
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
+    """A SQLite database holding the four seed snapshots (teapot, benchy, rabbit, cube), built once."""
+    path = tmp_path_factory.mktemp("browser-seed") / "seed.db"
+    d3d = Destill3D(settings=light_settings(path))
     try:
         seed_snapshots(d3d, corpus_dir)
     finally:
         d3d.close()
     return path
+
+
+@pytest.fixture
+def seeded_db(seeded_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the seeded database (closed cleanly, so the file alone is the database)."""
+    path = tmp_path / "served.db"
+    shutil.copyfile(seeded_template, path)
+    return path
+
+
+def light_settings(db: Path) -> Settings:
+    return load_settings(None, {"database.url": f"sqlite:///{db}",
+                                **dict(item.split("=", 1) for item in LIGHT_SETTINGS)})
 
 
 def cli(*args: str) -> list[str]:

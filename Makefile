@@ -15,6 +15,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	./scripts/ensure_postgres.sh
+	./scripts/ensure_chromium.sh
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 

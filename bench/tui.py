@@ -160,8 +160,8 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
-async def run(args: argparse.Namespace) -> dict[str, list[float]]:
-    from destill3d_tui.app import Destill3DApp
+def open_engine(args: argparse.Namespace) -> tuple[Any, Path]:
+    """A fresh engine on a temporary database holding ``n`` snapshots and ``n`` queued items."""
     from destill3d_tui.engine.api import Destill3D
     from destill3d_tui.engine.config import load_settings
 
@@ -171,24 +171,25 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
                                     "classification.enabled": False, "extraction.target_points": 256,
                                     "pipeline.workers": max(args.workers, 1)})
     d3d = Destill3D(settings=settings)
-    try:
-        began = time.perf_counter()
-        build_database(d3d, args.n)
-        build_queue(d3d, args.n, work)
-        print(f"built {args.n:,} snapshots and {args.n:,} queue items in {time.perf_counter() - began:.1f} s",
-              flush=True)
-        app = Destill3DApp(d3d, start_pipeline=args.workers > 0, cursor_blink=False)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await settle(app, pilot, timeout=120)
+    began = time.perf_counter()
+    build_database(d3d, args.n)
+    build_queue(d3d, args.n, work)
+    print(f"built {args.n:,} snapshots and {args.n:,} queue items in {time.perf_counter() - began:.1f} s", flush=True)
+    return d3d, work
+
+
+async def run(d3d: Any, args: argparse.Namespace) -> dict[str, list[float]]:
+    from destill3d_tui.app import Destill3DApp
+
+    app = Destill3DApp(d3d, start_pipeline=args.workers > 0, cursor_blink=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        try:
             times = await measure(app, pilot, args.repeat)
+        finally:
             stored = d3d.queue.counts().get("stored", 0)
             print(f"pipeline stored {stored:,} items while measuring", flush=True)
-            if args.workers:
-                d3d.pipeline.stop(drain=True)
-            await app.workers.wait_for_complete()
-    finally:
-        d3d.close()
-        shutil.rmtree(work, ignore_errors=True)
+        app.workers.cancel_all()
     return times
 
 
@@ -211,7 +212,12 @@ def main() -> None:
     import destill3d_tui
 
     where = Path(destill3d_tui.__file__).resolve().parents[1]
-    times = asyncio.run(run(args))
+    d3d, work = open_engine(args)
+    try:
+        times = asyncio.run(run(d3d, args))
+    finally:
+        d3d.close()  # drains the pipeline; outside the app's event loop (the engine runs its own)
+        shutil.rmtree(work, ignore_errors=True)
     report(times, f"{where} · n={args.n:,} · workers={args.workers}")
 
 

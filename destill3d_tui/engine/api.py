@@ -146,6 +146,11 @@ class DbAPI:
         label, min_confidence, license, commercial, derivatives, tags, text, since, until."""
         return self._service.query(limit=limit, offset=offset, order=order, filter=filter, **filters)
 
+    def page(self, after_key: tuple[Any, str] | None = None, limit: int = 100,
+             filter: SnapshotFilter | None = None) -> list[SnapshotRow]:
+        """The rows after ``after_key`` ((processed_at, snapshot_id) of the last shown), newest first."""
+        return self._service.page(after_key, limit, filter)
+
     def count(self, filter: SnapshotFilter | None = None, **filters: Any) -> int:
         return self._service.count(filter, **filters)
 

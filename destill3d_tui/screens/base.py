@@ -29,6 +29,11 @@ def changes_counts(events: Iterable[Event]) -> bool:
     return any(isinstance(e, ItemStored | ItemFailed) for e in events)
 
 
+def row_key(row: Any) -> tuple[Any, str]:
+    """Where the page after ``row`` starts in the store's newest-first order (``db.page``'s ``after_key``)."""
+    return (row.processed_at, row.snapshot_id)
+
+
 def mode_footer() -> Footer:
     """The footer every mode shares: compact, so the modes and a screen's main keys fit 80 columns
     (F1 lists every key, ctrl+p runs any of them by name)."""

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Header, Input, Label, Static, TabbedConte
 from ..engine.store.filters import FilterError, SnapshotFilter
 from ..widgets.bars import BarChart
 from ..widgets.text import human_bytes, plain
-from .base import EngineScreen, mode_footer
+from .base import EngineScreen, mode_footer, row_key
 
 PAGE_SIZE = 100
 """Rows fetched per page: one LIMIT/OFFSET query, so a million rows never reach the widget."""
@@ -45,6 +45,7 @@ class DatabaseScreen(EngineScreen):
     def __init__(self) -> None:
         super().__init__()
         self.page = 0
+        self.page_after: list[Any] = [None]  # the key each page starts after: pages are read by key, not OFFSET
         self.total = 0
         self.filters = SnapshotFilter()
 
@@ -75,7 +76,7 @@ class DatabaseScreen(EngineScreen):
         self.query_one("#db-results", DataTable).focus()
 
     def on_screen_resume(self) -> None:
-        self.filters, self.page = self.read_form(), 0
+        self.filters, self.page, self.page_after = self.read_form(), 0, [None]
         self.fetch_page()
         self.load_stats()
 
@@ -98,7 +99,7 @@ class DatabaseScreen(EngineScreen):
 
     @on(Input.Submitted, ".db-filter")
     def action_run_query(self) -> None:
-        self.filters, self.page = self.read_form(), 0
+        self.filters, self.page, self.page_after = self.read_form(), 0, [None]
         self.fetch_page()
         self.query_one(TabbedContent).active = "tab-results"
 
@@ -109,8 +110,12 @@ class DatabaseScreen(EngineScreen):
         flt, offset = self.filters, self.page * PAGE_SIZE
         self.query_one("#db-status", Static).update("querying…")
         self.ask("count", lambda d3d: d3d.db.count(flt), title="Could not count the results", modal=True)
-        self.ask("rows", lambda d3d: d3d.db.query(filter=flt, limit=PAGE_SIZE, offset=offset),
-                 title="Query failed", modal=True)
+        after = self.page_after[self.page]
+        if self.bridge.has("db.page"):
+            self.ask("rows", lambda d3d: d3d.db.page(after, PAGE_SIZE, flt), title="Query failed", modal=True)
+        else:
+            self.ask("rows", lambda d3d: d3d.db.query(filter=flt, limit=PAGE_SIZE, offset=offset),
+                     title="Query failed", modal=True)
 
     def recount(self) -> None:
         """Live: the match count follows stored items; the rows shown stay until the next query."""
@@ -131,6 +136,9 @@ class DatabaseScreen(EngineScreen):
                           plain(r.original_format), plain(r.license_spdx or r.license or "?"),
                           plain(r.point_count), plain(human_bytes(r.snapshot_bytes)), key=r.snapshot_id)
         self.rows_shown = len(rows)
+        del self.page_after[self.page + 1:]
+        if rows:
+            self.page_after.append(row_key(rows[-1]))
         self._status()
 
     def _status(self) -> None:
@@ -144,8 +152,8 @@ class DatabaseScreen(EngineScreen):
 
     def action_page(self, delta: int) -> None:
         pages = max((self.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-        new = min(max(self.page + delta, 0), pages - 1)
-        if new != self.page:
+        new = min(max(self.page + delta, 0), pages - 1, len(self.page_after) - 1)
+        if new != self.page:  # one page at a time: the next page's key comes with this page's rows
             self.page = new
             self.fetch_page()
 

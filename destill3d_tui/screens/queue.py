@@ -33,6 +33,9 @@ PAGE_SIZE = 200
 """Rows per page of the queue table: a screenful many times over, still instant to rebuild."""
 REFRESH_S = 1.0
 """Counts and the visible page are re-read at most once a second while events arrive."""
+STATS_S = 15.0
+"""The byte totals (a scan of the whole snapshots table) are re-read at most this often; the session's
+stored/failed counts beside them come from events and stay live."""
 STAGE_FILTERS = (None, *STAGE_ORDER)
 TABS = {"tab-queue": "Queue", "tab-active": "Active", "tab-failures": "Failures", "tab-rates": "Rates"}
 """Tab ids and their names; keys 1-4 open them."""
@@ -63,6 +66,7 @@ class QueueScreen(EngineScreen):
         self.total_in_view = 0
         self._last_refresh = 0.0
         self._refresh_pending = False
+        self._stats_at = -STATS_S
         self._priority_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
@@ -117,7 +121,8 @@ class QueueScreen(EngineScreen):
                  title="Could not read the queue")
         self.ask("failures", lambda d3d: d3d.queue.list(stage="failed", limit=PAGE_SIZE),
                  title="Could not read the failures")
-        if self.bridge.has("db.stats"):
+        if self.bridge.has("db.stats") and time.monotonic() - self._stats_at >= STATS_S:
+            self._stats_at = time.monotonic()
             self.ask("stats", lambda d3d: d3d.db.stats(), title="Could not read the totals")
         if self.bridge.has("acquire"):
             self.ask("rates", lambda d3d: d3d.acquire.rate_status(), title="Could not read the rate budgets")

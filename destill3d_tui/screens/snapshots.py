@@ -20,7 +20,7 @@ from ..widgets.bars import confidence_line
 from ..widgets.depth_view import DepthView
 from ..widgets.pointcloud import PointCloudView
 from ..widgets.text import human_bytes, plain
-from .base import EngineScreen, mode_footer
+from .base import EngineScreen, mode_footer, row_key
 
 TABS = {"tab-cloud": "Cloud", "tab-features": "Features", "tab-predictions": "Predictions",
         "tab-provenance": "Source", "tab-similar": "Similar", "tab-views": "Views"}
@@ -45,6 +45,7 @@ class SnapshotsScreen(EngineScreen):
     def __init__(self) -> None:
         super().__init__()
         self.page = 0
+        self.page_after: list[Any] = [None]  # the key each page starts after: pages are read by key, not OFFSET
         self.filter_text = ""
         self.current: Any = None
         self.rows: dict[str, Any] = {}
@@ -100,8 +101,12 @@ class SnapshotsScreen(EngineScreen):
             self.query_one("#snap-count", Static).update(f"filter: {exc}")
             return
 
+        after, keyset = self.page_after[self.page], self.bridge.has("db.page")
+
         def fetch(d3d: Any) -> tuple[list[Any], int]:
-            return d3d.db.query(filter=flt, limit=LIST_PAGE, offset=offset), d3d.db.count(flt)
+            rows = d3d.db.page(after, LIST_PAGE, flt) if keyset else \
+                d3d.db.query(filter=flt, limit=LIST_PAGE, offset=offset)
+            return rows, d3d.db.count(flt)
 
         self.ask("list", fetch, title="Could not list the snapshots")
 
@@ -126,6 +131,9 @@ class SnapshotsScreen(EngineScreen):
     def got_list(self, result: tuple[list[Any], int]) -> None:
         rows, self.total = result
         self.shown = len(rows)
+        del self.page_after[self.page + 1:]
+        if len(rows) == LIST_PAGE:  # a full page: there may be a next one, starting after its last row
+            self.page_after.append(row_key(rows[-1]))
         table = self.query_one("#snap-list", DataTable)
         previous = self.current.snapshot_id if self.current is not None else None
         table.clear()
@@ -143,7 +151,7 @@ class SnapshotsScreen(EngineScreen):
     @on(Input.Submitted, "#snap-filter")
     @on(Input.Changed, "#snap-filter")
     def _filter(self, event: Input.Changed | Input.Submitted) -> None:
-        self.filter_text, self.page = event.value.strip(), 0
+        self.filter_text, self.page, self.page_after = event.value.strip(), 0, [None]
         self.load_list()
         if isinstance(event, Input.Submitted):
             self.query_one("#snap-list", DataTable).focus()
@@ -263,8 +271,10 @@ class SnapshotsScreen(EngineScreen):
         self.query_one(TabbedContent).active = tab
 
     def action_page(self, delta: int) -> None:
-        self.page = max(self.page + delta, 0)
-        self.load_list()
+        new = min(max(self.page + delta, 0), len(self.page_after) - 1)
+        if new != self.page:  # one page at a time: the next page's key comes with this page's rows
+            self.page = new
+            self.load_list()
 
 
 def _percent(confidence: float | None) -> str:

@@ -242,3 +242,43 @@ async def test_a_running_search_says_so_and_escape_cancels_it(slow_search: Desti
         await app.workers.wait_for_complete()  # the answer came after the cancel: dropped
         await pilot.pause(0.1)
         assert screen.query_one("#results", DataTable).row_count == 0
+
+
+def copy_rows(d3d: Destill3D, n: int) -> None:
+    """``n`` SQL copies of one stored snapshot's row, 40 of them sharing one processed_at (ties)."""
+    columns = [row[1] for row in d3d.store.execute("PRAGMA table_info(snapshots)").fetchall()]
+    varied = {"snapshot_id": "printf('%08x-0000-4000-8000-%012x', i, i)", "model_id": "'copy:' || i",
+              "title": "'copy ' || i", "original_file_hash": "printf('%064x', i)",
+              "processed_at": "datetime('2026-01-01', '+' || MAX(i, 40) || ' seconds')"}
+    select = ", ".join(varied.get(c, c) for c in columns)
+    with d3d.store.atomic():
+        d3d.store.execute(
+            f"WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < {n}) "
+            f"INSERT INTO snapshots ({', '.join(columns)}) SELECT {select} FROM seq, "
+            f"(SELECT * FROM snapshots WHERE title = 'teapot')")
+
+
+async def test_pages_are_read_by_key_in_the_query_order(seeded: Destill3D) -> None:
+    from destill3d_tui.engine.store.filters import SnapshotFilter
+
+    copy_rows(seeded, 246)  # 250 in all: pages of 100, 100, 50 on F5
+    for flt in (SnapshotFilter(), SnapshotFilter(text="copy 1")):
+        expected = [r.snapshot_id for r in seeded.db.query(limit=1000, filter=flt)]
+        walked, after = [], None
+        while rows := seeded.db.page(after, 37, flt):
+            walked += [r.snapshot_id for r in rows]
+            after = (rows[-1].processed_at, rows[-1].snapshot_id)
+        assert walked == expected
+    app = make_app(seeded, initial_mode="database")
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one("#db-results", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 100 and app.screen.total == 250)
+        await pilot.press("right_square_bracket")
+        await wait_for(pilot, lambda: app.screen.page == 1 and len(app.screen.page_after) == 3)
+        await pilot.press("right_square_bracket")
+        await wait_for(pilot, lambda: app.screen.page == 2 and table.row_count == 50)
+        third = [r.snapshot_id for r in seeded.db.query(limit=100, offset=200)]
+        assert [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(50)] == third
+        await pilot.press("right_square_bracket", "left_square_bracket")
+        await wait_for(pilot, lambda: app.screen.page == 1 and table.row_count == 100)
+        await app.workers.wait_for_complete()

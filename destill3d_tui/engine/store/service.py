@@ -355,6 +355,22 @@ class StoreService:
         rows = self.store.execute(sql, [*params, int(limit), int(offset)]).fetchall()
         return [_snapshot_row(row) for row in rows]
 
+    def page(self, after_key: tuple[Any, str] | None = None, limit: int = 100,
+             filter: SnapshotFilter | None = None) -> list[SnapshotRow]:
+        """The ``limit`` snapshots after ``after_key`` in :meth:`query`'s newest-first order.
+
+        ``after_key`` is ``(processed_at, snapshot_id)`` of the last row already shown (None: the
+        first page). Keyset pagination: page 500 reads what page 1 does, where OFFSET skips rows.
+        """
+        where, params = where_sql(self.store, SnapshotFilter.coerce(filter))
+        if after_key is not None:
+            when, sid = db_value(self.store, after_key[0]), after_key[1]
+            where += " AND (processed_at < ? OR (processed_at = ? AND snapshot_id > ?))"
+            params = [*params, when, when, sid]
+        sql = (f"SELECT {', '.join(_ROW_FIELDS)} FROM snapshots WHERE {where} "
+               f"ORDER BY {_ORDERS['processed_at']}, snapshot_id LIMIT ?")
+        return [_snapshot_row(row) for row in self.store.execute(sql, [*params, int(limit)]).fetchall()]
+
     def count(self, filter: SnapshotFilter | None = None, **filters: Any) -> int:
         """How many snapshots the filter selects (the same WHERE as :meth:`query` and exports)."""
         where, params = where_sql(self.store, SnapshotFilter.coerce(filter, **filters))

@@ -86,3 +86,15 @@ def test_rebuild_is_a_maintenance_command(store: Store, tmp_path: Path, monkeypa
     assert (model, count) == ("m1", 50) and seconds >= 0
     assert list((tmp_path / "home").rglob("*emb-m1.faissidx"))
     assert service.embedding_index("m1").reconcile().unchanged
+
+
+def test_cli_index_rebuild(store: Store, tmp_path: Path, monkeypatch, capsys) -> None:
+    import json
+
+    from destill3d_tui.cli import main
+
+    monkeypatch.setenv("DESTILL3D_HOME", str(tmp_path / "home"))
+    _insert_embeddings(store, [f"s{i:04d}" for i in range(20)], _vectors(20, 11))
+    assert main(["--db", str(tmp_path / "d3d.db"), "db", "index", "rebuild", "--json"]) == 0
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+    assert line["model"] == "m1" and line["vectors"] == 20

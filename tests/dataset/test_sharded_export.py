@@ -237,3 +237,15 @@ def test_webdataset_members_are_what_numpy_and_tarfile_write(tmp_path: Path) -> 
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             [member] = tar.getmembers()
             assert (member.name, member.size, tar.extractfile(member).read()) == (name, size, data)
+
+
+def test_cli_export_shards_and_reports_its_rate(big, tmp_path: Path, capsys) -> None:
+    from destill3d_tui.cli import main
+
+    service, _, _ = big
+    db = service.store.database.database
+    code = main(["--db", db, "db", "export", "--format", "webdataset", "--output", str(tmp_path / "w"),
+                 "--platform", "github", "--shard-rows", "100"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and f"exported {N // 4} objects" in out and "/s)" in out
+    assert len(list((tmp_path / "w").glob("train-*-of-00004.tar"))) == 4  # 320 train objects, 100 a shard

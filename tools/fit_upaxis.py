@@ -57,7 +57,7 @@ def features_and_truth(pts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarr
     return np.stack(feats), np.asarray(truth)
 
 
-def fit(feats: np.ndarray, truth: np.ndarray, hidden: int = 32, epochs: int = 300, seed: int = 0) -> dict:
+def fit(feats: np.ndarray, truth: np.ndarray, hidden: int = 64, epochs: int = 300, seed: int = 0) -> dict:
     """A small MLP scoring each candidate; trained on the softmax over the six (full batch, Adam)."""
     import torch
 
@@ -83,10 +83,28 @@ def scores(model: dict, feats: np.ndarray) -> np.ndarray:
     return np.maximum(x @ model["w1"] + model["b1"], 0) @ model["w2"] + model["b2"]
 
 
+def judged(model_id: str, pts: np.ndarray, geo: np.ndarray, truth: np.ndarray) -> dict:
+    """Up found on the validation shapes with the classifier judging the geometry's shortlist,
+    for several weights of its log-confidence (the engine's upaxis.JUDGE_WEIGHT is chosen here)."""
+    from destill3d_tui.engine.classify.inference import OnnxClassifier
+    from destill3d_tui.engine.classify.registry import ModelRegistry
+
+    clf = OnnxClassifier(ModelRegistry().get(model_id), device="cpu")
+    rng, rots = np.random.default_rng(2), cube_rotations()  # the same draws as features_and_truth(seed=2)
+    short = np.argsort(-geo, axis=1, kind="stable")[:, : upaxis.SHORTLIST]
+    conf = np.full(geo.shape, -np.inf)
+    for i, p in enumerate(pts):
+        laid, _ = lay(p, rng, rots)
+        conf[i, short[i]] = clf._judge_up(laid, [upaxis.SIGNED[k] for k in short[i]])
+    return {f"weight {w}": round(float(((geo + w * conf).argmax(1) == truth).mean()), 4)
+            for w in (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-shapes", type=int, default=0, help="0 = the whole training split")
-    ap.add_argument("--hidden", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--judge", default="", help="model id: also measure geometry + the classifier's confidence")
     ap.add_argument("--cache", type=Path, default=None, help="npz to keep the computed cues in (refits are quick)")
     args = ap.parse_args()
     data = np.load(DATA)
@@ -111,6 +129,8 @@ def main() -> None:
     per_class = {classes[c]: round(float(right[labels[va] == c].mean()), 3) for c in np.unique(labels[va])}
     worst = dict(sorted(per_class.items(), key=lambda kv: kv[1])[:6])
     print(f"wrote {upaxis.SCORER_FILE}")
+    if args.judge:
+        print(json.dumps(judged(args.judge, pts[va], scores(model, fva), tva)))
     print(json.dumps({"val_shapes": len(va), "val_up_found": round(float(right.mean()), 4),
                       "val_axis_found_any_sign": round(float(axis_only.mean()), 4),
                       "train_up_found": round(float((scores(model, ftr).argmax(1) == ttr).mean()), 4),

@@ -249,3 +249,16 @@ def test_cli_export_shards_and_reports_its_rate(big, tmp_path: Path, capsys) -> 
     out = capsys.readouterr().out
     assert code == 0 and f"exported {N // 4} objects" in out and "/s)" in out
     assert len(list((tmp_path / "w").glob("train-*-of-00004.tar"))) == 4  # 320 train objects, 100 a shard
+
+
+def test_a_damaged_blob_is_left_out_and_counted(store: Store, family_snapshots: dict[str, list[Snapshot]],
+                                                tmp_path: Path) -> None:  # fmt: skip
+    from .conftest import store_snapshot
+
+    ids = [store_snapshot(store, s, label="vase", license_spdx="MIT") for s in family_snapshots["teapot"]]
+    store.execute("UPDATE snapshots SET snapshot_data = ? WHERE snapshot_id = ?", (b"D3D\x01\x00not lz4", ids[1]))
+    result = DatasetService(store).export("webdataset", tmp_path / "w", split="1:0:0")
+    assert result.count == 2 and result.skipped == {"snapshot unreadable (damaged blob)": 1}
+    index = json.loads((tmp_path / "w" / "index.json").read_text())
+    assert [s["rows"] for s in index["splits"]["train"]] == [2]
+    assert set(_webdataset(tmp_path / "w")) == {ids[0], ids[2]}

@@ -124,6 +124,7 @@ async def measure(app: Any, pilot: Any, repeat: int) -> dict[str, list[float]]:
                     await result
                 await settle(app, pilot)
             times.setdefault(name, []).append(await timed(app, pilot, keys))
+            print(f"  {name}: {times[name][-1]:.1f} ms", flush=True)  # a run cut short still reports
             if after:
                 await pilot.press(*after)
                 await settle(app, pilot)
@@ -133,6 +134,7 @@ async def measure(app: Any, pilot: Any, repeat: int) -> dict[str, list[float]]:
 
     for mode_key in ("f3", "f4", "f5", "f2"):  # first visits, then switches
         times.setdefault(f"{mode_key} first visit", []).append(await timed(app, pilot, (mode_key,)))
+        print(f"  {mode_key} first visit: {times[f'{mode_key} first visit'][-1]:.1f} ms", flush=True)
     for mode_key, other in (("f2", "f5"), ("f3", "f2"), ("f4", "f3"), ("f5", "f4")):
         await key(mode_key, (mode_key,), before=lambda other=other: go(other))
     await go("f3")

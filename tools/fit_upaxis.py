@@ -96,7 +96,8 @@ def judged(model_id: str, pts: np.ndarray, geo: np.ndarray, truth: np.ndarray) -
     for i, p in enumerate(pts):
         laid, _ = lay(p, rng, rots)
         conf[i, short[i]] = clf._judge_up(laid, [upaxis.SIGNED[k] for k in short[i]])
-    return {f"weight {w}": round(float(((geo + w * conf).argmax(1) == truth).mean()), 4)
+    return {f"weight {w}": round(float(((geo + np.where(np.isinf(conf), -np.inf, w * conf)).argmax(1) == truth).mean()),
+                                   4)
             for w in (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)}  # fmt: skip
 
 

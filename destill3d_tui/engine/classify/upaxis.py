@@ -44,7 +44,7 @@ PRINT_BED_PLATFORMS = frozenset({"thingiverse", "printables", "myminifactory", "
 PRINT_BED_FORMATS = frozenset({"STL", "3MF"})
 PRINT_BED_PRIOR = 2.0  # logit bonus of +z for print-bed files: the geometry overrides it only when clearly surer
 
-JUDGE_WEIGHT = 1.0  # weight of the classifier's log-confidence against the geometry's score
+JUDGE_WEIGHT = 3.0  # the classifier's log-confidence against the geometry's score (fit_upaxis --judge: 0.876 vs 0.852)
 SHORTLIST = 3  # candidates the classifier judges (the geometry's best): 3 extra passes, not 6
 BINS = 10  # height bins of the profile cue
 SCORER_FILE = Path(__file__).resolve().parent / "models" / "upaxis_scorer.npz"  # tools/fit_upaxis.py writes it

@@ -29,6 +29,7 @@ CHROMIUM = Path(os.environ.get("DESTILL3D_CHROMIUM", "/usr/bin/chromium"))
 LIGHT_SETTINGS = ("extraction.target_points=256", "classification.enabled=false", "pipeline.workers=1")
 """The sessions' and the headless run's settings: small clouds, no classifier, one worker (2 cores)."""
 START_S, DRAW_S = 20.0, 30.0
+ARTEFACTS_DIR = os.environ.get("D3D_TEST_ARTEFACTS")  # not DESTILL3D_*: those are settings
 
 
 @dataclass
@@ -121,8 +122,14 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Screenshots: kept (pytest keeps its last temp dirs), never committed."""
-    return tmp_path_factory.mktemp("browser-artefacts")
+    """Screenshots, never committed: in $D3D_TEST_ARTEFACTS when set (CI keeps that folder),
+    else in pytest's temp dir (it keeps the last three runs)."""
+    folder = ARTEFACTS_DIR
+    if not folder:
+        return tmp_path_factory.mktemp("browser-artefacts")
+    path = Path(folder) / "browser"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def screen_text(page: object) -> str:

@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="serve the app to web browsers (one app per session)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8566, help="port (default 8566)")
+    # the global --db, also accepted after `serve` (SUPPRESS: absent here, the global one stands)
+    parser.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
+                        help="database the sessions open: a SQLite path or postgresql://...")
     parser.add_argument("--token", metavar="T", default=None,
                         help="access token (default: $DESTILL3D_SERVE_TOKEN; generated when the bind is not loopback)")
     parser.add_argument("--require-token", action="store_true",

@@ -15,7 +15,7 @@ import aiohttp
 import psutil
 import pytest
 
-from destill3d_tui.serve import COOKIE, TOKEN_ENV, choose_token, is_loopback, token_matches
+from destill3d_tui.serve import COOKIE, TOKEN_ENV, choose_token, is_loopback, session_command, token_matches
 
 from .conftest import serving, title_line, wait_for_screen
 
@@ -64,6 +64,19 @@ def test_the_token_rule() -> None:
     assert choose_token("0.0.0.0", "mine") == "mine"
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org") and is_loopback("[::1]")
     assert token_matches("abc", "abc") and not token_matches("abc", "abd") and not token_matches("abc", None)
+
+
+def test_serve_takes_the_database_before_or_after_its_name() -> None:
+    from destill3d_tui.cli import build_parser
+    from destill3d_tui.commands.serve import session_args
+
+    parser = build_parser()
+    assert parser.parse_args(["serve", "--db", "a.db"]).db == "a.db"
+    assert parser.parse_args(["--db", "b.db", "serve", "--port", "9000"]).db == "b.db"
+    args = parser.parse_args(["--set", "pipeline.workers=1", "serve"])
+    line = session_command(session_args(args, "sqlite:////data/x y.db"))
+    assert line.startswith("exec ") and "destill3d_tui.serve_session" in line
+    assert "'sqlite:////data/x y.db'" in line and "pipeline.workers=1" in line
 
 
 def test_the_app_in_chromium(seeded_db: Path, tmp_path: Path, browser, artefacts: Path) -> None:

@@ -2,6 +2,10 @@
 
 Loopback by default; any other bind needs an access token (``--token``, ``DESTILL3D_SERVE_TOKEN``,
 or one generated and printed at start). See :mod:`destill3d_tui.serve` for the gate.
+
+Exit status after SIGTERM or SIGINT is 0, not 143/130 as for ``--headless``: the server has no
+work of its own to leave unfinished, and it returns only once every session's app has quit
+(their engines drained and closed), which is the outcome a service manager should see as clean.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -64,6 +66,13 @@ def test_the_token_rule() -> None:
     assert choose_token("0.0.0.0", "mine") == "mine"
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org") and is_loopback("[::1]")
     assert token_matches("abc", "abc") and not token_matches("abc", "abd") and not token_matches("abc", None)
+
+
+def test_the_server_process_does_not_load_textual() -> None:
+    """The server only relays: each session's app imports Textual in its own process."""
+    code = ("import sys, destill3d_tui.commands.serve, destill3d_tui.serve as s;"
+            "s.build_web_app('true', s.ServeOptions()); assert 'textual' not in sys.modules, 'textual loaded'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_serve_takes_the_database_before_or_after_its_name() -> None:

@@ -236,6 +236,9 @@ def onnx_logits(path: Path, pts: np.ndarray, batch: int = 64) -> np.ndarray:
 def card_markdown(card: dict, notes: str = "") -> str:
     """A human-readable card beside the machine-readable TOML (same figures)."""
     m, i, c, t = card["metrics"], card["input"], card["calibration"], card["training"]
+    turned_note = " turned at random" if i.get("canonical") else ""
+    int8_row = (f"| int8 graph (CPU default) | {m['val_overall_accuracy_int8']:.4f} | "
+                f"{m['val_mean_class_accuracy_int8']:.4f} |")
     return f"""# {card["name"]} (`{card["model_id"]}`)
 
 Machine-readable card: `{card["model_id"]}.toml` (the registry reads that one; this page repeats it).
@@ -248,8 +251,8 @@ ModelNet40 training split as 1024-point clouds ({t["data"]}). {m["split"]}.
 - {i["points"]} points, xyz only (no normals), up axis **{i["up_axis"]}**.
 - Normalisation: {i["normalisation_detail"]}.
 - The engine reduces a snapshot's points to {i["points"]} by farthest point sampling (first pick: the point
-  farthest from the centroid) and converts the up axis first (glTF y-up -> z-up; unknown: the most confident
-  of x/y/z, recorded in `processing.transforms`).
+  farthest from the centroid) and converts the up axis first (glTF y-up -> z-up; unknown: estimated by
+  `engine/classify/upaxis.py`, recorded in `processing.transforms`).
 - `{card["file"]}` takes points in any order (FPS centroids and kNN grouping are plain ops in the graph);
   `{card["fast_file"]}` is the same weights for FPS-ordered input (what the engine feeds on CUDA and with
   `classification.precision = "fp32"`); outputs are equal.
@@ -263,11 +266,9 @@ ModelNet40 training split as 1024-point clouds ({t["data"]}). {m["split"]}.
 | | overall accuracy | mean per-class accuracy |
 | --- | --- | --- |
 | single pass | {m["val_overall_accuracy"]:.4f} | {m["val_mean_class_accuracy"]:.4f} |
-| TTA 3 rotations | {m["val_overall_accuracy_tta3"]:.4f} | {m["val_mean_class_accuracy_tta3"]:.4f} |
-| TTA 5 rotations | {m["val_overall_accuracy_tta5"]:.4f} | {m["val_mean_class_accuracy_tta5"]:.4f} |
-| int8 graph (CPU default) | {m["val_overall_accuracy_int8"]:.4f} | {m["val_mean_class_accuracy_int8"]:.4f} |
+{extra_rows(m)}{int8_row}
 
-Calibration: temperature {c["temperature"]} fitted on the validation split; ECE (15 bins)
+Calibration: temperature {c["temperature"]} fitted on the validation split{turned_note}; ECE (15 bins)
 {c["ece_before"]} before, {c["ece_after"]} after.
 ONNX vs torch max abs difference: {m["onnx_max_abs_diff_vs_torch"]:.1e}.
 
@@ -277,6 +278,20 @@ the validation split); then
 `tools/export_classifier.py` for the export, calibration and this card.
 Architecture: compact PointNet++ with kNN grouping (`pn2knn`), {card["parameters"]} parameters.
 """ + (f"\n{notes.strip()}\n" if notes.strip() else "") + zero_shot_markdown(card.get("zero_shot"))
+
+
+def extra_rows(m: dict) -> str:
+    """TTA rows (measured only for models without a canonical frame) and the turned rows."""
+    rows = ""
+    for n in (3, 5):
+        if m.get(f"val_overall_accuracy_tta{n}") == m.get(f"val_overall_accuracy_tta{n}"):  # not NaN
+            rows += (f"| TTA {n} rotations | {m[f'val_overall_accuracy_tta{n}']:.4f} | "
+                     f"{m[f'val_mean_class_accuracy_tta{n}']:.4f} |\n")  # fmt: skip
+    if "val_overall_accuracy_turned" in m:
+        rows += (f"| every shape turned at random about z | {m['val_overall_accuracy_turned']:.4f} | "
+                 f"{m['val_mean_class_accuracy_turned']:.4f} |\n| int8, turned | "
+                 f"{m['val_overall_accuracy_int8_turned']:.4f} | {m['val_mean_class_accuracy_int8_turned']:.4f} |\n")
+    return rows
 
 
 def canonical_line(i: dict) -> str:

@@ -78,7 +78,8 @@ class DatabaseScreen(EngineScreen):
     def on_screen_resume(self) -> None:
         self.filters, self.page, self.page_after = self.read_form(), 0, [None]
         self.fetch_page()
-        self.load_stats()
+        if self.query_one(TabbedContent).active == "tab-stats":  # a whole-table scan: only when shown
+            self.load_stats()
 
     # ------------------------------------------------------------ query and paging
 
@@ -177,8 +178,16 @@ class DatabaseScreen(EngineScreen):
         self.query_one("#db-results", DataTable).focus()
 
     def action_show_stats(self) -> None:
-        self.query_one(TabbedContent).active = "tab-stats"
-        self.load_stats()
+        tabs = self.query_one(TabbedContent)
+        if tabs.active == "tab-stats":
+            self.load_stats()  # already shown: s reads them again
+        tabs.active = "tab-stats"
+
+    @on(TabbedContent.TabActivated, "#db-tabs")
+    def _tab_shown(self) -> None:
+        """The charts are read when their tab is shown (by key or mouse), not on every visit to F5."""
+        if self.query_one(TabbedContent).active == "tab-stats":
+            self.load_stats()
 
     def load_stats(self) -> None:
         if self.bridge.has("db.stats"):

@@ -36,7 +36,7 @@ LABELS = ("chair", "table", "vase", "lamp", "airplane", "car", "guitar", "bottle
 PLATFORMS = ("thingiverse", "sketchfab", "local", "cults3d")
 FORMATS = ("STL", "OBJ", "PLY", "STEP")
 GOAL_MS = 100.0
-IGNORED_GROUPS = ("lifecycle", "memory")
+IGNORED_GROUPS = ["lifecycle", "memory"]
 """Worker groups that are not the screen's answer to a key (the pipeline's start and drain)."""
 
 
@@ -209,7 +209,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15, help="presses per key")
     parser.add_argument("--workers", type=int, default=2, help="extraction workers running meanwhile (0: none)")
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose destill3d_tui is measured")
+    parser.add_argument("--ignore", action="append", default=[],
+                        help="a worker group not waited for (the old F4 searched similar models on every row)")
     args = parser.parse_args()
+    IGNORED_GROUPS.extend(args.ignore)
     sys.path.insert(0, str(args.code.resolve()))
     import destill3d_tui
 

@@ -85,7 +85,8 @@ def test_classify_all_then_cli_json(stored: tuple[Path, list[str]], capsys: pyte
         assert d3d.store.Embeddings.select().count() == len(ids)
     assert main(["--db", str(db), "classify", "snapshot", ids[1][:8], "--top-k", "2", "--json"]) == 0
     out = _lines(capsys.readouterr().out)[0]
-    assert len(out["predictions"]) == 2 and out["predictions"][0]["model_name"] == MODEL_ID
+    led_by_unknown = out["predictions"][0]["label"] == "unknown"  # then the 2 best guesses follow it
+    assert len(out["predictions"]) == 2 + led_by_unknown and out["predictions"][0]["model_name"] == MODEL_ID
 
 
 def test_file_predictions_show_in_snapshot_show(tmp_path: Path, snapshots: list[Snapshot],

@@ -230,6 +230,8 @@ class SnapshotsScreen(EngineScreen):
             self.query_one("#similar-note", Static).update(found)
             return
         for snap, score in found:
+            if snap.snapshot_id in table.rows:  # two rows holding one blob (copied rows) list it once
+                continue
             top = snap.top_prediction()
             table.add_row(plain(f"{score:.3f}"), plain(snap.provenance.title or snap.model_id),
                           plain(top.label if top else "–"), key=snap.snapshot_id)

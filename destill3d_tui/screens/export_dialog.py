@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..engine.store.filters import SnapshotFilter
     from ..live import LiveState
 
-FORMATS = ("hdf5", "numpy", "parquet", "tfrecord", "modelnet")
+FORMATS = ("hdf5", "numpy", "parquet", "webdataset", "tfrecord", "modelnet")
 POLICIES = ("research", "commercial", "any")
 
 

@@ -27,3 +27,7 @@ bench: $(STAMP)
 	$(PY) bench/pipeline.py
 	$(PY) bench/classify.py
 	$(PY) bench/search.py
+	$(PY) bench/scale.py
+	$(PY) bench/killsafe.py
+	$(PY) bench/bigcloud.py
+	$(PY) bench/tui.py

@@ -108,7 +108,9 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError(f"serve did not listen within {START_S} s:\n{log.read_text(errors='replace')}")
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an asyncio loop marked running on this thread while it
+# lives, and every later test that closes a pipeline loop from the main thread would see it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     assert CHROMIUM.exists(), f"{CHROMIUM} missing: run scripts/ensure_chromium.sh (make test does)"
     from playwright.sync_api import sync_playwright

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import queue as queue_mod
@@ -141,20 +142,21 @@ class Pipeline(_StagesMixin, _WriterMixin):
         self._set_state("stopped")
 
     def _close_loop(self) -> None:
-        """Close adapters, stop the loop, and leave no task pending ("Task was destroyed ...")."""
+        """Close adapters, stop the loop, and leave no task pending ("Task was destroyed ...").
+
+        The clean-up runs on the loop's own thread: the caller may be inside another running
+        loop (a Textual app, a test's loop), where ``run_until_complete`` is refused.
+        """
         loop = self._loop
         if loop is None:
             return
         self._close_adapters()
+        if loop.is_running():
+            done = asyncio.run_coroutine_threadsafe(_finish_tasks(), loop)
+            with contextlib.suppress(Exception):
+                done.result(timeout=LOOP_CLOSE_S + 5)
         loop.call_soon_threadsafe(loop.stop)
         self._threads[1].join()
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.wait(pending, timeout=LOOP_CLOSE_S))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
     def run_until_empty(self, cancel: threading.Event | None = None, watch: bool = False) -> RunSummary:
@@ -182,3 +184,16 @@ class Pipeline(_StagesMixin, _WriterMixin):
             raise self._fault
         self._summary.interrupted = interrupted
         return self._summary
+
+
+async def _finish_tasks() -> None:
+    """Cancel every other task on this loop, wait for them, then shut its generators and executor."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=LOOP_CLOSE_S)
+    loop = asyncio.get_running_loop()
+    await loop.shutdown_asyncgens()
+    await loop.shutdown_default_executor()

@@ -2,6 +2,9 @@
 VENV := .venv
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
+# Two pytest processes: many tests wait on shipped rate limits, servers and child processes,
+# so two at once on two cores finish the suite in far less time than one (same tests, same asserts).
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint bench setup
 
@@ -17,7 +20,7 @@ test: $(STAMP)
 	./scripts/ensure_postgres.sh
 	./scripts/ensure_chromium.sh
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -82,7 +82,11 @@ async def test_f4_tabs_and_arrows_move_the_list_not_the_cloud(seeded: Destill3D)
         await app.workers.wait_for_complete()
 
 
-async def test_help_and_palette_name_keys_not_internals(seeded: Destill3D) -> None:
+async def test_help_and_palette_name_keys_not_internals(seeded: Destill3D, monkeypatch: pytest.MonkeyPatch) -> None:
+    from destill3d_tui.engine.acquire import rate
+
+    # rate buckets live for the process: tests that ran before in it used fake platforms
+    monkeypatch.setattr(rate, "_BUCKETS", {})
     app = make_app(seeded, initial_mode="queue")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()

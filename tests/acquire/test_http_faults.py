@@ -10,6 +10,7 @@ import pytest
 
 from destill3d_tui.engine.acquire.base import RateLimit
 from destill3d_tui.engine.acquire.http import HttpClient
+from destill3d_tui.engine.acquire.platforms.sketchfab import SketchfabAdapter  # a shipped budget: 1/s
 from destill3d_tui.engine.errors import DownloadError, PlatformError, RateLimitError
 from destill3d_tui.engine.events import RateBudgetChanged
 from tests.acquire.conftest import quick_settings
@@ -18,7 +19,10 @@ from tests.fakes.server import FakeServer, Reply, json_reply, redirect
 PAYLOAD = bytes(range(256)) * 40  # 10 240 bytes
 
 
-def client_for(server: FakeServer, *extra_allow: str, limit: RateLimit = RateLimit(1000, 1), **acq: object):
+SHIPPED_LIMIT = SketchfabAdapter.default_rate_limit
+
+
+def client_for(server: FakeServer, *extra_allow: str, limit: RateLimit = SHIPPED_LIMIT, **acq: object):
     events: list[object] = []
     settings = quick_settings(server.hostport, *extra_allow, **acq)
     client = HttpClient(settings, emit=events.append)
@@ -314,7 +318,7 @@ def test_private_address_refused_unless_explicitly_allowed(server: FakeServer) -
     server.app = file_app
     settings = quick_settings()  # nothing explicitly allowed
     client = HttpClient(settings)
-    client.register("fake", rate_limit=RateLimit(10, 1), hosts=["127.0.0.1", "localhost"])
+    client.register("fake", rate_limit=SketchfabAdapter.default_rate_limit, hosts=["127.0.0.1", "localhost"])
     for url in ("http://127.0.0.1/x", "http://localhost/x", "http://[::1]/x", "http://169.254.169.254/latest"):
         with pytest.raises(DownloadError) as info:
             run(client.request("fake", "GET", url))

@@ -20,6 +20,7 @@ import pytest
 from destill3d_tui.engine.acquire import hostpolicy
 from destill3d_tui.engine.acquire.base import RateLimit, SearchFilters
 from destill3d_tui.engine.acquire.http import HttpClient
+from destill3d_tui.engine.acquire.platforms.sketchfab import SketchfabAdapter  # a shipped budget: 1/s
 from destill3d_tui.engine.acquire.registry import get_adapter
 from destill3d_tui.engine.config import PlatformSettings, Settings
 from destill3d_tui.engine.errors import AcquisitionError, DownloadError
@@ -119,7 +120,7 @@ def test_connection_goes_to_the_address_that_was_checked(two_hosts: tuple[FakeSe
     real_is_private = hostpolicy.is_private
     monkeypatch.setattr(hostpolicy, "is_private", lambda address: address != "127.0.0.2" and real_is_private(address))
     client = HttpClient(shipped())
-    client.register("fake", rate_limit=RateLimit(10, 1), hosts=[f"rebind.test:{public.port}"])
+    client.register("fake", rate_limit=SketchfabAdapter.default_rate_limit, hosts=[f"rebind.test:{public.port}"])
     response = asyncio.run(client.request("fake", "GET", f"http://rebind.test:{public.port}/x"))
     assert response.content == b"public"
     assert private.requests == [] and len(public.requests) == 1
@@ -135,7 +136,7 @@ def test_a_host_resolving_private_is_refused_before_connecting(two_hosts: tuple[
     monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: (
         [loopback] if host in ("rebind.test", b"rebind.test") else real_getaddrinfo(host, port, *a, **k)))
     client = HttpClient(shipped())
-    client.register("fake", rate_limit=RateLimit(10, 1), hosts=[f"rebind.test:{public.port}"])
+    client.register("fake", rate_limit=SketchfabAdapter.default_rate_limit, hosts=[f"rebind.test:{public.port}"])
     with pytest.raises(DownloadError) as info:
         asyncio.run(client.request("fake", "GET", f"http://rebind.test:{public.port}/x"))
     assert info.value.reason == "host_not_allowed"
@@ -156,7 +157,7 @@ def test_tls_is_verified_against_the_hostname_while_connecting_to_the_checked_ad
         monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: (
             [answer] if host in ("files.tls.test", b"files.tls.test") else real_getaddrinfo(host, port, *a, **k)))
         client = HttpClient(shipped(f"files.tls.test:{server.port}", f"wrong.tls.test:{server.port}"))
-        client.register("fake", rate_limit=RateLimit(10, 1), hosts=[])
+        client.register("fake", rate_limit=SketchfabAdapter.default_rate_limit, hosts=[])
         response = asyncio.run(client.request("fake", "GET", f"https://files.tls.test:{server.port}/x"))
         assert response.content == b"over tls" and names == ["files.tls.test"]
         # the certificate names files.tls.test only: the same address under another name is refused

@@ -31,7 +31,6 @@ def remote_engine(fake: FakeSketchfab, tmp_path: Path) -> Iterator[Destill3D]:
     settings = load_settings(None, {
         "database.url": f"sqlite:///{tmp_path / 'search.db'}",
         "platforms.sketchfab.base_url": fake.url,
-        "platforms.sketchfab.rate_limit": "200/s",
         "acquisition.allow_hosts": f"{fake.api.hostport},{fake.s3.hostport}",
         "acquisition.license_policy": "any",
     })

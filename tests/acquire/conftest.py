@@ -50,3 +50,11 @@ def platform_settings(
     settings = quick_settings(*allow, **acquisition)
     settings.platforms[platform] = PlatformSettings(base_url=base_url, rate_limit=rate)
     return settings
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rate buckets live for the process; each test starts from none (two test processes share files)."""
+    from destill3d_tui.engine.acquire import rate
+
+    monkeypatch.setattr(rate, "_BUCKETS", {})

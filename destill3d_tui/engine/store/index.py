@@ -42,6 +42,7 @@ from typing import Any, Protocol, runtime_checkable
 import faiss
 import numpy as np
 
+from .. import crashpoints
 from ..config import IndexSettings
 
 MAGIC = b"D3DIDX1\n"
@@ -89,10 +90,7 @@ class GrowingSource(VectorSource, Protocol):
         """How many rows the source holds."""
 
 
-def crash_point(name: str) -> None:
-    """Die here without cleanup when ``DESTILL3D_CRASH_AT`` names this point (crash tests)."""
-    if os.environ.get("DESTILL3D_CRASH_AT") == name:
-        os._exit(86)
+CRASH_EXIT = 86  # the exit status of a crash point in the index writer (crashpoints; tests/dataset/test_index.py)
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -249,7 +247,7 @@ class EmbeddingIndex:
     def save(self) -> None:
         """Write the index file now (patches are otherwise written at most every SAVE_EVERY_S)."""
         with self._lock:
-            crash_point("index.before_save")
+            crashpoints.reached("index.before_save", CRASH_EXIT)
             self._save()
             self._dirty = False
             self._saved_at = time.monotonic()
@@ -394,7 +392,7 @@ class EmbeddingIndex:
         with part.open("wb") as handle:
             handle.write(MAGIC + struct.pack("<QQ", len(head), len(blob)))
             handle.write(head)
-            crash_point("index.mid_write")
+            crashpoints.reached("index.mid_write", CRASH_EXIT)
             handle.write(blob)
             handle.flush()
             os.fsync(handle.fileno())

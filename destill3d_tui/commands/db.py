@@ -16,6 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     stats = sub.add_parser("stats", help="totals, by platform / format / stage, coverage, storage")
     stats.add_argument("--json", action="store_true", dest="json_output")
+    stats.add_argument("--recount", action="store_true",
+                       help="rebuild the running totals from the tables first (full scans; normally never needed)")
     stats.set_defaults(handler=show_stats)
 
     query = sub.add_parser("query", help="list stored snapshots matching filters")
@@ -42,7 +44,7 @@ def _percent(part: int, total: int) -> str:
 
 
 def show_stats(args: argparse.Namespace, ctx: CommandContext) -> int:
-    stats = ctx.engine().db.stats()
+    stats = ctx.engine().db.stats(recount=args.recount)
     if ctx.json_output:
         ctx.emit_json(stats)
         return 0

@@ -160,8 +160,15 @@ class DbAPI:
     def row(self, snapshot_id: str) -> dict[str, Any]:
         return self._service.row(snapshot_id)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, *, recount: bool = False) -> dict[str, Any]:
+        """Totals and breakdowns from the running totals (``recount``: rebuilt from the tables first)."""
+        if recount:
+            self._service.recount()
         return self._service.stats()
+
+    def totals(self) -> dict[str, Any]:
+        """Running counts and bytes (snapshots, queue by stage, downloaded/kept) without a table scan."""
+        return self._service.totals()
 
     def vacuum(self) -> None:
         self._service.vacuum()

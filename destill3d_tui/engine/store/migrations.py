@@ -152,7 +152,35 @@ CREATE INDEX IF NOT EXISTS idx_embeddings_model_created_id ON embeddings(model_i
 CREATE INDEX IF NOT EXISTS idx_snapshots_id_processed ON snapshots(snapshot_id, processed_at);
 """
 
-LATEST = 3
+# v4: running totals kept by triggers (see _totals_statements): `db stats`, the TUI's F3/F4
+# totals read a few dozen rows instead of scanning a million snapshots and queue rows.
+TOTALS_TABLE = "totals"
+# dimension -> key expression over a snapshots row (``X.`` stands for NEW/OLD); NULL keys are
+# not counted (unlabelled snapshots have no label row). The first dimension has a constant key:
+# every trigger statement locks that row first (see _totals_statements).
+SNAPSHOT_DIMENSIONS = (
+    ("snapshots", "''"),
+    ("platform", "X.platform"),
+    ("format", "COALESCE(X.original_format, '')"),
+    ("license", "COALESCE(X.license_spdx, X.license, '')"),
+    ("label", "X.label"),
+)
+SNAPSHOT_MEASURES = ("1", "COALESCE(X.snapshot_bytes, 0)", "COALESCE(X.original_file_size, 0)")
+SNAPSHOT_WATCHED = ("platform", "original_format", "license_spdx", "license", "label", "snapshot_bytes",
+                    "original_file_size")  # fmt: skip
+QUEUE_DIMENSIONS = (
+    ("snapshots", "''"),  # adds 0: only takes the per-slot lock first, as the snapshot triggers do
+    ("queue", "''"),
+    ("stage", "X.stage"),
+    ("reason", "X.reason"),
+)
+QUEUE_MEASURES = ("1", "COALESCE(X.bytes_in, 0)", "0")
+QUEUE_WATCHED = ("stage", "reason", "bytes_in")
+
+LOCK_DIMENSION = "snapshots"
+_MEASURE_COLUMNS = ("n", "bytes", "source_bytes")
+
+LATEST = 4
 
 
 def _dialect(sql: str, postgres: bool) -> str:
@@ -194,7 +222,142 @@ def _upgrade_to_3(store: Store) -> None:
         store.execute(statement)
 
 
-UPGRADES = {2: _upgrade_to_2, 3: _upgrade_to_3}
+def _totals_delta(dimensions: tuple[tuple[str, str], ...], measures: tuple[str, str, str], row: str, sign: int,
+                  slot: str) -> str:
+    """One upsert adding ``sign`` x this row's measures to each of its dimension keys.
+
+    The rows are upserted in ``dimensions`` order, whose first is always ``('snapshots', '')``:
+    on PostgreSQL that row is a per-slot lock every totals statement takes first (the queue's
+    adds 0 to it), so two transactions never hold totals rows in opposite orders (no deadlock).
+    """
+    n, size, source = (m.replace("X.", row + ".") for m in measures)
+    selects = []
+    for dimension, key in dimensions:
+        weights = (n, size, source)
+        if dimension == LOCK_DIMENSION and dimensions is not SNAPSHOT_DIMENSIONS:
+            weights = ("0", "0", "0")
+        selects.append(f"SELECT '{dimension}' AS dimension, {key.replace('X.', row + '.')} AS key, "
+                       + ", ".join(f"{sign} * {w} AS {c}" for w, c in zip(weights, _MEASURE_COLUMNS, strict=True)))
+    columns = ", ".join(_MEASURE_COLUMNS)
+    return (f"INSERT INTO {TOTALS_TABLE} (dimension, key, slot, {columns}) "
+            f"SELECT dimension, key, {slot}, {columns} FROM ({' UNION ALL '.join(selects)}) AS d "
+            "WHERE key IS NOT NULL ON CONFLICT (dimension, key, slot) DO UPDATE SET "
+            + ", ".join(f"{c} = {TOTALS_TABLE}.{c} + excluded.{c}" for c in _MEASURE_COLUMNS))
+
+
+_TOTALS_TABLE_SQL = f"""
+CREATE TABLE IF NOT EXISTS {TOTALS_TABLE} (
+    dimension TEXT NOT NULL,
+    key TEXT NOT NULL,
+    slot INTEGER NOT NULL DEFAULT 0,
+    n BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    source_bytes BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (dimension, key, slot)
+)"""
+_TRIGGERED = (
+    ("snapshots", SNAPSHOT_DIMENSIONS, SNAPSHOT_MEASURES, SNAPSHOT_WATCHED),
+    ("processing_queue", QUEUE_DIMENSIONS, QUEUE_MEASURES, QUEUE_WATCHED),
+)
+
+
+def _changed(columns: tuple[str, ...], postgres: bool) -> str:
+    op = "IS DISTINCT FROM" if postgres else "IS NOT"
+    return " OR ".join(f"OLD.{c} {op} NEW.{c}" for c in columns)
+
+
+def totals_trigger_statements(postgres: bool) -> list[str]:
+    """The triggers keeping ``totals`` equal to a recount, in the transaction of each change.
+
+    Triggers rather than code in the insert path: every way a row changes (the writer's insert,
+    a reclassification's new label, a queue row's stage, a hand-written DELETE) keeps the totals
+    true. SQLite has one writer, so one slot; on PostgreSQL each connection adds to its own slot
+    (backend pid mod 64), so concurrent writers on several machines rarely wait on one hot row.
+    """
+    out: list[str] = []
+    for table, dims, measures, watched in _TRIGGERED:
+        if postgres:
+            slot = "mod(pg_backend_pid(), 64)"
+            body = (f"IF TG_OP <> 'INSERT' THEN {_totals_delta(dims, measures, 'OLD', -1, slot)}; END IF; "
+                    f"IF TG_OP <> 'DELETE' THEN {_totals_delta(dims, measures, 'NEW', 1, slot)}; END IF; "
+                    "RETURN NULL;")
+            out.append(f"CREATE OR REPLACE FUNCTION d3d_totals_{table}() RETURNS trigger LANGUAGE plpgsql AS "
+                       f"$body$ BEGIN {body} END $body$")
+            out.append(f"DROP TRIGGER IF EXISTS trg_totals_{table} ON {table}")
+            out.append(f"DROP TRIGGER IF EXISTS trg_totals_{table}_update ON {table}")
+            out.append(f"CREATE TRIGGER trg_totals_{table} AFTER INSERT OR DELETE ON {table} "
+                       f"FOR EACH ROW EXECUTE FUNCTION d3d_totals_{table}()")
+            out.append(f"CREATE TRIGGER trg_totals_{table}_update AFTER UPDATE ON {table} FOR EACH ROW "
+                       f"WHEN ({_changed(watched, True)}) EXECUTE FUNCTION d3d_totals_{table}()")
+            continue
+        plus, minus = (_totals_delta(dims, measures, r, s, "0") for r, s in (("NEW", 1), ("OLD", -1)))
+        out += [f"DROP TRIGGER IF EXISTS trg_totals_{table}_{op}" for op in ("insert", "delete", "update")]
+        out.append(f"CREATE TRIGGER trg_totals_{table}_insert AFTER INSERT ON {table} BEGIN {plus}; END")
+        out.append(f"CREATE TRIGGER trg_totals_{table}_delete AFTER DELETE ON {table} BEGIN {minus}; END")
+        out.append(f"CREATE TRIGGER trg_totals_{table}_update AFTER UPDATE ON {table} "
+                   f"WHEN {_changed(watched, False)} BEGIN {minus}; {plus}; END")
+    return out
+
+
+def recount_selects() -> list[str]:
+    """Per dimension, the GROUP BY over the base tables that the triggers' totals must equal."""
+    out = []
+    for table, dims, measures, _ in _TRIGGERED:
+        _, size, source = (m.replace("X.", "") for m in measures)
+        for dimension, key in dims:
+            if table == "processing_queue" and dimension == LOCK_DIMENSION:
+                continue
+            key = key.replace("X.", "")
+            out.append(f"SELECT '{dimension}', {key}, 0, COUNT(*), COALESCE(SUM({size}), 0), "
+                       f"COALESCE(SUM({source}), 0) FROM {table} WHERE {key} IS NOT NULL GROUP BY {key}"
+                       if key != "''" else
+                       f"SELECT '{dimension}', '', 0, COUNT(*), COALESCE(SUM({size}), 0), "
+                       f"COALESCE(SUM({source}), 0) FROM {table}")
+    return out
+
+
+def recount_totals(store: Store) -> None:
+    """Rebuild ``totals`` from the base tables (``db stats --recount``; the v4 migration's backfill).
+
+    On PostgreSQL the table is locked first: a writer's trigger waits for the recount to commit,
+    then adds its own row on top, so no concurrent insert is counted twice or lost.
+    """
+    with store.atomic(immediate=True):
+        if store.is_postgres:
+            store.execute(f"LOCK TABLE {TOTALS_TABLE} IN EXCLUSIVE MODE")
+        store.execute(f"DELETE FROM {TOTALS_TABLE}")
+        for select in recount_selects():
+            store.execute(f"INSERT INTO {TOTALS_TABLE} (dimension, key, slot, n, bytes, source_bytes) {select}")
+
+
+# v4 also: the indexes behind a first page of query()/page() (ORDER BY processed_at DESC,
+# snapshot_id) alone and under each equality filter and pair of them (SQLite uses one index per
+# table: a rare pair would otherwise walk every row of the first), so a LIMIT reads its rows off
+# one index range instead of sorting every match; the label filter compares LOWER(label) (where_sql).
+_V4_INDEXES = """
+CREATE INDEX IF NOT EXISTS idx_snapshots_recent ON snapshots(processed_at DESC, snapshot_id);
+CREATE INDEX IF NOT EXISTS idx_snapshots_label_recent ON snapshots(LOWER(label), processed_at DESC, snapshot_id);
+CREATE INDEX IF NOT EXISTS idx_snapshots_platform_recent ON snapshots(platform, processed_at DESC, snapshot_id);
+CREATE INDEX IF NOT EXISTS idx_snapshots_format_recent ON snapshots(original_format, processed_at DESC, snapshot_id);
+CREATE INDEX IF NOT EXISTS idx_snapshots_platform_label ON snapshots(platform, LOWER(label), processed_at DESC,
+    snapshot_id);
+CREATE INDEX IF NOT EXISTS idx_snapshots_format_label ON snapshots(original_format, LOWER(label), processed_at DESC,
+    snapshot_id);
+CREATE INDEX IF NOT EXISTS idx_snapshots_platform_format ON snapshots(platform, original_format, processed_at DESC,
+    snapshot_id);
+"""
+
+
+def _upgrade_to_4(store: Store) -> None:
+    for statement in _statements(_V4_INDEXES):
+        store.execute(statement)
+    store.execute(_TOTALS_TABLE_SQL)
+    for statement in totals_trigger_statements(store.is_postgres):
+        store.execute(statement)
+    recount_totals(store)  # nested: a savepoint inside the migration's transaction
+
+
+UPGRADES = {2: _upgrade_to_2, 3: _upgrade_to_3, 4: _upgrade_to_4}
 
 
 def current_version(store: Store) -> int:

@@ -17,6 +17,7 @@ import peewee as pw
 from ..errors import NotFoundError
 from .db import STAGES, Store, dumps, utcnow
 from .filters import SnapshotFilter
+from .migrations import TOTALS_TABLE, recount_selects, recount_totals
 from .snapshot import Snapshot
 
 
@@ -118,7 +119,8 @@ def _insert_sql(table: str, columns: Sequence[str]) -> str:
 def _executemany(store: Store, sql: str, rows: list[tuple]) -> None:
     if rows:
         cursor = store.database.cursor()
-        cursor.executemany(sql.replace("?", "%s") if store.is_postgres else sql, rows)
+        with pw.__exception_wrapper__:  # driver errors as peewee's (the writer catches pw.IntegrityError)
+            cursor.executemany(sql.replace("?", "%s") if store.is_postgres else sql, rows)
 
 
 def _tag_ids(store: Store, names: list[str]) -> dict[str, int]:
@@ -152,37 +154,55 @@ _CLASSIFICATION_COLUMNS = ("snapshot_id", "model_id", "taxonomy", "label", "conf
 
 
 def insert_snapshot(store: Store, snapshot: Snapshot, blob: bytes, *, group_id: str | None = None) -> None:
-    """Insert one new snapshot with its tags, classifications and embedding (caller holds the transaction).
+    """Insert one new snapshot with its tags, classifications and embedding (caller holds the transaction)."""
+    insert_snapshots(store, [(snapshot, blob)], group_id=group_id)
 
-    Raw SQL on purpose: this is the writer's hot path (peewee's query building costs more than
-    the inserts themselves); the column names are the schema's own.
+
+def insert_snapshots(store: Store, items: Sequence[tuple[Snapshot, bytes]], *, group_id: str | None = None) -> None:
+    """Insert new snapshots with their tags, classifications and embeddings (caller holds the transaction).
+
+    One multi-row statement per table, whatever ``len(items)``: the writer's single snapshot and
+    a bulk load of a million (bench/scale.py) take the same path. The ``totals`` triggers count
+    each row. Raw SQL on purpose: this is the writer's hot path (peewee's query building costs
+    more than the inserts themselves); the column names are the schema's own.
     """
-    sid = snapshot.snapshot_id
-    row = snapshot_columns(snapshot, blob, group_id=group_id)
-    store.execute(_insert_sql("snapshots", list(row)), [db_value(store, v) for v in row.values()])
-    platform_tags = sorted({t.strip().lower() for t in snapshot.provenance.tags if t and t.strip()})
-    predicted = {p.label.strip().lower(): p.confidence for p in snapshot.predictions if p.rank == 1 and p.label}
-    ids = _tag_ids(store, sorted(set(platform_tags) | set(predicted)))
-    rows = [(sid, ids[t], "platform", None) for t in platform_tags]
-    rows += [(sid, ids[t], "predicted", float(c)) for t, c in predicted.items()]
-    _executemany(store, _insert_sql("snapshot_tags", ("snapshot_id", "tag_id", "source", "confidence")), rows)
-    _insert_predictions(store, snapshot)
-    if snapshot.embedding is not None:
-        vector = np.ascontiguousarray(snapshot.embedding, dtype="<f4").reshape(-1)
-        store.execute(
-            _insert_sql("embeddings", ("snapshot_id", "model_id", "embedding", "embedding_dim", "created_at")),
-            (sid, snapshot.embedding_model or "unknown", vector.tobytes(), int(vector.shape[0]),
-             db_value(store, utcnow())),
-        )  # fmt: skip
-
-
-def _insert_predictions(store: Store, snapshot: Snapshot) -> None:
+    if not items:
+        return
+    rows = [snapshot_columns(snapshot, blob, group_id=group_id) for snapshot, blob in items]
+    _executemany(store, _insert_sql("snapshots", list(rows[0])),
+                 [tuple(db_value(store, v) for v in row.values()) for row in rows])  # fmt: skip
+    tagged: list[tuple[str, list[str], dict[str, float]]] = []
+    for snapshot, _ in items:
+        platform_tags = sorted({t.strip().lower() for t in snapshot.provenance.tags if t and t.strip()})
+        predicted = {p.label.strip().lower(): p.confidence for p in snapshot.predictions if p.rank == 1 and p.label}
+        tagged.append((snapshot.snapshot_id, platform_tags, predicted))
+    ids = _tag_ids(store, sorted({t for _, platform, predicted in tagged for t in (*platform, *predicted)}))
+    tag_rows = [(sid, ids[t], "platform", None) for sid, platform, _ in tagged for t in platform]
+    tag_rows += [(sid, ids[t], "predicted", float(c)) for sid, _, predicted in tagged for t, c in predicted.items()]
+    _executemany(store, _insert_sql("snapshot_tags", ("snapshot_id", "tag_id", "source", "confidence")), tag_rows)
     now = db_value(store, utcnow())
-    rows = [
+    _executemany(store, _insert_sql("classifications", _CLASSIFICATION_COLUMNS),
+                 [row for snapshot, _ in items for row in _prediction_rows(snapshot, now)])  # fmt: skip
+    vectors = []
+    for snapshot, _ in items:
+        if snapshot.embedding is not None:
+            vector = np.ascontiguousarray(snapshot.embedding, dtype="<f4").reshape(-1)
+            vectors.append((snapshot.snapshot_id, snapshot.embedding_model or "unknown", vector.tobytes(),
+                            int(vector.shape[0]), now))  # fmt: skip
+    _executemany(store, _insert_sql("embeddings", ("snapshot_id", "model_id", "embedding", "embedding_dim",
+                                                   "created_at")), vectors)  # fmt: skip
+
+
+def _prediction_rows(snapshot: Snapshot, now: Any) -> list[tuple]:
+    return [
         (snapshot.snapshot_id, p.model_name or "unknown", p.taxonomy, p.label, float(p.confidence), int(p.rank),
          None if p.uncertainty is None else float(p.uncertainty), now, p.source)
         for p in snapshot.predictions
     ]  # fmt: skip
+
+
+def _insert_predictions(store: Store, snapshot: Snapshot) -> None:
+    rows = _prediction_rows(snapshot, db_value(store, utcnow()))
     _executemany(store, _insert_sql("classifications", _CLASSIFICATION_COLUMNS), rows)
 
 
@@ -338,6 +358,52 @@ def _snapshot_row(values: Sequence[Any]) -> SnapshotRow:
 
 
 
+def _totals_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """(dimension, key, n, bytes, source_bytes) rows, summed over slots -> the totals dict."""
+    groups: dict[str, dict[str, tuple[int, int, int]]] = {}
+    for dimension, key, n, size, source in rows:
+        groups.setdefault(dimension, {})[key or ""] = (int(n or 0), int(size or 0), int(source or 0))
+
+    def counts(dimension: str) -> dict[str, int]:
+        """key -> count, largest first; keys whose rows were all deleted (count 0) left out."""
+        found = [(k, v[0]) for k, v in groups.get(dimension, {}).items() if v[0]]
+        return dict(sorted(found, key=lambda kv: (-kv[1], kv[0])))
+
+    everything = groups.get("snapshots", {}).get("", (0, 0, 0))
+    queue = groups.get("queue", {}).get("", (0, 0, 0))
+    by_label = counts("label")
+    return {
+        "snapshots": everything[0], "bytes_kept": everything[1], "source_bytes": everything[2],
+        "classified": sum(by_label.values()),
+        "queue": queue[0], "bytes_downloaded": queue[1],
+        "duplicates": counts("reason").get("duplicate", 0),
+        "by_stage": counts("stage"), "by_platform": counts("platform"), "by_format": counts("format"),
+        "by_license": counts("license"), "by_label": by_label,
+    }  # fmt: skip
+
+
+def _counted_by_totals(flt: SnapshotFilter) -> tuple[str, Any] | None:
+    """(dimension, key matcher) when the running totals answer ``count(flt)``; None when only SQL can.
+
+    The matchers are :func:`where_sql`'s own comparisons (platform lower-case, format upper-case
+    without a dot, label case-folded), so both paths count the same rows.
+    """
+    dimensions = {
+        "platform": (flt.platform, lambda key: key == (flt.platform or "").lower()),
+        "format": (flt.source_format, lambda key: key == (flt.source_format or "").upper().lstrip(".")),
+        # ASCII only: SQLite's LOWER folds ASCII letters alone, Python's str.lower folds them all
+        "label": (flt.label, lambda key: key.isascii() and key.lower() == (flt.label or "").lower()),
+    }
+    narrowing = {name for name, (value, _) in dimensions.items() if value}
+    rest = SnapshotFilter(platform=flt.platform, source_format=flt.source_format, label=flt.label)
+    if flt != rest or len(narrowing) > 1 or not (flt.label or "").isascii():
+        return None
+    if not narrowing:
+        return "snapshots", None
+    name = narrowing.pop()
+    return name, dimensions[name][1]
+
+
 class StoreService:
     """Read side of the database (``d3d.db``). Safe from any thread (thread-local connections)."""
 
@@ -365,15 +431,33 @@ class StoreService:
         where, params = where_sql(self.store, SnapshotFilter.coerce(filter))
         if after_key is not None:
             when, sid = db_value(self.store, after_key[0]), after_key[1]
-            where += " AND (processed_at < ? OR (processed_at = ? AND snapshot_id > ?))"
-            params = [*params, when, when, sid]
+            # the leading ``processed_at <= ?`` is implied by the OR; it lets both planners seek
+            # the (…, processed_at DESC, snapshot_id) index instead of walking it from the top
+            where += " AND processed_at <= ? AND (processed_at < ? OR (processed_at = ? AND snapshot_id > ?))"
+            params = [*params, when, when, when, sid]
         sql = (f"SELECT {', '.join(_ROW_FIELDS)} FROM snapshots WHERE {where} "
                f"ORDER BY {_ORDERS['processed_at']}, snapshot_id LIMIT ?")
         return [_snapshot_row(row) for row in self.store.execute(sql, [*params, int(limit)]).fetchall()]
 
     def count(self, filter: SnapshotFilter | None = None, **filters: Any) -> int:
-        """How many snapshots the filter selects (the same WHERE as :meth:`query` and exports)."""
-        where, params = where_sql(self.store, SnapshotFilter.coerce(filter, **filters))
+        """How many snapshots the filter selects (the same WHERE as :meth:`query` and exports).
+
+        No filter, or only a platform, a source format or a label: read from the running totals
+        (F4 counts on every filter change; ``COUNT(*)`` over a million rows is not free).
+        """
+        flt = SnapshotFilter.coerce(filter, **filters)
+        counted = _counted_by_totals(flt)
+        if counted is None:
+            return self.count_rows(flt)
+        dimension, matches = counted
+        totals = self.totals()
+        if dimension == "snapshots":
+            return int(totals["snapshots"])
+        return sum(n for key, n in totals[f"by_{dimension}"].items() if matches(key))
+
+    def count_rows(self, filter: SnapshotFilter | None = None) -> int:
+        """:meth:`count` by ``COUNT(*)`` over the rows the WHERE selects (any filter)."""
+        where, params = where_sql(self.store, SnapshotFilter.coerce(filter))
         return int(self.store.execute(f"SELECT COUNT(*) FROM snapshots WHERE {where}", params).fetchone()[0])
 
     def resolve_id(self, snapshot_id: str) -> str:
@@ -403,41 +487,53 @@ class StoreService:
         fields = [f for name, f in S._meta.fields.items() if name != "snapshot_data"]
         return S.select(*fields).where(S.snapshot_id == sid).dicts().get()
 
-    def stats(self) -> dict[str, Any]:
-        S, Q = self.store.Snapshots, self.store.ProcessingQueue
-        total = S.select().count()
-        classified = S.select().where(S.label.is_null(False)).count()
-        sums = S.select(
-            pw.fn.COALESCE(pw.fn.SUM(S.snapshot_bytes), 0), pw.fn.COALESCE(pw.fn.SUM(S.original_file_size), 0)
-        ).tuples()[0]
-        kept, source_bytes = int(sums[0]), int(sums[1])
-        downloaded = int(Q.select(pw.fn.COALESCE(pw.fn.SUM(Q.bytes_in), 0)).scalar() or 0)
+    def totals(self) -> dict[str, Any]:
+        """Running totals kept by the database's triggers (a few dozen rows, whatever the size).
+
+        ``{"snapshots", "classified", "bytes_kept", "source_bytes", "queue", "bytes_downloaded",
+        "duplicates", "by_stage", "by_platform", "by_format", "by_license", "by_label"}``: what
+        `db stats` and the TUI's queue board and summary show, without scanning any table.
+        """
+        rows = self.store.execute(
+            f"SELECT dimension, key, SUM(n), SUM(bytes), SUM(source_bytes) FROM {TOTALS_TABLE} "
+            "GROUP BY dimension, key"
+        ).fetchall()
+        return _totals_from_rows(rows)
+
+    def scan_totals(self) -> dict[str, Any]:
+        """:meth:`totals` computed from the base tables (full scans): the recount, the check, the old path."""
+        rows = []
+        for select in recount_selects():
+            rows += [(r[0], r[1], r[3], r[4], r[5]) for r in self.store.execute(select).fetchall()]
+        return _totals_from_rows(rows)
+
+    def recount(self) -> None:
+        """Rebuild the running totals from the base tables (`db stats --recount`)."""
+        recount_totals(self.store)
+
+    def stats(self, *, scan: bool = False) -> dict[str, Any]:
+        """`db stats`: from the running totals (``scan``: from full scans of the tables, the old path)."""
+        t = self.scan_totals() if scan else self.totals()
+        total, classified, kept, source_bytes = t["snapshots"], t["classified"], t["bytes_kept"], t["source_bytes"]
         by_stage = dict.fromkeys(STAGES, 0)
-        by_stage.update(self._group(Q, Q.stage))
+        by_stage.update(t["by_stage"])
         return {
             "totals": {"snapshots": total, "queue": sum(by_stage.values()), "classified": classified},
             "total_count": total,
-            "by_platform": self._group(S, S.platform),
-            "by_format": self._group(S, S.original_format),
+            "by_platform": t["by_platform"],
+            "by_format": t["by_format"],
             "by_stage": by_stage,
-            "by_label": self._group(S, S.label, skip_null=True),
+            "by_label": t["by_label"],
+            "by_license": t["by_license"],
             "classification_coverage": (classified / total) if total else 0.0,
             "storage_bytes": kept,
             "source_bytes": source_bytes,
-            "bytes_downloaded": downloaded,
+            "bytes_downloaded": t["bytes_downloaded"],
             "bytes_kept": kept,
             "compression_ratio": (source_bytes / kept) if kept else 0.0,
-            "duplicates": Q.select().where(Q.reason == "duplicate").count(),
+            "duplicates": t["duplicates"],
             "database_file_bytes": self._file_bytes(),
         }
-
-    @staticmethod
-    def _group(model: Any, column: Any, skip_null: bool = False) -> dict[str, int]:
-        query = model.select(column.alias("key"), pw.fn.COUNT(pw.SQL("*")).alias("n")).group_by(column)
-        if skip_null:
-            query = query.where(column.is_null(False))
-        rows = sorted(((r.key or "", int(r.n)) for r in query), key=lambda kv: (-kv[1], kv[0]))
-        return dict(rows)
 
     def _file_bytes(self) -> int:
         path = self.store.sqlite_path

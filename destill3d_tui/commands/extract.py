@@ -163,8 +163,8 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def find_inputs(directory: Path, *, recursive: bool, pattern: str | None) -> list[Path]:
     """Regular files under ``directory`` (symlinks are not followed), sorted for a stable order."""
-    from ..engine.extract.archive import is_archive_name
-    from ..engine.extract.formats import EXTENSIONS
+    from ..engine.archive import is_archive_name
+    from ..engine.formats import EXTENSIONS
 
     glob = pattern or "*"
     candidates = directory.rglob(glob) if recursive else directory.glob(glob)

@@ -32,7 +32,7 @@ class Job:
 
 def submit_jobs(supervisor: Any, files: list[Path], options: Any) -> dict[Future, Job]:
     """Every job's future: plain files at once, archives once their listing is back."""
-    from ..engine.extract.archive import is_archive_name
+    from ..engine.archive import is_archive_name
 
     listings = {f: supervisor.submit_listing(str(f), f.absolute()) for f in files if is_archive_name(f.name)}
     jobs = {supervisor.submit(str(f), f.absolute(), options, None): Job(f) for f in files if f not in listings}

@@ -186,8 +186,8 @@ def local_entries(
 def _wanted(path: Path, pattern: str | None) -> bool:
     if pattern:
         return fnmatch.fnmatch(path.name.lower(), pattern.lower())
-    from .extract.archive import is_archive_name  # archives: the pipeline makes one item per model inside
-    from .extract.formats import EXTENSIONS  # the formats extraction reads: one list for CLI and queue
+    from .archive import is_archive_name  # archives: the pipeline makes one item per model inside
+    from .formats import EXTENSIONS  # the formats extraction reads: one list for CLI and queue
 
     readable = path.suffix.lower() in EXTENSIONS or is_archive_name(path.name)
     return readable and not path.name.startswith(".")

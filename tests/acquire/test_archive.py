@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from destill3d_tui.engine.acquire.archive import ArchiveLimits, choose_model_files, is_archive, safe_extract
+from destill3d_tui.engine.archive import ArchiveLimits, choose_model_files, is_archive, safe_extract
 from destill3d_tui.engine.errors import ArchiveError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"

@@ -4,17 +4,17 @@ issue 13 finding 8), downloads that keep archives for the isolated worker, and o
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 
 import pytest
 
-from destill3d_tui.engine.acquire import archive as acquire_archive
 from destill3d_tui.engine.acquire.http import DownloadedFile
 from destill3d_tui.engine.acquire.platforms.thingiverse import ThingiverseAdapter
+from destill3d_tui.engine.archive import MODEL_EXTENSIONS, is_archive, list_models, model_format, safe_extract
 from destill3d_tui.engine.errors import ArchiveError
-from destill3d_tui.engine.extract.archive import MODEL_EXTENSIONS, is_archive, list_models, safe_extract
-from destill3d_tui.engine.extract.formats import EXTENSIONS
+from destill3d_tui.engine.formats import EXTENSIONS
 from tests.acquire.hostile_archives import (
     tar_bz2_bomb,
     tar_bz2_gnu_long_name,
@@ -89,5 +89,6 @@ def test_a_downloaded_archive_is_kept_for_the_isolated_worker(tmp_path: Path) ->
 def test_one_list_of_model_extensions() -> None:
     # 17: acquire/archive.py had its own list, without ".p21"
     assert set(MODEL_EXTENSIONS) == set(EXTENSIONS) and ".p21" in MODEL_EXTENSIONS
-    assert acquire_archive.MODEL_EXTENSIONS is MODEL_EXTENSIONS
-    assert acquire_archive.model_format("part.P21") == "p21"
+    assert model_format("part.P21") == "p21"
+    # one archive module, in the core: the acquisition package keeps no copy of its own
+    assert importlib.util.find_spec("destill3d_tui.engine.acquire.archive") is None

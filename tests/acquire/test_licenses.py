@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from destill3d_tui.engine.acquire import licenses
-from destill3d_tui.engine.acquire.base import LicenseInfo
+from destill3d_tui.engine import licenses
+from destill3d_tui.engine.licenses import LicenseInfo
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "platforms" / "fixtures"
 

@@ -35,7 +35,7 @@ def store_snapshot(
     taxonomy: str = "modelnet40",
 ) -> str:
     """Store a snapshot through the store's own writer (blob, denormalised columns, predictions, embedding)."""
-    from destill3d_tui.engine.acquire import licenses
+    from destill3d_tui.engine import licenses
     from destill3d_tui.engine.store.service import insert_snapshot
 
     snap = Snapshot.from_bytes(snap.to_bytes())  # leave the caller's (session-wide) object untouched

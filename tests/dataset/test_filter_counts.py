@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from destill3d_tui.cli import main
-from destill3d_tui.engine.acquire import licenses
+from destill3d_tui.engine import licenses
 from destill3d_tui.engine.store.db import Store
 from destill3d_tui.engine.store.filters import FilterError, SnapshotFilter
 from destill3d_tui.engine.store.snapshot import Snapshot

@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from destill3d_tui.engine.extract.archive import is_archive_name
-from destill3d_tui.engine.extract.formats import EXTENSIONS
+from destill3d_tui.engine.archive import is_archive_name
+from destill3d_tui.engine.formats import EXTENSIONS
 from tests.acquire import hostile_archives
 from tests.fakes.server import FakeServer
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from destill3d_tui.engine.errors import FormatError
-from destill3d_tui.engine.extract.formats import FORMATS, detect_format, stl_encoding
+from destill3d_tui.engine.formats import FORMATS, detect_format, stl_encoding
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 PRIMARY = [e for e in json.loads((CORPUS / "MANIFEST.json").read_text()) if e["role"] == "primary"]

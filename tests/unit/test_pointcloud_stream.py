@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from destill3d_tui.engine.extract.core import snapshot_from_geometry
-from destill3d_tui.engine.extract.formats import detect_format
 from destill3d_tui.engine.extract.load import load_geometry
 from destill3d_tui.engine.extract.loaders.stream import RESERVOIR_POINTS, Reservoir
 from destill3d_tui.engine.extract.types import LoadedGeometry
+from destill3d_tui.engine.formats import detect_format
 
 
 def _sphere(n: int, seed: int = 0) -> np.ndarray:

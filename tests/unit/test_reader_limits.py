@@ -13,8 +13,8 @@ import pytest
 
 from destill3d_tui.engine.errors import Destill3DError, FormatError
 from destill3d_tui.engine.extract.core import extract_file
-from destill3d_tui.engine.extract.formats import detect_format
 from destill3d_tui.engine.extract.load import library_failure, load_geometry
+from destill3d_tui.engine.formats import detect_format
 from tests.integration.hostile_inputs import CASES, CORPUS, las_one_point_overflows
 
 REFUSAL_S = 2.0  # issue 14.5: counted, not expanded (CPU seconds: six engineers share two cores)

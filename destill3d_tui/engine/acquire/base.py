@@ -10,15 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-
-@dataclass
-class LicenseInfo:
-    raw: str = ""  # the platform's own string
-    spdx: str = ""  # "CC-BY-4.0"; "" when unknown (unknown is never free)
-    commercial: bool = False
-    derivatives: bool = False
-    share_alike: bool = False
-    attribution: bool = True
+from ..licenses import LicenseInfo
 
 
 @dataclass

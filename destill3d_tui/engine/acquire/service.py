@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import licenses
 from ..errors import Destill3DError, PlatformError
-from . import credentials, licenses
+from . import credentials
 from .base import ModelMetadata, SearchFilters, SearchPage
 from .http import RateStatus, rate_status
 from .registry import adapter_for_url, get_adapter, list_platforms

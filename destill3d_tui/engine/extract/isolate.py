@@ -64,7 +64,7 @@ def extract_item(
 ) -> Any:
     """The default child target: ``extract_file``, unpacking an archive into the item dir first.
 
-    A zip/tar (that is not itself a 3D format such as 3MF) is unpacked by ``extract.archive``
+    A zip/tar (that is not itself a 3D format such as 3MF) is unpacked by ``engine.archive``
     here, under this worker's timeout and address-space cap, into the current directory, which
     the supervisor made the item's temp dir. ``member`` names the model file to extract (its
     sidecars come along); without it the best model is chosen. ``list_models`` unpacks nothing
@@ -79,8 +79,8 @@ def extract_item(
         if member is not None:
             raise _not_an_archive(path)
         return extract_file(path, options=options, provenance=provenance)
-    from .archive import ArchiveLimits, choose_model_files, safe_extract
-    from .archive import list_models as archive_models
+    from ..archive import ArchiveLimits, choose_model_files, safe_extract
+    from ..archive import list_models as archive_models
 
     limits = ArchiveLimits(max_entries=ARCHIVE_MAX_ENTRIES)
     if list_models:
@@ -97,9 +97,9 @@ def extract_item(
 
 def _is_archive_input(path: str) -> bool:
     """An archive, not a 3D format that happens to be a zip (3MF): detection decides first."""
+    from ..archive import is_archive
     from ..errors import FormatError
-    from .archive import is_archive
-    from .formats import detect_format
+    from ..formats import detect_format
 
     try:
         detect_format(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExtractionError, FormatError, GeometryError
-from .formats import CAD_FORMATS, POINT_FORMATS, detect_format
+from ..formats import CAD_FORMATS, POINT_FORMATS, detect_format
 from .loaders.guards import precheck
 from .references import check_references
 from .topology import column_bounds

@@ -16,7 +16,7 @@ from pathlib import Path, PureWindowsPath
 from urllib.parse import unquote
 
 from ..errors import FormatError
-from .formats import detect_format
+from ..formats import detect_format
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:")
 _MTL_MAP_KEYS = (

@@ -17,8 +17,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from ..archive import ArchiveMember, is_archive
 from ..errors import FormatError
-from ..extract.archive import ArchiveMember, is_archive
 from ..queue import QueueEntry, QueueRow
 
 MEMBER = "archive_member"  # metadata keys of a row that stands for one model file in an archive

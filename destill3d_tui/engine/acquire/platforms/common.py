@@ -6,9 +6,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from ...archive import is_archive, model_format
 from ...config import Settings
 from ...errors import DownloadError, PlatformError
-from ...extract.archive import is_archive, model_format
 from .. import credentials
 from ..base import DownloadResult, ModelMetadata, RateLimit
 from ..http import DownloadedFile, EmitFn, HttpClient

@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ... import licenses
+from ...archive import is_archive_name, model_format
 from ...errors import DownloadError, PlatformError
-from .. import licenses
-from ..archive import is_archive_name, model_format
 from ..base import DownloadResult, ModelFile, ModelMetadata, RateLimit, SearchFilters, SearchPage
 from .common import HttpAdapter
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ... import licenses
+from ...archive import MODEL_EXTENSIONS, model_format
 from ...errors import DownloadError
-from .. import licenses
-from ..archive import MODEL_EXTENSIONS, model_format
 from ..base import DownloadResult, ModelFile, ModelMetadata, RateLimit, SearchFilters, SearchPage
 from .common import HttpAdapter
 

@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ... import licenses
 from ...errors import DownloadError, PlatformError
-from .. import licenses
 from ..base import DownloadResult, ModelFile, ModelMetadata, RateLimit, SearchFilters, SearchPage
 from .common import HttpAdapter
 

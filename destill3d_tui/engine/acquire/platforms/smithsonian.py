@@ -19,9 +19,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ... import licenses
+from ...archive import model_format
 from ...errors import DownloadError, PlatformError
-from ...extract.archive import model_format
-from .. import licenses
 from ..base import DownloadResult, ModelFile, ModelMetadata, RateLimit, SearchFilters, SearchPage
 from .common import HttpAdapter
 

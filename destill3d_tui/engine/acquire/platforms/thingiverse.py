@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from ... import licenses
+from ...archive import is_archive_name, model_format
 from ...errors import DownloadError
-from .. import licenses
-from ..archive import is_archive_name, model_format
 from ..base import DownloadResult, ModelFile, ModelMetadata, RateLimit, SearchFilters, SearchPage
 from .common import HttpAdapter
 

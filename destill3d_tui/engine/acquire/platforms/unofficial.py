@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from .. import licenses
-from ..archive import model_format
+from ... import licenses
+from ...archive import model_format
 from ..base import DownloadResult, ModelFile, ModelMetadata, RateLimit, SearchFilters, SearchPage
 from .common import HttpAdapter
 

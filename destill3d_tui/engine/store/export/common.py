@@ -27,9 +27,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ...acquire import licenses
-from ...acquire.base import LicenseInfo
+from ... import licenses
 from ...errors import Destill3DError
+from ...licenses import LicenseInfo
 
 SPLIT_NAMES = ("train", "val", "test")
 UNLABELLED = "unknown"

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, NamedTuple
 
-from ..errors import ArchiveError
+from .errors import ArchiveError
 from .formats import EXTENSIONS
 
 # Which format to extract when an archive (or a download) holds several, best first: single
@@ -44,7 +44,7 @@ FORMAT_PREFERENCE = (
     "GLB", "STL", "3MF", "PLY", "OBJ", "OFF", "GLTF", "STEP", "IGES", "BREP", "DAE", "FBX",
     "PCD", "XYZ", "PTS", "LAS", "LAZ",
 )  # fmt: skip
-# The extractor's own extension list (extract/formats.EXTENSIONS), ordered by FORMAT_PREFERENCE.
+# The extractor's own extension list (engine/formats.EXTENSIONS), ordered by FORMAT_PREFERENCE.
 MODEL_EXTENSIONS = tuple(sorted(EXTENSIONS, key=lambda ext: FORMAT_PREFERENCE.index(EXTENSIONS[ext])))
 # Files a model may reference (OBJ materials, glTF buffers and textures); unpacked, never chosen.
 SIDECAR_EXTENSIONS = (".mtl", ".bin", ".png", ".jpg", ".jpeg", ".webp", ".ktx2", ".tga", ".bmp")

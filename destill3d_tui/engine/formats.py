@@ -14,7 +14,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-from ..errors import FormatError
+from .errors import FormatError
 
 FORMATS = (
     "STEP", "IGES", "BREP", "STL", "OBJ", "PLY", "OFF", "GLTF", "GLB", "3MF", "DAE", "FBX",

@@ -18,9 +18,21 @@ Policies:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from .base import LicenseInfo
+
+@dataclass
+class LicenseInfo:
+    """A licence as SPDX id + the flags the policy gate reads (kept beside the platform's own string)."""
+
+    raw: str = ""  # the platform's own string
+    spdx: str = ""  # "CC-BY-4.0"; "" when unknown (unknown is never free)
+    commercial: bool = False
+    derivatives: bool = False
+    share_alike: bool = False
+    attribution: bool = True
+
 
 POLICIES = ("research", "commercial", "any")
 

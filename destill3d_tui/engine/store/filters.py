@@ -23,8 +23,14 @@ class FilterError(Destill3DError):
     reason = "filter_invalid"
 
 
+REVIEW_STATES = ("accepted", "rejected", "unreviewed")
+"""What ``review:`` takes: a decision, or none yet."""
+LABEL_SOURCES = ("human", "few_shot", "model", "any")
+"""What ``label_source:`` takes (``any`` does not narrow)."""
+
 ALIASES = {"format": "source_format", "original_format": "source_format", "tag": "tags", "licence": "license",
-           "confidence": "min_confidence", "conf": "min_confidence", "q": "text", "from": "since", "to": "until"}
+           "confidence": "min_confidence", "conf": "min_confidence", "q": "text", "from": "since", "to": "until",
+           "reviewed": "review", "label-source": "label_source"}
 """Other names a filter is known by (``format`` is the source format in ``db query``)."""
 
 _TRUE = {"1", "true", "yes", "y", "on", "ok"}
@@ -41,6 +47,9 @@ class SnapshotFilter:
     tags : every one of these tags (platform or predicted) is attached
     text : a substring of the title, label, author, platform or model id, case-insensitive
     since, until : processed at ``since`` or later, and before ``until`` (naive UTC)
+    review : the curator's decision: accepted, rejected or unreviewed
+    label_source : whose label the snapshot goes by: human, few_shot, model (the classifier's
+        top prediction, no person's label) or any
     """
 
     platform: str | None = None
@@ -54,6 +63,8 @@ class SnapshotFilter:
     text: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    review: str | None = None
+    label_source: str | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None = None, **more: Any) -> SnapshotFilter:
@@ -147,10 +158,23 @@ def _parse(name: str, value: Any) -> Any:
         return tuple(sorted({w for w in words if w}))
     if name in ("since", "until"):
         return _instant(name, value)
+    if name == "review":
+        return _choice(name, value, REVIEW_STATES)
+    if name == "label_source":
+        choice = _choice(name, value, LABEL_SOURCES, {"few-shot": "few_shot", "fewshot": "few_shot"})
+        return None if choice == "any" else choice
     text = str(value).strip()
     if name == "source_format":
         return text.lstrip(".").upper()
     return text.lower() if name in ("platform", "label") else text
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...], aliases: Mapping[str, str] | None = None) -> str:
+    text = str(value).strip().lower()
+    text = (aliases or {}).get(text, text)
+    if text not in allowed:
+        raise FilterError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return text
 
 
 def _confidence(value: Any) -> float:
@@ -188,3 +212,21 @@ def _instant(name: str, value: Any) -> dt.datetime:
         if name == "until" and len(text) == 10:  # a bare date: the whole day is in
             moment += dt.timedelta(days=1)
     return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def review_conditions(flt: SnapshotFilter) -> list[tuple[str, list[Any]]]:
+    """The SQL conditions (``?`` placeholders) of the review fields, for :func:`..service.where_sql`.
+
+    Over the v5 columns of ``snapshots`` (migrations): ``review`` NULL is unreviewed, and
+    ``label_source`` NULL means the label is the model's own top prediction.
+    """
+    out: list[tuple[str, list[Any]]] = []
+    if flt.review == "unreviewed":
+        out.append(("review IS NULL", []))
+    elif flt.review:
+        out.append(("review = ?", [flt.review]))
+    if flt.label_source == "model":
+        out.append(("label_source IS NULL AND label IS NOT NULL", []))
+    elif flt.label_source:
+        out.append(("label_source = ?", [flt.label_source]))
+    return out

@@ -180,7 +180,7 @@ QUEUE_WATCHED = ("stage", "reason", "bytes_in")
 LOCK_DIMENSION = "snapshots"
 _MEASURE_COLUMNS = ("n", "bytes", "source_bytes")
 
-LATEST = 4
+LATEST = 5
 
 
 def _dialect(sql: str, postgres: bool) -> str:
@@ -357,7 +357,58 @@ def _upgrade_to_4(store: Store) -> None:
     recount_totals(store)  # nested: a savepoint inside the migration's transaction
 
 
-UPGRADES = {2: _upgrade_to_2, 3: _upgrade_to_3, 4: _upgrade_to_4}
+# v5: curation (engine/store/review.py). The decision and a person's label live on the snapshot
+# row, so every filter, count and export reads them without a join; ``label`` stays the label
+# the snapshot goes by (a person's when set: ``label_source`` says whose), so the v4 label
+# indexes and totals keep answering; the model's own answers stay in ``classifications``.
+# Every change is one ``review_history`` row under one ``review_actions`` row (who, when), which
+# undo reads back.
+_V5_COLUMNS = [
+    ("review", "TEXT"),  # NULL (unreviewed) | accepted | rejected
+    ("review_reason", "TEXT"),  # why it was rejected
+    ("human_label", "TEXT"),  # the label a person set (or confirmed from a few-shot class)
+    ("label_source", "TEXT"),  # NULL (the model's) | human | few_shot
+    ("reviewed_by", "TEXT"),
+    ("reviewed_at", "TIMESTAMP"),
+]
+_V5_TABLES = """
+CREATE TABLE IF NOT EXISTS review_actions (
+    action_id {AUTO},
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at TIMESTAMP NOT NULL,
+    detail TEXT,
+    snapshots INTEGER NOT NULL DEFAULT 0,
+    undo_of INTEGER,
+    undone_by INTEGER
+);
+CREATE TABLE IF NOT EXISTS review_history (
+    history_id {AUTO},
+    action_id INTEGER NOT NULL REFERENCES review_actions(action_id) ON DELETE CASCADE,
+    snapshot_id TEXT NOT NULL REFERENCES snapshots(snapshot_id) ON DELETE CASCADE,
+    field TEXT NOT NULL,
+    old_value TEXT,
+    new_value TEXT,
+    actor TEXT NOT NULL,
+    at TIMESTAMP NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_review_history_snapshot ON review_history(snapshot_id, history_id);
+CREATE INDEX IF NOT EXISTS idx_review_history_action ON review_history(action_id);
+CREATE INDEX IF NOT EXISTS idx_snapshots_review_recent ON snapshots(review, processed_at DESC, snapshot_id);
+CREATE INDEX IF NOT EXISTS idx_snapshots_label_source ON snapshots(label_source) WHERE label_source IS NOT NULL;
+"""
+
+
+def _upgrade_to_5(store: Store) -> None:
+    have = _columns(store, "snapshots")
+    for name, kind in _V5_COLUMNS:
+        if name not in have:
+            store.execute(f"ALTER TABLE snapshots ADD COLUMN {name} {kind}")
+    for statement in _statements(_V5_TABLES):
+        store.execute(_dialect(statement, store.is_postgres))
+
+
+UPGRADES = {2: _upgrade_to_2, 3: _upgrade_to_3, 4: _upgrade_to_4, 5: _upgrade_to_5}
 
 
 def current_version(store: Store) -> int:

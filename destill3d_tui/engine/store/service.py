@@ -16,7 +16,7 @@ import peewee as pw
 
 from ..errors import NotFoundError
 from .db import STAGES, Store, dumps, utcnow
-from .filters import SnapshotFilter
+from .filters import SnapshotFilter, review_conditions
 from .migrations import TOTALS_TABLE, recount_selects, recount_totals
 from .snapshot import Snapshot
 
@@ -216,8 +216,8 @@ def write_predictions(store: Store, snapshot: Snapshot) -> None:
     _write_predicted_tags(store, snapshot)
     top = snapshot.top_prediction()
     S = store.Snapshots
-    S.update(
-        label=top.label if top else None,
+    S.update(  # a person's label (review.py) is never replaced by a model's: it stays the label
+        label=pw.fn.COALESCE(pw.SQL("human_label"), top.label if top else None),
         confidence=float(top.confidence) if top else None,
         label_model=top.model_name if top else None,
         updated_at=utcnow(),
@@ -347,6 +347,8 @@ def where_sql(store: Store, flt: SnapshotFilter) -> tuple[str, list[Any]]:
         add("processed_at >= ?", db_value(store, flt.since))
     if flt.until is not None:
         add("processed_at < ?", db_value(store, flt.until))
+    for sql, values in review_conditions(flt):  # the curator's decision and whose label (filters.py)
+        add(sql, *values)
     return (" AND ".join(parts) or "1 = 1"), params
 
 

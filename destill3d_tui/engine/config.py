@@ -127,6 +127,10 @@ class IndexSettings:
     hnsw_threshold: int = 20_000  # exact search below this many embeddings
     hnsw_m: int = 32
     ef_search: int = 128  # recall@10 >= 0.95 on 100K x 1024 (bench/search.py); 64 gave 0.93
+    # IVF-PQ (64-byte codes) above this many: ~80 bytes a vector instead of HNSW's ~1.3 KB at 256-d;
+    # recall@10 0.91 at 100K (bench/scale.py --index-n, docs/scaling.md)
+    compress_above: int = 200_000
+    nprobe: int = 16  # inverted lists an IVF-PQ search visits
 
 
 @dataclass
@@ -292,6 +296,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     "index.hnsw_threshold": (0, _ANY),
     "index.hnsw_m": (2, 256),
     "index.ef_search": (1, 4096),
+    "index.compress_above": (0, _ANY),
+    "index.nprobe": (1, 65536),
 }
 """Allowed (min, max) per numeric setting, both included; ``platforms.*`` applies to each platform."""
 

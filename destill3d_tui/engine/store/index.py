@@ -49,6 +49,8 @@ MAGIC = b"D3DIDX1\n"
 MAX_TOMBSTONE_SHARE = 0.10
 """Rebuild an HNSW index once this share of its entries are deleted: searches over-fetch by
 the tombstone count, which stops being cheap beyond this."""
+TRAIN_PER_LIST, TRAIN_MIN = 40, 65_536
+"""IVF-PQ training vectors: 40 per inverted list (faiss's k-means wants >= 39), at least 2^16 for the PQ codebooks."""
 PATCH_LIMIT_SHARE = 0.5
 """Rebuild instead of patching when more than this share of the index would change."""
 FETCH_CHUNK = 2048
@@ -151,7 +153,16 @@ class EmbeddingIndex:
     def fingerprint(self) -> str:
         return self._fingerprint
 
-    def _new_faiss(self, dim: int, count: int) -> faiss.Index:
+    def _wanted_kind(self, count: int) -> str:
+        if count >= self.settings.compress_above:
+            return "ivfpq"
+        return "hnsw" if count >= self.settings.hnsw_threshold else "flat"
+
+    def _new_faiss(self, dim: int, count: int, sample: np.ndarray | None = None) -> faiss.Index:
+        """An empty index for ``count`` vectors; IVF-PQ is trained on ``sample`` (normalised rows) first."""
+        if self._wanted_kind(count) == "ivfpq" and sample is not None:
+            self.kind = "ivfpq"
+            return faiss.IndexIDMap2(self._trained_ivfpq(dim, count, sample))
         if count >= self.settings.hnsw_threshold:
             inner = faiss.IndexHNSWFlat(dim, self.settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efSearch = self.settings.ef_search
@@ -160,6 +171,23 @@ class EmbeddingIndex:
             inner = faiss.IndexFlatIP(dim)
             self.kind = "flat"
         return faiss.IndexIDMap2(inner)
+
+    def _trained_ivfpq(self, dim: int, count: int, sample: np.ndarray) -> faiss.Index:
+        """IVF (about 4 sqrt(n) lists) over 8-bit PQ codes of at most 64 bytes, trained on ``sample``."""
+        nlist = max(1, min(int(4 * np.sqrt(count)), len(sample) // 39))
+        codes = max(m for m in range(1, min(64, dim) + 1) if dim % m == 0)
+        ivf = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, codes, 8, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(sample)
+        ivf.nprobe = self.settings.nprobe
+        return ivf
+
+    def _training_sample(self, ids: list[str]) -> np.ndarray:
+        """Normalised vectors of a seeded random subset of ``ids``: enough for k-means over ~4 sqrt(n) lists."""
+        want = min(len(ids), max(TRAIN_MIN, TRAIN_PER_LIST * int(4 * np.sqrt(len(ids)))))
+        chosen = np.random.default_rng(0).choice(len(ids), want, replace=False)
+        picked = [ids[i] for i in sorted(chosen)]
+        return np.concatenate([normalise(self.source.vectors(picked[s : s + FETCH_CHUNK]))
+                               for s in range(0, len(picked), FETCH_CHUNK)])  # fmt: skip
 
     # ------------------------------------------------------------------ open / reconcile
 
@@ -260,12 +288,11 @@ class EmbeddingIndex:
     def _needs_rebuild(self, target_count: int, changes: int) -> bool:
         if self._index is None or self.dim == 0:
             return True
-        wanted = "hnsw" if target_count >= self.settings.hnsw_threshold else "flat"
-        if wanted != self.kind:
+        if self._wanted_kind(target_count) != self.kind:
             return True
         if changes > PATCH_LIMIT_SHARE * max(len(self._label), 1) and len(self._label) > 16:
             return True
-        return self.kind == "hnsw" and self._tombstones > MAX_TOMBSTONE_SHARE * max(len(self._ids), 1)
+        return self.kind != "flat" and self._tombstones > MAX_TOMBSTONE_SHARE * max(len(self._ids), 1)
 
     def _rebuild(self, truth: dict[str, str]) -> None:
         ids = sorted(truth)
@@ -274,7 +301,8 @@ class EmbeddingIndex:
             return
         first = normalise(self.source.vectors(ids[:1]))
         self._reset(dim=first.shape[1])
-        self._index = self._new_faiss(self.dim, len(ids))
+        sample = self._training_sample(ids) if self._wanted_kind(len(ids)) == "ivfpq" else None
+        self._index = self._new_faiss(self.dim, len(ids), sample)
         self._add(ids, truth)
 
     def _add(self, ids: list[str], truth: dict[str, str]) -> None:
@@ -283,7 +311,7 @@ class EmbeddingIndex:
             vectors = normalise(self.source.vectors(chunk))
             if self._index is None:
                 self._reset(dim=vectors.shape[1])
-                self._index = self._new_faiss(self.dim, len(ids))
+                self._index = self._new_faiss(self.dim, len(ids), vectors)
             if vectors.shape[1] != self.dim:
                 raise ValueError(f"{self.source.name}: vector of dimension {vectors.shape[1]}, index has {self.dim}")
             labels = np.arange(len(self._ids), len(self._ids) + len(chunk), dtype=np.int64)
@@ -370,6 +398,8 @@ class EmbeddingIndex:
             label = self._label.get(snapshot_id)
             if label is None or self._index is None:
                 return None
+            if self.kind == "ivfpq":  # PQ codes only approximate it: the source holds the vector itself
+                return normalise(self.source.vectors([snapshot_id]))[0]
             return self._index.reconstruct(label)
 
     # ------------------------------------------------------------------ persistence
@@ -417,6 +447,8 @@ class EmbeddingIndex:
         self.kind, self._index = header["kind"], index
         if self.kind == "hnsw" and index is not None:
             faiss.downcast_index(faiss.downcast_index(index).index).hnsw.efSearch = self.settings.ef_search
+        if self.kind == "ivfpq" and index is not None:
+            faiss.extract_index_ivf(index).nprobe = self.settings.nprobe
         self._ids = header["ids"]
         self._label = {sid: n for n, sid in enumerate(self._ids) if sid is not None}
         self._versions = {sid: v for sid, v in zip(self._ids, header["versions"], strict=True) if sid is not None}

@@ -1,26 +1,20 @@
-"""Destill3DApp: the four modes (search, queue, snapshots, database) and the EngineBridge.
+"""Destill3DApp: the four modes (search, queue, snapshots, database) around one EngineBridge.
 
-The engine never imports Textual. The bridge is the only way screens reach it:
+The bridge (:mod:`destill3d_tui.bridge`) is the only way screens reach the engine; screens import
+it, never this module. The app owns the bridge and:
 
-- engine events (any thread) are queued and announced with one :class:`EngineEvents` message
-  whose ``can_replace`` lets a burst collapse into one; the app folds them into
-  :class:`~destill3d_tui.live.LiveState` at most ``REDRAW_HZ`` times a second inside
-  ``batch_update`` and asks the visible screen to redraw;
-- blocking engine calls run in thread workers (named groups, ``exit_on_error=False``) that
-  answer with :class:`EngineReplied` to the screen that asked, or :class:`EngineFailed`,
-  which becomes the error modal (for what the user asked for) or a titled toast.
+- folds the bridge's queued engine events into :class:`~destill3d_tui.live.LiveState` at most
+  ``REDRAW_HZ`` times a second inside ``batch_update`` and asks the visible screen to redraw;
+- turns :class:`~destill3d_tui.bridge.EngineFailed` into the error modal (for what the user asked
+  for) or a titled toast.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import json
 import os
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,216 +22,23 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.message import Message
-from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.worker import get_current_worker
 
+from .bridge import EngineBridge, EngineEvents, EngineFailed, describe_error
 from .live import LiveState
+from .screens.base import MODE_KEYS
+from .screens.help import key_names
 
 if TYPE_CHECKING:
     from .engine.api import Destill3D
     from .engine.config import Settings
-    from .engine.events import Event
 
 REDRAW_HZ = 10.0
 """Live redraws per second: fast enough to feel live, slow enough that 2 cores keep up."""
 
 
-class EngineEvents(Message):
-    """Engine events are waiting in the bridge; one pending copy is enough."""
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, EngineEvents)
-
-
-class EngineReplied(Message):
-    """A blocking engine call finished; ``tag`` says which request this answers."""
-
-    def __init__(self, tag: str, result: Any) -> None:
-        super().__init__()
-        self.tag, self.result = tag, result
-
-
-class EngineFailed(Message):
-    """A blocking engine call raised; ``modal`` when the user is waiting for the answer."""
-
-    def __init__(self, title: str, error: BaseException, modal: bool) -> None:
-        super().__init__()
-        self.title, self.error, self.modal = title, error, modal
-
-
-class PipelineStopped(Message):
-    """The pipeline drained after a quit request: the app may exit."""
-
-
-def describe_error(error: BaseException) -> str:
-    """``reason: message`` for engine errors, ``Type: message`` for anything else (escaped: it may name files)."""
-    from .engine.text import display
-
-    reason = getattr(error, "reason", None)
-    return display(f"{reason}: {error}" if reason else f"{type(error).__name__}: {error}", newlines=True)
-
-
-CAPABILITY_MODULES: dict[str, tuple[str, str | None]] = {
-    "pipeline": (".pipeline", "Pipeline"),
-    "acquire": (".acquire.service", "AcquireService"),
-    "classify": (".classify.service", "ClassifyService"),
-    "db.export": (".store.dataset", "export"),
-    "db.export_plan": (".store.dataset", "export_plan"),
-    "db.find_similar": (".store.dataset", "find_similar"),
-}
-"""Engine modules behind facade members that other parts of the engine fill in."""
-
-
-class EngineBridge:
-    """Joins the engine's threads to the app's message loop. Owns no widget."""
-
-    def __init__(self, app: App, engine: Destill3D | None) -> None:
-        self.app, self.engine = app, engine
-        self._pending: deque[Event] = deque()  # appended by engine threads, drained by the app
-        self._announced = threading.Event()  # set while an EngineEvents message is on its way
-        self._memory: dict[str, Any] | None = None  # what the screens asked to remember, this database's
-        self._unsubscribe: Callable[[], None] | None = None
-        self._capabilities: dict[str, bool] = {}
-
-    def attach(self) -> None:
-        if self.engine is not None and self._unsubscribe is None:
-            self._unsubscribe = self.engine.events.subscribe(self._on_event)
-
-    def detach(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-
-    def _on_event(self, event: Event) -> None:
-        """Runs on the emitting engine thread: queue and return at once.
-
-        One announcement per drain: a busy pipeline emits thousands of events a second, and each
-        posted message would cost the UI thread a wake-up even when ``can_replace`` drops it.
-        """
-        self._pending.append(event)
-        if not self._announced.is_set():
-            self._announced.set()
-            self.app.post_message(EngineEvents())
-
-    def drain(self) -> list[Event]:
-        self._announced.clear()  # before reading: an event appended from now on announces itself
-        out = []
-        while self._pending:
-            out.append(self._pending.popleft())
-        return out
-
-    # ------------------------------------------------------------ what the screens remember
-
-    def recall(self, key: str, default: Any = None) -> Any:
-        """A value a screen remembered for this database (export path, format, picker folder)."""
-        return self._load_memory().get(key, default)
-
-    def remember(self, key: str, value: Any) -> None:
-        """Keep ``value`` for this database, in the engine's data dir (written off the UI thread)."""
-        memory = self._load_memory()
-        if memory.get(key) == value:
-            return
-        memory[key] = value
-        snapshot = dict(memory)
-        self.app.run_worker(lambda: self._write_memory(snapshot), group="memory", thread=True, exit_on_error=False)
-
-    def _memory_path_and_key(self) -> tuple[Path, str] | None:
-        if self.engine is None:
-            return None
-        from .engine import locations
-
-        return locations.data_dir() / MEMORY_FILE, self.engine.settings.database_url()
-
-    def _load_memory(self) -> dict[str, Any]:
-        if self._memory is None:
-            self._memory = {}
-            where = self._memory_path_and_key()
-            if where is not None:
-                self._memory = dict(_read_json(where[0]).get(where[1], {}))
-        return self._memory
-
-    def _write_memory(self, memory: dict[str, Any]) -> None:
-        where = self._memory_path_and_key()
-        if where is None:
-            return
-        path, key = where
-        with _MEMORY_LOCK:  # read-modify-write: other databases' entries stay
-            everything = _read_json(path)
-            everything[key] = memory
-            path.parent.mkdir(parents=True, exist_ok=True)
-            scratch = path.with_suffix(".tmp")
-            scratch.write_text(json.dumps(everything, indent=1), encoding="utf-8")
-            scratch.replace(path)
-
-    def has(self, dotted: str) -> bool:
-        """Whether the engine offers ``dotted`` (``"acquire"``, ``"db.export"``, ...) yet; cached."""
-        if dotted not in self._capabilities:
-            self._capabilities[dotted] = self._probe(dotted)
-        return self._capabilities[dotted]
-
-    def _probe(self, dotted: str) -> bool:
-        if self.engine is None:
-            return False
-        module, attribute = CAPABILITY_MODULES.get(dotted, (None, None))
-        if module is not None:
-            try:  # the facade forwards to this module, which may not have landed yet
-                found = importlib.import_module(module, "destill3d_tui.engine")
-            except ImportError:
-                return False
-            if attribute and not hasattr(found, attribute):
-                return False
-        node: Any = self.engine
-        for part in dotted.split("."):
-            try:
-                node = getattr(node, part, None)
-            except Exception:  # a facade property whose service failed to start
-                return False
-            if node is None:
-                return False
-        return True
-
-    def call(self, job: Callable[[Destill3D], Any], *, reply_to: MessagePump, tag: str, group: str,
-             title: str, modal: bool = False, exclusive: bool = False) -> None:
-        """Run ``job(engine)`` in a thread worker; reply to ``reply_to`` or report the failure."""
-        engine = self.engine
-
-        def work() -> None:
-            if engine is None:
-                self.app.post_message(EngineFailed(title, RuntimeError("no engine is open"), modal))
-                return
-            try:
-                result = job(engine)
-            except Exception as exc:  # reported to the user, never swallowed
-                self.app.post_message(EngineFailed(title, exc, modal))
-                return
-            if not get_current_worker().is_cancelled:  # a newer request of the same group replaced it
-                reply_to.post_message(EngineReplied(tag, result))
-
-        self.app.run_worker(work, name=tag, group=group, thread=True, exit_on_error=False, exclusive=exclusive)
-
-
-MEMORY_FILE = "tui-state.json"
-"""In the engine's data dir: per database URL, what the screens remembered (export path, format...)."""
-_MEMORY_LOCK = threading.Lock()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """The memory file's contents; a missing or damaged file is an empty memory, never an error."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 QUIT_FAILED = "Could not stop the pipeline cleanly"
-MODE_KEYS = (("f2", "search", "Search"), ("f3", "queue", "Queue"), ("f4", "snapshots", "Snapshots"),
-             ("f5", "database", "Database"))
-MODE_HINT = " ".join(f"{key.upper()} {label.lower()}" for key, _, label in MODE_KEYS)
-"""Shown in every mode's header: the mode keys without spending footer columns."""
 
 
 class Destill3DApp(App[int]):
@@ -281,8 +82,8 @@ class Destill3DApp(App[int]):
     def on_mount(self) -> None:
         self.bridge.attach()
         if self.start_pipeline and self.bridge.has("pipeline"):
-            self.bridge.call(lambda d3d: d3d.pipeline.start(), reply_to=self, tag="pipeline_started",
-                             group="lifecycle", title="Could not start the pipeline")
+            self.bridge.request("Could not start the pipeline", lambda d3d: d3d.pipeline.start(), on_reply=None,
+                                group="lifecycle")
         self.switch_mode(self.initial_mode)
 
     def on_unmount(self) -> None:
@@ -303,12 +104,10 @@ class Destill3DApp(App[int]):
         def drain(d3d: Destill3D) -> None:
             d3d.pipeline.stop(drain=True)
 
-        self.bridge.call(drain, reply_to=self, tag="pipeline_drained", group="lifecycle", title=QUIT_FAILED)
+        self.bridge.request(QUIT_FAILED, drain, on_reply=self._pipeline_drained, group="lifecycle")
 
-    @on(EngineReplied)
-    def _engine_replied(self, message: EngineReplied) -> None:
-        if message.tag == "pipeline_drained":
-            self.exit(0)
+    def _pipeline_drained(self, _: None) -> None:
+        self.exit(0)
 
     # ------------------------------------------------------------ events -> redraws
 
@@ -399,22 +198,6 @@ class Destill3DApp(App[int]):
 def _ours(node: Any) -> bool:
     """Whether ``node`` is one of this app's screens or widgets (not a Textual built-in)."""
     return type(node).__module__.startswith(__package__ or "destill3d_tui")
-
-
-def key_names(binding: Binding) -> str:
-    """``+ / =`` for ``plus,equals_sign``: each key of a binding by its display name."""
-    from dataclasses import replace
-
-    from textual.keys import format_key
-
-    if binding.key_display:
-        return binding.key_display
-    names = []
-    for key in binding.key.split(","):
-        single = replace(binding, key=key.strip())
-        modifiers, name = single.parse_key()
-        names.append("+".join([*modifiers, format_key(name)]).replace("ctrl+", "^"))
-    return " / ".join(names)
 
 
 def _bindings(items: Iterable[Any]) -> list[Binding]:

@@ -21,10 +21,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .acquire.base import SearchFilters as SearchFilters  # re-exported: screens reach the engine only here
 from .config import Settings, load_settings
 from .events import EventBus
 from .queue import Queue, QueueEntry, QueueRow
 from .store.db import Store
+from .store.filters import FilterError as FilterError  # re-exported for the screens
 from .store.filters import SnapshotFilter
 from .store.service import SnapshotRow, StoreService
 

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from textual import on
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
 
-from ..app import EngineReplied
-
 if TYPE_CHECKING:
-    from ..app import Destill3DApp, EngineBridge
+    from ..bridge import BridgedApp, EngineBridge, Reply
     from ..engine.events import Event
     from ..live import LiveState
 
 
+MODE_KEYS = (("f2", "search", "Search"), ("f3", "queue", "Queue"), ("f4", "snapshots", "Snapshots"),
+             ("f5", "database", "Database"))
+"""(key, mode, label) of the four modes; the app binds them."""
+MODE_HINT = " ".join(f"{key.upper()} {label.lower()}" for key, _, label in MODE_KEYS)
+"""Shown in every mode's header: the mode keys without spending footer columns."""
 LIVE_COUNT_S = 1.0
 """Counts follow stored/failed events at most once a second: live, yet one query per second at most."""
 
@@ -41,33 +43,31 @@ def mode_footer() -> Footer:
 
 
 class EngineScreen(Screen):
-    """A screen that asks the engine for things; replies arrive as ``got_<tag>(result)`` calls."""
+    """A screen that asks the engine for things; each request names the method its reply goes to."""
 
     def on_mount(self) -> None:
-        from ..app import MODE_HINT
-
         self.sub_title = MODE_HINT
 
     @property
-    def d3d_app(self) -> Destill3DApp:
-        return self.app  # type: ignore[return-value]
+    def d3d_app(self) -> BridgedApp:
+        return cast("BridgedApp", self.app)
 
     @property
     def bridge(self) -> EngineBridge:
         return self.d3d_app.bridge
 
-    def ask(self, tag: str, job: Callable[[Any], Any], *, title: str, modal: bool = False,
-            exclusive: bool = True) -> None:
-        """Run ``job(engine)`` in a worker of group ``<screen>.<tag>``; newer asks replace older ones."""
-        group = f"{type(self).__name__}.{tag}"
-        self.bridge.call(job, reply_to=self, tag=tag, group=group, title=title, modal=modal, exclusive=exclusive)
+    def ask(self, title: str, job: Callable[..., Any], *args: Any, on_reply: Reply, on_error: Reply | None = None,
+            modal: bool = False, exclusive: bool = True) -> None:
+        """Run ``job(engine, *args)`` off the UI thread; ``on_reply(result)`` runs here when it is done.
 
-    @on(EngineReplied)
-    def _replied(self, message: EngineReplied) -> None:
-        message.stop()
-        handler = getattr(self, f"got_{message.tag}", None)
-        if handler is not None:
-            handler(message.result)
+        Requests with the same ``on_reply`` form one worker group, ``<Screen>.<on_reply>``
+        (:meth:`request_group`): with ``exclusive``, a newer request replaces the older one's reply.
+        """
+        self.bridge.request(title, job, *args, on_reply=on_reply, on_error=on_error, owner=self,
+                            group=self.request_group(on_reply), modal=modal, exclusive=exclusive)
+
+    def request_group(self, on_reply: Reply) -> str:
+        return f"{type(self).__name__}.{getattr(on_reply, '__name__', 'reply')}"
 
     def apply_live(self, live: LiveState, events: Iterable[Event]) -> None:
         """Called by the app (inside ``batch_update``) with freshly folded events."""

@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import DataTable, Header, Input, Label, Static, TabbedContent, TabPane
 
-from ..engine.store.filters import FilterError, SnapshotFilter
+from ..engine.api import FilterError, SnapshotFilter
 from ..widgets.bars import BarChart
 from ..widgets.text import human_bytes, plain
 from .base import EngineScreen, mode_footer, row_key
@@ -110,25 +110,27 @@ class DatabaseScreen(EngineScreen):
             return
         flt, offset = self.filters, self.page * PAGE_SIZE
         self.query_one("#db-status", Static).update("querying…")
-        self.ask("count", lambda d3d: d3d.db.count(flt), title="Could not count the results", modal=True)
+        self.ask("Could not count the results", lambda d3d: d3d.db.count(flt), on_reply=self.show_count,
+                 modal=True)
         after = self.page_after[self.page]
         if self.bridge.has("db.page"):
-            self.ask("rows", lambda d3d: d3d.db.page(after, PAGE_SIZE, flt), title="Query failed", modal=True)
+            self.ask("Query failed", lambda d3d: d3d.db.page(after, PAGE_SIZE, flt), on_reply=self.show_rows,
+                     modal=True)
         else:
-            self.ask("rows", lambda d3d: d3d.db.query(filter=flt, limit=PAGE_SIZE, offset=offset),
-                     title="Query failed", modal=True)
+            self.ask("Query failed", lambda d3d: d3d.db.query(filter=flt, limit=PAGE_SIZE, offset=offset),
+                     on_reply=self.show_rows, modal=True)
 
     def recount(self) -> None:
         """Live: the match count follows stored items; the rows shown stay until the next query."""
         if self.bridge.has("db"):
             flt = self.filters
-            self.ask("count", lambda d3d: d3d.db.count(flt), title="Could not count the results")
+            self.ask("Could not count the results", lambda d3d: d3d.db.count(flt), on_reply=self.show_count)
 
-    def got_count(self, total: int) -> None:
+    def show_count(self, total: int) -> None:
         self.total = total
         self._status()
 
-    def got_rows(self, rows: list[Any]) -> None:
+    def show_rows(self, rows: list[Any]) -> None:
         table = self.query_one("#db-results", DataTable)
         table.clear()
         for r in rows:
@@ -191,9 +193,9 @@ class DatabaseScreen(EngineScreen):
 
     def load_stats(self) -> None:
         if self.bridge.has("db.stats"):
-            self.ask("stats", lambda d3d: d3d.db.stats(), title="Could not read the statistics")
+            self.ask("Could not read the statistics", lambda d3d: d3d.db.stats(), on_reply=self.show_stats)
 
-    def got_stats(self, stats: dict[str, Any]) -> None:
+    def show_stats(self, stats: dict[str, Any]) -> None:
         for key in ("platform", "format", "label", "stage"):
             self.query_one(f"#chart-{key}", BarChart).set_data((stats.get(f"by_{key}") or {}).items())
         totals = stats.get("totals")

@@ -15,11 +15,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
 
-from ..app import EngineReplied, describe_error
+from ..bridge import EngineBridge, describe_error
 
 if TYPE_CHECKING:
+    from ..engine.api import SnapshotFilter
     from ..engine.events import Event
-    from ..engine.store.filters import SnapshotFilter
     from ..live import LiveState
 
 FORMATS = ("hdf5", "numpy", "parquet", "webdataset", "tfrecord", "modelnet")
@@ -81,9 +81,13 @@ class ExportModal(ModalScreen[None]):
         self.query_one("#export-path", Input).focus()
         self.count_plan()
 
+    @property
+    def bridge(self) -> EngineBridge:
+        return self.app.bridge  # type: ignore[attr-defined,no-any-return]
+
     def _recall(self) -> None:
         """The path and format last exported from this database (the bridge keeps them per database)."""
-        bridge = self.app.bridge  # type: ignore[attr-defined]
+        bridge = self.bridge
         path, fmt = bridge.recall("export.path"), bridge.recall("export.format")
         if isinstance(path, str) and path:
             self.query_one("#export-path", Input).value = path
@@ -93,14 +97,14 @@ class ExportModal(ModalScreen[None]):
     @on(Select.Changed, "#export-policy")
     def count_plan(self) -> None:
         """Ask the engine how many objects these filters and this licence policy will write."""
-        bridge = self.app.bridge  # type: ignore[attr-defined]
+        bridge = self.bridge
         if not bridge.has("db.export_plan"):
             self.query_one("#export-count", Static).update("")
             return
         flt, policy = self.filters, str(self.query_one("#export-policy", Select).value)
         self.query_one("#export-count", Static).update("counting…")
-        bridge.call(lambda d3d: d3d.db.export_plan(flt, license_policy=policy), reply_to=self, tag="planned",
-                    group="export-plan", title="Could not count the export", exclusive=True)
+        bridge.request("Could not count the export", lambda d3d: d3d.db.export_plan(flt, license_policy=policy),
+                       on_reply=self.show_plan, group="export-plan", exclusive=True)
 
     def show_plan(self, plan: Any) -> None:
         self.plan = plan
@@ -124,21 +128,18 @@ class ExportModal(ModalScreen[None]):
         views = self.query_one("#export-views", Checkbox).value
         policy = str(self.query_one("#export-policy", Select).value)
         flt = self.filters
-        bridge = self.app.bridge  # type: ignore[attr-defined]
+        bridge = self.bridge
         bridge.remember("export.path", output)
         bridge.remember("export.format", fmt)
         self.running, cancel = True, self.cancel
         self.query_one("#export-status", Static).update(f"exporting {fmt} to {output}… (escape cancels)")
 
         def export(d3d: Any) -> Any:
-            try:
-                return d3d.db.export(fmt, output, split=split, views=views, license_policy=policy, cancel=cancel,
-                                     filter=flt)
-            except Exception as exc:  # shown in this dialog and in the error modal, not swallowed
-                return exc
+            return d3d.db.export(fmt, output, split=split, views=views, license_policy=policy, cancel=cancel,
+                                 filter=flt)
 
-        self.app.bridge.call(export, reply_to=self, tag="exported", group="export",  # type: ignore[attr-defined]
-                             title="Export failed", modal=True)
+        bridge.request("Export failed", export, on_reply=self.show_exported, on_error=self.export_failed,
+                       group="export")
 
     @on(Button.Pressed, "#export-close")
     def action_close(self) -> None:
@@ -152,19 +153,15 @@ class ExportModal(ModalScreen[None]):
             bar = self.query_one(ProgressBar)
             bar.update(total=live.export_total, progress=live.export_done)
 
-    @on(EngineReplied)
-    def _done(self, message: EngineReplied) -> None:
-        message.stop()
-        if message.tag == "planned":
-            self.show_plan(message.result)
-            return
+    def export_failed(self, error: Exception) -> None:
+        """Shown in this dialog and in the error modal, not swallowed."""
         self.running = False
-        result = message.result
-        if isinstance(result, Exception):
-            text = describe_error(result)
-            self.query_one("#export-status", Static).update(f"export failed: {text}")
-            self.app.show_error("Export failed", text)  # type: ignore[attr-defined]
-            return
+        text = describe_error(error)
+        self.query_one("#export-status", Static).update(f"export failed: {text}")
+        self.app.show_error("Export failed", text)  # type: ignore[attr-defined]
+
+    def show_exported(self, result: Any) -> None:
+        self.running = False
         if getattr(result, "interrupted", False):
             self.query_one("#export-status", Static).update("export cancelled; files written so far are kept")
             return

@@ -10,8 +10,23 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
-from ..app import key_names
 from ..widgets.text import plain
+
+
+def key_names(binding: Binding) -> str:
+    """``+ / =`` for ``plus,equals_sign``: each key of a binding by its display name."""
+    from dataclasses import replace
+
+    from textual.keys import format_key
+
+    if binding.key_display:
+        return binding.key_display
+    names = []
+    for key in binding.key.split(","):
+        single = replace(binding, key=key.strip())
+        modifiers, name = single.parse_key()
+        names.append("+".join([*modifiers, format_key(name)]).replace("ctrl+", "^"))
+    return " / ".join(names)
 
 
 class HelpModal(ModalScreen[None]):

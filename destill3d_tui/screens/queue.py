@@ -116,18 +116,19 @@ class QueueScreen(EngineScreen):
             self.query_one("#queue-page", Static).update("The queue is not available in this engine yet.")
             return
         stage, offset = self.stage_filter, self.page * PAGE_SIZE
-        self.ask("counts", lambda d3d: d3d.queue.counts(), title="Could not read the queue counts")
-        self.ask("page", lambda d3d: d3d.queue.list(stage=stage, limit=PAGE_SIZE, offset=offset),
-                 title="Could not read the queue")
-        self.ask("failures", lambda d3d: d3d.queue.list(stage="failed", limit=PAGE_SIZE),
-                 title="Could not read the failures")
+        self.ask("Could not read the queue counts", lambda d3d: d3d.queue.counts(), on_reply=self.show_counts)
+        self.ask("Could not read the queue", lambda d3d: d3d.queue.list(stage=stage, limit=PAGE_SIZE, offset=offset),
+                 on_reply=self.show_page)
+        self.ask("Could not read the failures", lambda d3d: d3d.queue.list(stage="failed", limit=PAGE_SIZE),
+                 on_reply=self.show_failures)
         if self.bridge.has("db.stats") and time.monotonic() - self._stats_at >= STATS_S:
             self._stats_at = time.monotonic()
-            self.ask("stats", lambda d3d: d3d.db.stats(), title="Could not read the totals")
+            self.ask("Could not read the totals", lambda d3d: d3d.db.stats(), on_reply=self.show_stats)
         if self.bridge.has("acquire"):
-            self.ask("rates", lambda d3d: d3d.acquire.rate_status(), title="Could not read the rate budgets")
+            self.ask("Could not read the rate budgets", lambda d3d: d3d.acquire.rate_status(),
+                     on_reply=self.show_rates)
 
-    def got_counts(self, counts: dict[str, int]) -> None:
+    def show_counts(self, counts: dict[str, int]) -> None:
         self.query_one(StageBoard).set_counts(counts)
         self.total_in_view = sum(counts.values()) if self.stage_filter is None else counts.get(self.stage_filter, 0)
         self._show_page_label()
@@ -143,7 +144,7 @@ class QueueScreen(EngineScreen):
         label = f"{stage} · rows {first:,}–{last:,} of {self.total_in_view:,} · page {self.page + 1}/{pages}"
         self.query_one("#queue-page", Static).update(label + " · t filter · [ ] page · enter details")
 
-    def got_page(self, rows: list[Any]) -> None:
+    def show_page(self, rows: list[Any]) -> None:
         table = self.query_one("#queue-table", DataTable)
         keys = [str(r.queue_id) for r in rows]
         if keys == [str(k.value) for k in table.rows]:
@@ -161,7 +162,7 @@ class QueueScreen(EngineScreen):
         elif rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
 
-    def got_failures(self, rows: list[Any]) -> None:
+    def show_failures(self, rows: list[Any]) -> None:
         table = self.query_one("#failures-table", DataTable)
         table.clear()
         for row in rows:
@@ -169,7 +170,7 @@ class QueueScreen(EngineScreen):
                           plain(f"{row.retry_count}/{row.max_retries}"), plain(_first_line(row.last_error)),
                           key=str(row.queue_id))
 
-    def got_stats(self, stats: dict[str, Any]) -> None:
+    def show_stats(self, stats: dict[str, Any]) -> None:
         downloaded, kept = stats.get("bytes_downloaded") or 0, stats.get("bytes_kept") or 0
         ratio = stats.get("compression_ratio")
         live = self.d3d_app.live
@@ -183,7 +184,7 @@ class QueueScreen(EngineScreen):
                     f"{live.session_duplicates} dup")
         self.query_one("#bytes-label", Static).update(text)
 
-    def got_rates(self, rates: dict[str, Any]) -> None:
+    def show_rates(self, rates: dict[str, Any]) -> None:
         self.query_one(RatePanel).set_budgets(rates)
 
     # ------------------------------------------------------------ live events
@@ -257,26 +258,28 @@ class QueueScreen(EngineScreen):
                 d3d.pipeline.pause()
             return d3d.pipeline.state
 
-        self.ask("paused", toggle, title="Could not pause or resume the pipeline")
+        self.ask("Could not pause or resume the pipeline", toggle, on_reply=self.show_paused)
 
-    def got_paused(self, state: str) -> None:
+    def show_paused(self, state: str) -> None:
         self.d3d_app.live.pipeline_state = state
         self.notify(f"Pipeline {state}", title="Pipeline")
         self.apply_live(self.d3d_app.live, ())
 
     def action_retry_failed(self) -> None:
-        self.ask("retried", lambda d3d: d3d.queue.retry(failed=True), title="Could not retry the failed items")
+        self.ask("Could not retry the failed items", lambda d3d: d3d.queue.retry(failed=True),
+                 on_reply=self.show_retried)
 
-    def got_retried(self, count: int) -> None:
+    def show_retried(self, count: int) -> None:
         self.notify(f"{count} failed item(s) queued again", title="Retry")
         self.refresh_from_engine()
 
     def action_cancel(self) -> None:
         queue_id = self._selected_id()
         if queue_id is not None:
-            self.ask("cancelled", lambda d3d: d3d.queue.cancel([queue_id]), title="Could not cancel the item")
+            self.ask("Could not cancel the item", lambda d3d: d3d.queue.cancel([queue_id]),
+                     on_reply=self.show_cancelled)
 
-    def got_cancelled(self, count: int) -> None:
+    def show_cancelled(self, count: int) -> None:
         self.notify(f"{count} item(s) cancelled", title="Cancel")
         self.refresh_from_engine()
 
@@ -293,9 +296,9 @@ class QueueScreen(EngineScreen):
                 d3d.queue.set_priority(queue_id, priority)
                 return priority
 
-        self.ask("priority", bump, title="Could not change the priority", exclusive=False)
+        self.ask("Could not change the priority", bump, on_reply=self.show_priority, exclusive=False)
 
-    def got_priority(self, priority: int) -> None:
+    def show_priority(self, priority: int) -> None:
         self.notify(f"priority now {priority}", title="Priority")
         self.refresh_from_engine()
 
@@ -322,9 +325,9 @@ class QueueScreen(EngineScreen):
     def action_details(self) -> None:
         queue_id = self._selected_id()
         if queue_id is not None:
-            self.ask("details", lambda d3d: d3d.queue.get(queue_id), title="Could not read the item")
+            self.ask("Could not read the item", lambda d3d: d3d.queue.get(queue_id), on_reply=self.show_details)
 
-    def got_details(self, row: Any) -> None:
+    def show_details(self, row: Any) -> None:
         from .queue_detail import QueueItemModal
 
         self.app.push_screen(QueueItemModal(row, now=self.d3d_app.clock()))

@@ -12,7 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Header, Input, Label, Select, Static
 
-from ..app import describe_error
+from ..bridge import describe_error
+from ..engine.api import SearchFilters
 from ..engine.text import display
 from ..widgets.text import age, human_bytes, plain
 from .base import EngineScreen, mode_footer
@@ -75,13 +76,14 @@ class SearchScreen(EngineScreen):
         for field in self.query(Input).results(Input):
             field.cursor_blink = self.d3d_app.cursor_blink
         if self.bridge.has("acquire"):
-            self.ask("platforms", lambda d3d: d3d.acquire.platforms(), title="Could not list the platforms")
+            self.ask("Could not list the platforms", lambda d3d: d3d.acquire.platforms(),
+                     on_reply=self.show_platforms)
         self._show_status()
         self.query_one("#results", DataTable).focus()
 
     # ------------------------------------------------------------ platforms and rate budget
 
-    def got_platforms(self, platforms: list[Any]) -> None:
+    def show_platforms(self, platforms: list[Any]) -> None:
         self.platform_info = {p.platform_id: p for p in platforms}
         options = [(p.platform_id if p.available else f"{p.platform_id} (unavailable)", p.platform_id)
                    for p in platforms if p.platform_id != "local"]
@@ -93,9 +95,10 @@ class SearchScreen(EngineScreen):
 
     def _refresh_rates(self) -> None:
         if self.bridge.has("acquire"):
-            self.ask("rates", lambda d3d: d3d.acquire.rate_status(), title="Could not read the rate budgets")
+            self.ask("Could not read the rate budgets", lambda d3d: d3d.acquire.rate_status(),
+                     on_reply=self.show_rates)
 
-    def got_rates(self, rates: dict[str, Any]) -> None:
+    def show_rates(self, rates: dict[str, Any]) -> None:
         self.rates = rates
         self._show_status()
 
@@ -150,28 +153,23 @@ class SearchScreen(EngineScreen):
         if info is not None and not info.available:
             self.notify(f"{platform} cannot search: {info.why}", title="Search", severity="warning", markup=False)
             return
-        from ..engine.acquire.base import SearchFilters
-
         formats = [f.strip().lower() for f in self.query_one("#formats", Input).value.split(",") if f.strip()]
         filters = SearchFilters(license_policy=str(self.query_one("#policy", Select).value), formats=formats,
                                 sort=str(self.query_one("#sort", Select).value))
         page = self.pages[-1]
         self.searching = True
         self.query_one("#rate-status", Static).update(f"searching {platform} for {query!r}… (escape cancels)")
-        def search(d3d: Any) -> Any:
-            try:
-                return d3d.acquire.search(platform, query, filters, page=page)
-            except Exception as exc:  # shown in the error modal by got_results, with the status reset
-                return exc
+        self.ask(f"Search on {platform} failed", lambda d3d: d3d.acquire.search(platform, query, filters, page=page),
+                 on_reply=self.show_results, on_error=self.search_failed)
 
-        self.ask("results", search, title=f"Search on {platform} failed")
-
-    def got_results(self, page: Any) -> None:
+    def search_failed(self, error: Exception) -> None:
+        """The error modal names the engine's reason; the status line returns to the budget."""
         self.searching = False
-        if isinstance(page, Exception):
-            self._show_status()
-            self.d3d_app.show_error(f"Search on {self.platform} failed", describe_error(page))
-            return
+        self._show_status()
+        self.d3d_app.show_error(f"Search on {self.platform} failed", describe_error(error))
+
+    def show_results(self, page: Any) -> None:
+        self.searching = False
         self.next_page = page.next_page
         rows = [(f"{m.platform}:{m.source_id}", m) for m in page.results]
         self._fill(rows)
@@ -229,9 +227,9 @@ class SearchScreen(EngineScreen):
                 ids += d3d.acquire.queue_results(remote)
             return len(ids)
 
-        self.ask("queued", enqueue, title="Could not queue the selection", modal=True)
+        self.ask("Could not queue the selection", enqueue, on_reply=self.show_queued, modal=True)
 
-    def got_queued(self, count: int) -> None:
+    def show_queued(self, count: int) -> None:
         self.notify(f"{count} item(s) queued · F3 shows them on the queue board", title="Queued")
         self.selected.clear()
         table = self.query_one("#results", DataTable)
@@ -257,7 +255,7 @@ class SearchScreen(EngineScreen):
 
     def cancel_search(self) -> None:
         """Drop the running search's answer; the request itself ends with the HTTP client's timeout."""
-        self.app.workers.cancel_group(self.app, f"{type(self).__name__}.results")
+        self.bridge.cancel(self.request_group(self.show_results))
         self.searching = False
         self._show_status()
         self.query_one("#rate-status", Static).update("search cancelled")

@@ -13,8 +13,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Header, Input, Label, Static, TabbedContent, TabPane
 
+from ..engine.api import FilterError, SnapshotFilter
 from ..engine.errors import Destill3DError
-from ..engine.store.filters import FilterError, SnapshotFilter
 from ..engine.text import display
 from ..widgets.bars import confidence_line
 from ..widgets.depth_view import DepthView
@@ -108,7 +108,7 @@ class SnapshotsScreen(EngineScreen):
                 d3d.db.query(filter=flt, limit=LIST_PAGE, offset=offset)
             return rows, d3d.db.count(flt)
 
-        self.ask("list", fetch, title="Could not list the snapshots")
+        self.ask("Could not list the snapshots", fetch, on_reply=self.show_list)
 
     def recount(self) -> None:
         """Live: the count under the list follows stored items; the page stays as it is."""
@@ -117,9 +117,9 @@ class SnapshotsScreen(EngineScreen):
         except FilterError:
             return
         if self.bridge.has("db"):
-            self.ask("total", lambda d3d: d3d.db.count(flt), title="Could not count the snapshots")
+            self.ask("Could not count the snapshots", lambda d3d: d3d.db.count(flt), on_reply=self.show_total)
 
-    def got_total(self, total: int) -> None:
+    def show_total(self, total: int) -> None:
         self.total = total
         self._show_count()
 
@@ -128,7 +128,7 @@ class SnapshotsScreen(EngineScreen):
         self.query_one("#snap-count", Static).update(
             f"{first + 1 if shown else 0}–{first + shown} of {total:,} · [ ] page" if total else "no snapshots yet")
 
-    def got_list(self, result: tuple[list[Any], int]) -> None:
+    def show_list(self, result: tuple[list[Any], int]) -> None:
         rows, self.total = result
         self.shown = len(rows)
         del self.page_after[self.page + 1:]
@@ -171,11 +171,11 @@ class SnapshotsScreen(EngineScreen):
     def select(self, snapshot_id: str) -> None:
         if self.current is not None and self.current.snapshot_id == snapshot_id:
             return
-        self.ask("snapshot", lambda d3d: d3d.db.get(snapshot_id), title="Could not read the snapshot")
+        self.ask("Could not read the snapshot", lambda d3d: d3d.db.get(snapshot_id), on_reply=self.show_snapshot)
 
     # ------------------------------------------------------------ the selected snapshot
 
-    def got_snapshot(self, snap: Any) -> None:
+    def show_snapshot(self, snap: Any) -> None:
         if self.pending_select not in (None, snap.snapshot_id):
             return  # an older request answered after a jump was asked for
         self.current = snap
@@ -221,9 +221,9 @@ class SnapshotsScreen(EngineScreen):
                     continue
             return out
 
-        self.ask("similar", fetch, title="Could not find similar models")
+        self.ask("Could not find similar models", fetch, on_reply=self.show_similar)
 
-    def got_similar(self, found: list[tuple[Any, float]] | str) -> None:
+    def show_similar(self, found: list[tuple[Any, float]] | str) -> None:
         table = self.query_one("#similar", DataTable)
         table.clear()
         if isinstance(found, str):
@@ -244,7 +244,7 @@ class SnapshotsScreen(EngineScreen):
         if target:
             self.pending_select = target
             self.current = None
-            self.ask("snapshot", lambda d3d: d3d.db.get(target), title="Could not read the snapshot")
+            self.ask("Could not read the snapshot", lambda d3d: d3d.db.get(target), on_reply=self.show_snapshot)
             if target in self.rows:
                 table = self.query_one("#snap-list", DataTable)
                 table.move_cursor(row=table.get_row_index(target))
@@ -253,7 +253,7 @@ class SnapshotsScreen(EngineScreen):
     def open_snapshot(self, snapshot_id: str) -> None:
         """Show ``snapshot_id`` (from another screen), whether or not it is on the current page."""
         self.pending_select, self.current = snapshot_id, None
-        self.ask("snapshot", lambda d3d: d3d.db.get(snapshot_id), title="Could not read the snapshot")
+        self.ask("Could not read the snapshot", lambda d3d: d3d.db.get(snapshot_id), on_reply=self.show_snapshot)
         self.query_one(TabbedContent).active = "tab-cloud"
 
     # ------------------------------------------------------------ actions

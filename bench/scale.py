@@ -3,6 +3,13 @@
     .venv/bin/python bench/scale.py                 # 10,000 snapshots: a few minutes on 2 cores
     .venv/bin/python bench/scale.py --n 100000      # the issue's 100K table
     .venv/bin/python bench/scale.py --db PATH       # reuse a database an earlier run built
+    .venv/bin/python bench/scale.py --pg URL --n 100000   # the database figures on PostgreSQL
+    .venv/bin/python bench/scale.py --index-n 1000000     # the compressed (IVF-PQ) index only
+
+Database figures (first): `db stats`, `db query`, counts and F4 first pages in-process against
+the 200 ms goal, beside the old full-scan path measured in the same run, the planners' plans,
+and the CLI's start-up measured separately. The synthetic build goes through the writer's own
+multi-row insert (``insert_snapshots``) in batches of 2,000, with a queue row per snapshot.
 
 Builds a SQLite database of ``--n`` snapshots through the store's own insert
 (``service.insert_snapshot``: blob, denormalised columns, tags, classification, embedding):
@@ -21,14 +28,20 @@ embeddings added then reconciled (incremental) against a full rebuild, each in m
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
+import datetime as dt
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,34 +65,55 @@ def templates() -> list:
     return [extract_file(CORPUS / rel, seed=0) for rel in TEMPLATES]
 
 
-def populate(db: Path, n: int, start: int = 0, seed: int = 0) -> float:
-    """Inserts n rows (ids start..start+n) through insert_snapshot; returns ms per snapshot."""
+def populate(url: str, n: int, start: int = 0, seed: int = 0, batch: int = 2000) -> float:
+    """Inserts n snapshots (ids start..start+n) and their queue rows; returns ms per snapshot.
+
+    Through the store's own multi-row insert (``service.insert_snapshots``, the writer's path:
+    blob, denormalised columns, tags, classification, embedding, the totals triggers), ``batch``
+    snapshots per transaction; each snapshot's ``processing_queue`` row is stored too (stage
+    ``stored``, its downloaded bytes), as a real run leaves one. ``url``: a SQLite path or URL.
+    """
     from destill3d_tui.engine.store.db import Store
-    from destill3d_tui.engine.store.service import insert_snapshot
+    from destill3d_tui.engine.store.service import insert_snapshots, tags_committed
     from destill3d_tui.engine.store.snapshot import Prediction, Snapshot
 
-    store = Store(f"sqlite:///{db}")
+    store = Store(url if "://" in url else f"sqlite:///{url}")
     blobs = [t.to_bytes() for t in templates()]
     copies = [Snapshot.from_bytes(b) for b in blobs]
     rng = np.random.default_rng(seed)
     centres = np.random.default_rng(99).standard_normal((len(LABELS), DIM)).astype(np.float32)
+    queue_sql = ("INSERT INTO processing_queue (model_id, platform, source_url, stage, retry_count, snapshot_id, "
+                 "bytes_in, file_hash, created_at, updated_at, finished_at) "
+                 "VALUES (?, ?, ?, 'stored', 1, ?, ?, ?, ?, ?, ?)")
+    if store.is_postgres:
+        queue_sql = queue_sql.replace("?", "%s")
     began = time.perf_counter()
-    for first in range(start, start + n, 1000):
+    for first in range(start, start + n, batch):
+        items, queued = [], []
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        stamp = now if store.is_postgres else now.isoformat(" ")
+        vectors = centres[[(i * 7) % len(LABELS) for i in range(first, min(first + batch, start + n))]]
+        vectors = vectors + 0.6 * rng.standard_normal(vectors.shape).astype(np.float32)
+        for j, i in enumerate(range(first, min(first + batch, start + n))):
+            t = i % len(blobs)
+            label = LABELS[(i * 7) % len(LABELS)]
+            snap = copy.copy(copies[t])
+            snap.snapshot_id = str(uuid.UUID(int=int(rng.integers(0, 2**62)) << 64 | i, version=4))
+            snap.model_id = f"bench-{i}"
+            snap.provenance = dataclasses.replace(
+                copies[t].provenance, platform=PLATFORMS[i % len(PLATFORMS)], original_format=FORMATS[i % len(FORMATS)],
+                license="MIT License", license_spdx="MIT", original_file_hash=f"{i:064x}", title=f"{label} {i}",
+                original_file_size=50_000 + (i % 1000) * 100)  # fmt: skip
+            snap.predictions = [Prediction(label=label, confidence=0.4 + (i % 60) / 100, taxonomy="modelnet40",
+                                           model_name="bench")]  # fmt: skip
+            snap.embedding, snap.embedding_model = vectors[j], "bench-encoder"
+            items.append((snap, blobs[t]))
+            queued.append((snap.model_id, snap.provenance.platform, f"https://example.org/{i}", snap.snapshot_id,
+                           snap.provenance.original_file_size, snap.provenance.original_file_hash, stamp, stamp, stamp))
         with store.atomic():
-            for i in range(first, min(first + 1000, start + n)):
-                t = i % len(blobs)
-                snap, label = copies[t], LABELS[(i * 7) % len(LABELS)]
-                snap.snapshot_id, snap.model_id = str(uuid.UUID(int=int(rng.integers(0, 2**62)) << 64 | i,
-                                                                version=4)), f"bench-{i}"  # fmt: skip
-                p = snap.provenance
-                p.platform, p.original_format = PLATFORMS[i % len(PLATFORMS)], FORMATS[i % len(FORMATS)]
-                p.license, p.license_spdx, p.original_file_hash = "MIT License", "MIT", f"{i:064x}"
-                p.title = f"{label} {i}"
-                snap.predictions = [Prediction(label=label, confidence=0.4 + (i % 60) / 100, taxonomy="modelnet40",
-                                               model_name="bench")]  # fmt: skip
-                vector = centres[LABELS.index(label)] + 0.6 * rng.standard_normal(DIM).astype(np.float32)
-                snap.embedding, snap.embedding_model = vector, "bench-encoder"
-                insert_snapshot(store, snap, blobs[t])
+            insert_snapshots(store, items)
+            store.database.cursor().executemany(queue_sql, queued)
+        tags_committed(store)
     store.close()
     return (time.perf_counter() - began) * 1000 / max(n, 1)
 
@@ -87,7 +121,10 @@ def populate(db: Path, n: int, start: int = 0, seed: int = 0) -> float:
 RUNNER = """
 import json, sys, time
 from destill3d_tui.engine.store.db import Store
-from destill3d_tui.engine.store.dataset import DatasetService
+try:
+    from destill3d_tui.engine.services.dataset import DatasetService
+except ImportError:  # a tree from before the services left the store
+    from destill3d_tui.engine.store.dataset import DatasetService
 from destill3d_tui.engine.store.export import common
 db, fmt, out = sys.argv[1:4]
 # the old tree lacks formats this checkout registers (webdataset): load only the one asked for
@@ -207,24 +244,218 @@ def bench_index(db: Path, n: int) -> None:
         store.close()
 
 
+GOAL_RECALL, GOAL_QUERY_MS, GOAL_BYTES = 0.90, 5.0, 100
+
+
+class _Rows:
+    """A VectorSource over an in-memory matrix (the index figures exclude the database)."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.name, self.rows = "compressed", rows
+
+    def fingerprint(self) -> str:
+        return str(len(self.rows))
+
+    def versions(self) -> dict[str, str]:
+        return {f"s{i:08d}": "1" for i in range(len(self.rows))}
+
+    def vectors(self, ids: list[str]) -> np.ndarray:
+        return self.rows[[int(i[1:]) for i in ids]]
+
+    def existing(self, ids: list[str]) -> set[str]:
+        return set(ids)
+
+
+def embeddings_like(n: int, seed: int) -> np.ndarray:
+    """(n, 256) unit vectors around 1,000 centres, each with its own 8-d spread plus a little noise.
+
+    Encoder embeddings of a shape collection lie near low-dimensional pieces, not in isotropic
+    clouds (where every neighbour is as near as any other and recall@10 means nothing).
+    """
+    from destill3d_tui.engine.store.index import normalise
+
+    centres = np.random.default_rng(7).standard_normal((1000, DIM)).astype(np.float32)
+    bases = np.random.default_rng(8).standard_normal((1000, 8, DIM)).astype(np.float32) * 0.35
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, DIM), np.float32)
+    for start in range(0, n, 20_000):
+        which = rng.integers(0, 1000, min(20_000, n - start))
+        spread = np.einsum("nr,nrd->nd", rng.standard_normal((len(which), 8)).astype(np.float32), bases[which])
+        noise = 0.03 * rng.standard_normal((len(which), DIM)).astype(np.float32)
+        out[start : start + len(which)] = normalise(centres[which] + spread + noise)
+    return out
+
+
+def bench_compressed(n: int, queries: int = 500) -> None:
+    """The persisted index above ``index.compress_above``: recall@10 vs exact, query ms, bytes per vector."""
+    import faiss
+
+    from destill3d_tui.engine.config import IndexSettings
+    from destill3d_tui.engine.store.index import EmbeddingIndex
+
+    base, asked = embeddings_like(n, seed=1), embeddings_like(queries, seed=2)
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(base)
+    truth = exact.search(asked, 10)[1]
+    del exact
+    with tempfile.TemporaryDirectory(prefix="d3d-ivf-") as tmp:
+        began = time.perf_counter()
+        index = EmbeddingIndex(Path(tmp), _Rows(base), IndexSettings(compress_above=min(n, 200_000)))
+        index.open()
+        index.save()
+        built = time.perf_counter() - began
+        size = faiss.serialize_index(index._index).nbytes
+        file_bytes = index.path.stat().st_size
+        times = []
+        for q in asked:
+            began = time.perf_counter()
+            index._search(q[None, :], 10)  # the FAISS search alone (search() also asks the source what exists)
+            times.append((time.perf_counter() - began) * 1000)
+        found = index.search(asked, 10)
+    recall = float(np.mean([len({f"s{i:08d}" for i in want} & {sid for sid, _ in got}) / 10
+                            for want, got in zip(truth, found, strict=True)]))  # fmt: skip
+    per = size / n
+    print(f"\ncompressed index of {n:,} x {DIM} ({index.kind}): built in {built:.0f} s; "
+          f"recall@10 {recall:.3f} (goal >= {GOAL_RECALL}); query p50 {statistics.median(times):.2f} ms, "
+          f"p99 {np.percentile(times, 99):.2f} ms (goal < {GOAL_QUERY_MS}); FAISS {per:.1f} bytes/vector "
+          f"(goal <= {GOAL_BYTES}); file with the id map {file_bytes / n:.0f} bytes/vector")
+
+
+GOAL_DB_MS = 200
+
+
+def _ms(fn: Callable[[], Any], repeat: int = 5) -> float:
+    """Median wall time of ``fn`` in milliseconds (warm: the first call is not counted)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
+
+
+def _plan(store: Any, sql: str, params: list) -> str:
+    """The planner's choice for ``sql``: SQLite's EXPLAIN QUERY PLAN or PostgreSQL's EXPLAIN, one line."""
+    if store.is_postgres:
+        rows = store.execute("EXPLAIN " + sql, params).fetchall()
+        return " / ".join(r[0].strip() for r in rows[:3])
+    return " / ".join(r[-1] for r in store.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+
+
+def cli_startup_ms(url: str) -> tuple[float, float]:
+    """(interpreter + CLI imports, a whole ``destill3d-tui db stats`` process) in milliseconds."""
+    def run(args: list[str]) -> float:
+        began = time.perf_counter()
+        subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, check=True)
+        return (time.perf_counter() - began) * 1000
+
+    imports = statistics.median(run(["-c", "import destill3d_tui.cli"]) for _ in range(3))
+    command = ["-c", "import sys; from destill3d_tui.cli import main; sys.exit(main())", "--db", url, "db", "stats",
+               "--json"]  # fmt: skip
+    whole = statistics.median(run(command) for _ in range(3))
+    return imports, whole
+
+
+def bench_db(url: str, n: int) -> None:
+    """`db stats`, `db query`, counts and F4 first pages, in-process, against the 200 ms goal."""
+    from destill3d_tui.engine.store.db import Store
+    from destill3d_tui.engine.store.filters import SnapshotFilter
+    from destill3d_tui.engine.store.service import StoreService, where_sql
+
+    began = time.perf_counter()
+    store = Store(url)
+    opened = (time.perf_counter() - began) * 1000
+    svc = StoreService(store)
+    middle = svc.query(limit=1, offset=n // 2)[0]
+    deep = (middle.processed_at, middle.snapshot_id)
+    vase, github = SnapshotFilter(label="vase"), SnapshotFilter(platform="github")
+    both = SnapshotFilter(label="vase", platform="github")  # no row has both (labels follow i*7, platforms i)
+    vase_local = SnapshotFilter(label="vase", platform="local")
+    vase_stl = SnapshotFilter(label="vase", source_format="STL")
+    cases: list[tuple[str, Callable[[], Any], Callable[[], Any] | None]] = [
+        ("db stats", svc.stats, lambda: svc.stats(scan=True)),
+        ("totals() (F3/F4 running totals)", svc.totals, svc.scan_totals),
+        ("db query --label vase --limit 20", lambda: svc.query(limit=20, label="vase"), None),
+        ("db query --count --label vase", lambda: svc.count(vase), lambda: svc.count_rows(vase)),
+        ("count --label vase --platform github (none)", lambda: svc.count(both), None),
+        ("F4 first page, no filter", lambda: svc.page(None, 100), None),
+        ("F4 first page, label", lambda: svc.page(None, 100, vase), None),
+        ("F4 first page, platform", lambda: svc.page(None, 100, github), None),
+        ("F4 first page, format", lambda: svc.page(None, 100, SnapshotFilter(source_format="STL")), None),
+        ("F4 first page, label+platform (none)", lambda: svc.page(None, 100, both), None),
+        ("F4 first page, label+platform (all)", lambda: svc.page(None, 100, vase_local), None),
+        ("F4 first page, label+format", lambda: svc.page(None, 100, vase_stl), None),
+        (f"F4 page at row {n // 2:,} (keyset)", lambda: svc.page(deep, 100), None),
+        (f"db query --offset {n // 2:,} (OFFSET)", lambda: svc.query(limit=100, offset=n // 2), None),
+    ]
+    print(f"\ndatabase of {n:,} snapshots ({store.display_url}); in-process, median of 5 warm calls; "
+          f"opening the store (schema check) {opened:.0f} ms")
+    print(f"{'operation':<40}{'ms':>9}{'old scan ms':>13}   goal < {GOAL_DB_MS} ms")
+    for name, new, old in cases:
+        ms = _ms(new)
+        old_ms = f"{_ms(old, repeat=1):>13.0f}" if old else f"{'':>13}"
+        print(f"{name:<40}{ms:>9.1f}{old_ms}   {'ok' if ms < GOAL_DB_MS else 'OVER'}")
+    print("plans:")
+    for name, flt, extra in (("first page, no filter", SnapshotFilter(), ""), ("first page, label", vase, ""),
+                             ("keyset page", SnapshotFilter(), "AND processed_at <= ? AND (processed_at < ? OR "
+                              "(processed_at = ? AND snapshot_id > ?))")):  # fmt: skip
+        where, params = where_sql(store, flt)
+        if extra:
+            when = deep[0] if store.is_postgres else deep[0].isoformat(" ")
+            where, params = f"{where} {extra}", [*params, when, when, when, deep[1]]
+        sql = f"SELECT snapshot_id FROM snapshots WHERE {where} ORDER BY processed_at DESC, snapshot_id LIMIT 100"
+        print(f"  {name}: {_plan(store, sql, params)}")
+    store.close()
+    imports, whole = cli_startup_ms(url)
+    print(f"CLI start-up (interpreter + imports, excluded above): {imports:.0f} ms; "
+          f"a whole `destill3d-tui db stats --json` process: {whole:.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000, help="snapshots in the synthetic database")
     parser.add_argument("--db", type=Path, help="use (or build, if missing) this database file")
-    parser.add_argument("--formats", default="parquet,webdataset", help="comma-separated export formats")
+    parser.add_argument("--pg", metavar="URL", help="build/measure in this PostgreSQL database (db figures only)")
+    parser.add_argument("--formats", default="parquet,webdataset", help="comma-separated export formats ('' for none)")
     parser.add_argument("--baseline", default=BASELINE, help="commit of the exporter to compare ('' for none)")
     parser.add_argument("--no-index", action="store_true", help="skip the index figures")
+    parser.add_argument("--index-n", type=int, help="only measure the compressed index at this many vectors")
     args = parser.parse_args()
+    if args.index_n:
+        bench_compressed(args.index_n)
+        return
+    if args.pg:
+        have = _count(args.pg)
+        if have < args.n:
+            ms = populate(args.pg, args.n - have, start=have)
+            print(f"built {args.n - have:,} snapshots through insert_snapshots: {ms:.3f} ms each")
+        bench_db(args.pg, max(have, args.n))
+        return
     with tempfile.TemporaryDirectory(prefix="d3d-scale-db-") as tmp:
         db = args.db or Path(tmp) / "scale.db"
         if not db.exists():
-            ms = populate(db, args.n)
-            print(f"built {args.n:,} snapshots through insert_snapshot: {ms:.2f} ms each, "
+            ms = populate(str(db), args.n)
+            print(f"built {args.n:,} snapshots through insert_snapshots: {ms:.3f} ms each, "
                   f"{db.stat().st_size / 1e6:,.0f} MB")  # fmt: skip
+        n = _count(f"sqlite:///{db}")
+        bench_db(f"sqlite:///{db}", n)
         bench_decode(db)
-        bench_exports(db, args.n, args.formats.split(","), args.baseline)
+        if args.formats:
+            bench_exports(db, n, args.formats.split(","), args.baseline)
         if not args.no_index:
-            bench_index(db, args.n)
+            bench_index(db, n)
+
+
+def _count(url: str) -> int:
+    from destill3d_tui.engine.store.db import Store
+    from destill3d_tui.engine.store.service import StoreService
+
+    store = Store(url)
+    try:
+        return StoreService(store).count()
+    finally:
+        store.close()
 
 
 if __name__ == "__main__":

@@ -146,8 +146,9 @@ def test_drain_cancels_a_dripping_download_and_hands_the_item_back(tmp_path: Pat
         took = time.monotonic() - asked
         assert not runner.is_alive() and took < 5.0, f"the drain took {took:.1f} s"
         pipeline = d3d.pipeline._get()
-        assert pipeline._loop is not None
-        assert not asyncio.all_tasks(pipeline._loop), "a task was left pending on the download loop"
+        loop = pipeline.stages.acquire_stage.loop
+        assert loop is not None
+        assert not asyncio.all_tasks(loop), "a task was left pending on the download loop"
         row = d3d.queue.get(queue_id)
         assert row.stage == "queued" and row.lease_owner is None and row.retry_count == 0  # back, uncharged
         assert not list(pipeline.temp_root.rglob("*.part"))
@@ -188,11 +189,11 @@ def test_claims_go_round_robin_by_platform(tmp_path: Path) -> None:
     d3d.queue.add_entries([thingiverse_entry(n) for n in range(5)])
     d3d.queue.add_entries([entry("cults3d", "a"), entry("cults3d", "b"), entry("sketchfab", "c")])
     pipeline = d3d.pipeline._get()
-    first = pipeline._claim_round_robin(3)
+    first = pipeline.writer.claim_round_robin(3)
     assert sorted(r.platform for r in first) == ["cults3d", "sketchfab", "thingiverse"]
     # with one of each in flight, the next claims again go one per platform that still has items
     for row in first:
-        pipeline._inflight[row.queue_id] = WorkItem(row=row, temp_dir=tmp_path / f"q{row.queue_id}")
-    second = pipeline._claim_round_robin(2)
+        pipeline.run_state.hold(WorkItem(row=row, temp_dir=tmp_path / f"q{row.queue_id}"))
+    second = pipeline.writer.claim_round_robin(2)
     assert sorted(r.platform for r in second) == ["cults3d", "thingiverse"]
     d3d.close()

@@ -12,7 +12,7 @@ import pytest
 
 from destill3d_tui.engine import Destill3D
 from destill3d_tui.engine.events import Event, ItemFailed, ItemStored, PipelineStateChanged, StageStarted
-from destill3d_tui.engine.pipeline import _Op
+from destill3d_tui.engine.pipeline import Op, WorkItem
 
 from .conftest import make_settings
 
@@ -98,7 +98,7 @@ def test_pipeline_adapters_report_rate_budgets_on_the_event_bus(tmp_path: Path) 
 
     d3d = Destill3D(make_settings(f"sqlite:///{tmp_path / 'd.db'}"))
     seen = record(d3d)
-    adapter = d3d.pipeline._get()._adapter("thingiverse")  # what the acquire stage downloads with
+    adapter = d3d.pipeline._get().stages.acquire_stage.adapter("thingiverse")  # what the acquire stage downloads with
     assert adapter.http.emit is not None
     adapter.http.emit(RateBudgetChanged("thingiverse", tokens=1.0, capacity=300.0))
     assert [e.platform for e in seen if isinstance(e, RateBudgetChanged)] == ["thingiverse"]
@@ -162,16 +162,12 @@ def test_restart_resumes_from_the_checkpoint(tmp_path: Path, small_dir: Path, st
     cancel = threading.Event()
     d3d.queue.add_paths([small_dir / "Cube.off"])
     pipeline = d3d.pipeline._get()
-    real_put = pipeline._classify_q.put
 
-    def stop_after_extract(item: object) -> None:  # hand the item back right after its extract commit
-        if item is None:
-            real_put(item)
-            return
+    def stop_after_extract(item: WorkItem) -> None:  # hand the item back right after its extract commit
         cancel.set()
-        pipeline._ops.put(_Op("release", item))
+        pipeline.writer.submit(Op("release", item))
 
-    pipeline._classify_q.put = stop_after_extract
+    pipeline.stages.classify = stop_after_extract  # type: ignore[method-assign]  # where the writer sends it
     d3d.pipeline.run_until_empty(cancel=cancel)
     (row,) = d3d.queue.list()
     assert row.stage == "extracted" and (Path(row.temp_path) / "snapshot.d3d").is_file()

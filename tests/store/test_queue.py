@@ -117,13 +117,13 @@ def test_same_bytes_timing_out_get_one_more_try_not_three(queue: Queue) -> None:
 
 def test_banned_or_rate_limited_platform_reschedules_without_using_attempts(queue: Queue) -> None:
     from destill3d_tui.engine.errors import PlatformError, RateLimitError
-    from destill3d_tui.engine.pipeline import _platform_wait
+    from destill3d_tui.engine.pipeline import platform_wait
 
     banned = PlatformError("banned for an hour", platform="test", status_code=403, reason="banned")
     banned.retry_after = 3600.0  # type: ignore[attr-defined]  # as engine/acquire/http.py sets it
     limited = RateLimitError("slow down", retry_after=0.2)
-    assert _platform_wait(banned) and _platform_wait(limited)
-    assert not _platform_wait(DownloadError("gone", reason="source_gone", kind="permanent"))
+    assert platform_wait(banned) and platform_wait(limited)
+    assert not platform_wait(DownloadError("gone", reason="source_gone", kind="permanent"))
     waits, throttled = queue.add_entries(entries(2))
     for _ in range(5):  # more refusals than max_retries=3: the items still wait
         claimed = {r.queue_id: r for r in queue.claim("w", 5)}

@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 from destill3d_tui.engine import Destill3D
-from destill3d_tui.engine.pipeline import Pipeline, WorkItem, _Op, extract_in_process
+from destill3d_tui.engine.pipeline import Op, Pipeline, WorkItem, extract_in_process
 
 from .conftest import make_settings
 
 
-def store_op(pipe: Pipeline, row, path: Path, tmp_path: Path) -> _Op:  # type: ignore[no-untyped-def]
+def store_op(pipe: Pipeline, row, path: Path, tmp_path: Path) -> Op:  # type: ignore[no-untyped-def]
     """A "store" op as the classify stage hands it to the writer: the snapshot of ``path``, checkpointed."""
     snapshot = extract_in_process(path, pipe.settings)
     snapshot.model_id = row.model_id
@@ -21,7 +21,7 @@ def store_op(pipe: Pipeline, row, path: Path, tmp_path: Path) -> _Op:  # type: i
     blob = snapshot.to_bytes(pipe.settings.extraction.precision)
     item = WorkItem(row=row, temp_dir=tmp_path / f"q{row.queue_id}", primary=path, sha256=sha,
                     bytes_in=path.stat().st_size, snapshot=snapshot, blob=blob)  # fmt: skip
-    return _Op("store", item)
+    return Op("store", item)
 
 
 def test_two_near_duplicates_in_one_batch_store_one_snapshot(tmp_path: Path, corpus_dir: Path) -> None:
@@ -36,7 +36,7 @@ def test_two_near_duplicates_in_one_batch_store_one_snapshot(tmp_path: Path, cor
         pipe = Pipeline(settings, d3d.store, d3d.queue_engine, d3d.events)
         rows = {r.queue_id: r for r in d3d.queue_engine.claim(pipe.owner, 2)}
         ops = [store_op(pipe, rows[qid], path, tmp_path) for qid, path in zip(ids, (first, second), strict=True)]
-        pipe._apply(ops)  # one writer batch, as when both finish classification together
+        pipe.writer.apply(ops)  # one writer batch, as when both finish classification together
         kept, twin = (d3d.queue_engine.get(qid) for qid in ids)
         assert d3d.store.Snapshots.select().count() == 1
         assert kept.stage == "stored" and kept.snapshot_id and kept.reason is None

@@ -13,9 +13,15 @@ Threads (ARCHITECTURE.md, Concurrency):
 Between stages a snapshot is checkpointed to ``<temp>/snapshot.d3d`` so that a restart resumes
 an ``extracted`` or ``classified`` item without extracting it again.
 
-Modules: :mod:`.core` (the Pipeline, its controls), :mod:`.stages` (acquire, extract, classify),
-:mod:`.writer` (the writer thread), :mod:`.items` (work items, ops, provenance),
-:mod:`.extraction` (in-process extraction and the supervisor).
+Classes: :class:`Pipeline` composes a :class:`~.writer.Writer` (owns the operation queue;
+stages hand it an :class:`Op` with ``writer.submit``) and the :class:`~.stages.Stages` (acquire,
+extract, classify), which share one :class:`~.run.RunState`.
+
+Modules: :mod:`.core` (the Pipeline, its controls), :mod:`.run` (the shared run state),
+:mod:`.stages` (acquire, extract, classify), :mod:`.writer` (the writer thread), :mod:`.items`
+(work items, ops, provenance), :mod:`.extraction` (in-process extraction and the supervisor),
+:mod:`.archives` (one item per model file inside an archive). Crash points for the crash tests
+live in :mod:`..crashpoints`.
 """
 
 from __future__ import annotations
@@ -27,29 +33,31 @@ from .items import (
     BATCH_MAX,
     CHECKPOINT,
     IDLE_POLL_S,
+    Op,
     RunSummary,
     WorkItem,
-    _CrashHook,
-    _LeaseLost,
-    _Op,
-    _platform_wait,
+    platform_wait,
     provenance_for,
 )
+from .run import RunState
+from .stages import Stages
+from .writer import Writer
 
 __all__ = [
     "BATCH_MAX",
     "CHECKPOINT",
     "IDLE_POLL_S",
     "DownloadError",
+    "Op",
     "Pipeline",
+    "RunState",
     "RunSummary",
+    "Stages",
     "WorkItem",
-    "_CrashHook",
-    "_LeaseLost",
-    "_Op",
-    "_platform_wait",
+    "Writer",
     "extract_in_process",
     "extraction_options",
     "make_supervisor",
+    "platform_wait",
     "provenance_for",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,35 +26,6 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-# ---------------------------------------------------------------- crash hook (tests)
-
-
-class _CrashHook:
-    """``DESTILL3D_CRASH_AT=point:n``: ``os._exit(137)`` the n-th time ``point`` is reached."""
-
-    POINTS = (
-        "after_claim",
-        "after_acquire_commit",
-        "after_extract_commit",
-        "after_classify_commit",
-        "before_store_commit",
-        "after_store_commit",
-    )
-
-    def __init__(self, spec: str | None) -> None:
-        self.point, self.count, self.seen = "", 0, 0
-        if spec:
-            point, _, n = spec.partition(":")
-            self.point, self.count = point.strip(), int(n or 1)
-
-    def reached(self, point: str) -> None:
-        if point != self.point:
-            return
-        self.seen += 1
-        if self.seen >= self.count:
-            os._exit(137)
 
 
 # ---------------------------------------------------------------- work items
@@ -84,7 +54,9 @@ class WorkItem:
 
 
 @dataclass
-class _Op:
+class Op:
+    """A stage's result for the writer to commit (:meth:`~.writer.Writer.submit`)."""
+
     kind: str  # acquired | duplicate | extracted | classified | store | failed | release
     item: WorkItem
     error: BaseException | None = None
@@ -93,21 +65,14 @@ class _Op:
     in_batch: bool = False  # duplicate_of is a snapshot stored earlier in the same writer batch
 
 
-def _platform_wait(error: BaseException | None) -> bool:
+def platform_wait(error: BaseException | None) -> bool:
     """The platform, not the item, refused (rate limited or banned): the attempt does not count."""
     if isinstance(error, RateLimitError):
         return True
     return isinstance(error, PlatformError) and getattr(error, "reason", "") in ("banned", "rate_limited")
 
 
-class _LeaseLost(Exception):
-    """The item's lease is no longer ours: roll back this item's savepoint and drop it."""
-
-
-_REQUEUED = object()  # an op that raised was turned into a "failed" op for the next batch
-
-
-def _metadata_from_download(meta: Any) -> dict[str, Any]:
+def metadata_from_download(meta: Any) -> dict[str, Any]:
     if meta is None:
         return {}
     lic = meta.license

@@ -1,36 +1,55 @@
-"""The writer thread: the only code that writes the database (claims, stage commits, stores, reaps)."""
+"""The :class:`Writer`: the only code that writes the database (claims, stage commits, stores, reaps).
+
+Stages hand it their results with :meth:`Writer.submit`; its thread commits them in batches (one
+savepoint per item) and only then moves each item on through its :class:`Handoff` (the stages).
+"""
 
 from __future__ import annotations
 
 import logging
 import queue as queue_mod
+import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import peewee as pw
 
+from .. import crashpoints
 from ..errors import Destill3DError, describe
 from ..events import ItemFailed, ItemStored, StageFinished
+from ..queue import QueueRow
 from ..store import service
 from ..store.db import ACQUIRED, CLASSIFIED, EXTRACTED, QUEUED, STORED, dumps, is_fault
 from ..text import path_to_text
-from .items import (
-    _REQUEUED,
-    BATCH_MAX,
-    IDLE_POLL_S,
-    WorkItem,
-    _LeaseLost,
-    _Op,
-    _platform_wait,
-)
+from .items import BATCH_MAX, IDLE_POLL_S, Op, WorkItem, platform_wait
+from .run import RunState
 
 log = logging.getLogger(__name__)
 
 FAULT_RETRY_S = 30.0  # a transient database fault (lock, lost server) is retried this long, then stops the run
+
+
+class _LeaseLost(Exception):
+    """The item's lease is no longer ours: roll back this item's savepoint and drop it."""
+
+
+_REQUEUED = object()  # an op that raised was turned into a "failed" op for the next batch
+
+
+class Handoff(Protocol):
+    """Where the writer sends an item once its stage is committed (:class:`~.stages.Stages`)."""
+
+    def route(self, row: QueueRow) -> None:
+        """A claimed row: resume it at its committed stage."""
+
+    def extract(self, item: WorkItem) -> None:
+        """An item whose download is committed."""
+
+    def classify(self, item: WorkItem) -> None:
+        """An item whose extraction is committed."""
 
 
 @dataclass
@@ -48,10 +67,34 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
-class _WriterMixin:
-    """The writer half of :class:`~.core.Pipeline` (state lives there)."""
+class Writer:
+    """Owns the operation queue and the writer thread; ``handoff`` takes committed items onward."""
 
-    # ------------------------------------------------------------ writer
+    def __init__(self, run: RunState) -> None:
+        self._run = run
+        self._ops: queue_mod.Queue[Op] = queue_mod.Queue()
+        self._handoff: Handoff | None = None
+        self._thread: threading.Thread | None = None
+
+    def connect(self, handoff: Handoff) -> None:
+        """The stages committed items move on to (they submit to this writer: set once, after both exist)."""
+        self._handoff = handoff
+
+    def submit(self, op: Op) -> None:
+        """Queue ``op`` for the next batch (any thread)."""
+        self._ops.put(op)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._writer_loop, name="d3d-writer", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        """Wait for the writer to finish: once a stop is asked and nothing is in flight (or on a fault)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    # ------------------------------------------------------------ the writer thread
 
     def _writer_loop(self) -> None:
         clock = _WriterClock()
@@ -70,32 +113,31 @@ class _WriterMixin:
                         self._stop_for(fault)
                         return
                     for op in ops:  # locked, or the server away for a moment: keep the ops, try again
-                        self._ops.put(op)
+                        self.submit(op)
                     time.sleep(0.5)
         finally:
-            self.store.close()
+            self._run.store.close()
 
-    def _writer_step(self, ops: list[_Op], clock: _WriterClock) -> bool:
+    def _writer_step(self, ops: list[Op], clock: _WriterClock) -> bool:
         """Commit ``ops``, then heartbeat, reap and claim when due. True when the writer is done."""
+        run = self._run
         if ops:
-            self._apply(ops)
+            self.apply(ops)
             ops.clear()
         now = time.monotonic()
-        if self._stopping.is_set():
-            if self.inflight == 0 and self._ops.empty():
+        if run.stopping.is_set():
+            if run.inflight() == 0 and self._ops.empty():
                 return True
-            if now > self._stop_deadline:
-                with self._lock:
-                    stuck = list(self._inflight.values())
-                self._release(stuck)
+            if now > run.stop_deadline:
+                self._release(run.held())
             return False
         if now >= clock.next_beat:
-            self.queue.heartbeat(self.owner)
-            clock.next_beat = now + max(0.5, self.settings.pipeline.lease_seconds / 3.0)
+            run.queue.heartbeat(run.owner)
+            clock.next_beat = now + max(0.5, run.settings.pipeline.lease_seconds / 3.0)
         if now >= clock.next_reap:
-            self._reap()
-            clock.next_reap = now + max(0.5, min(10.0, self.settings.pipeline.lease_seconds / 2.0))
-        if not self._paused.is_set() and now >= clock.next_claim:
+            self.reap()
+            clock.next_reap = now + max(0.5, min(10.0, run.settings.pipeline.lease_seconds / 2.0))
+        if not run.paused.is_set() and now >= clock.next_claim:
             got = self._claim()
             clock.next_claim = now if got else now + IDLE_POLL_S
             self._update_idle(got)
@@ -104,29 +146,28 @@ class _WriterMixin:
     def _as_fault(self, exc: Exception) -> Destill3DError:
         """The writer's exception as an error to stop on: database faults by cause, anything else a bug."""
         if is_fault(exc):
-            return self.store.fault(exc)
+            return self._run.store.fault(exc)
         log.exception("the database writer failed")
         return Destill3DError(f"the database writer failed: {type(exc).__name__}: {exc}", reason="internal_error")
 
     def _stop_for(self, fault: Destill3DError) -> None:
         """A fault retrying cannot fix: stop the run. Committed work stays; held items are reaped uncharged."""
         log.info("stopping: %s", fault)  # the caller reports it: one line for the user, not two
-        self._fault = fault
-        self._stopping.set()
-        self._wake.set()
+        self._run.fault = fault
+        self._run.stopping.set()
 
-    def _reap(self) -> None:
+    def reap(self) -> None:
         """Free stale leases; items that ran out of attempts that way count as failed in this run."""
-        _freed, failed = self.queue.reap_detailed()
-        self._summary.failed += len(failed)
+        _freed, failed = self._run.queue.reap_detailed()
+        self._run.summary.failed += len(failed)
         for row in failed:  # reported like any other final failure (headless --json prints a line for each)
-            self.events.emit(ItemFailed(queue_id=row.queue_id, model_id=row.model_id,
-                                        stage=row.error_stage or row.stage, reason=row.reason or "worker_lost",
-                                        message=row.last_error or "", attempts=row.retry_count,
-                                        will_retry=False))  # fmt: skip
+            self._run.events.emit(ItemFailed(queue_id=row.queue_id, model_id=row.model_id,
+                                             stage=row.error_stage or row.stage, reason=row.reason or "worker_lost",
+                                             message=row.last_error or "", attempts=row.retry_count,
+                                             will_retry=False))  # fmt: skip
 
-    def _drain_ops(self) -> list[_Op]:
-        ops: list[_Op] = []
+    def _drain_ops(self) -> list[Op]:
+        ops: list[Op] = []
         try:
             ops.append(self._ops.get(timeout=0.05))
             while len(ops) < BATCH_MAX:
@@ -138,27 +179,30 @@ class _WriterMixin:
     def _capacity(self) -> int:
         # Enough to keep every extraction child busy while the next items download, and no more:
         # items claimed here sit leased, and other machines sharing the queue cannot take them.
-        return max(3, self.settings.pipeline.workers * 3)
+        return max(3, self._run.settings.pipeline.workers * 3)
 
     def _claim(self) -> int:
-        room = self._capacity() - self.inflight
+        room = self._capacity() - self._run.inflight()
         if room <= 0:
             return 0
-        rows = self._claim_round_robin(room)
+        rows = self.claim_round_robin(room)
         if rows:
-            self._crash.reached("after_claim")
+            crashpoints.reached("after_claim")
         for row in rows:
-            self._route(row)
+            self._next_stages().route(row)
         return len(rows)
 
-    def _claim_round_robin(self, room: int) -> list[Any]:
+    def _next_stages(self) -> Handoff:
+        assert self._handoff is not None, "Writer.connect(stages) comes before the writer runs"
+        return self._handoff
+
+    def claim_round_robin(self, room: int) -> list[Any]:
         """Claim one item at a time from a platform holding the fewest items in flight.
 
         Claimed in queue order, one platform's long run (or a platform waiting on its rate budget)
         would hold every slot while the other platforms' budgets sit idle.
         """
-        with self._lock:
-            load = Counter(item.row.platform for item in self._inflight.values())
+        load = self._run.load_by_platform()
         rows: list[Any] = []
         while len(rows) < room:
             row = None
@@ -166,7 +210,7 @@ class _WriterMixin:
             # that has items; the last level excludes nobody
             for level in sorted({0, *load.values()}):
                 busier = frozenset(p for p, n in load.items() if n > level)
-                got = self.queue.claim(self.owner, 1, exclude_platforms=busier)
+                got = self._run.queue.claim(self._run.owner, 1, exclude_platforms=busier)
                 if got:
                     row = got[0]
                     break
@@ -177,59 +221,62 @@ class _WriterMixin:
         return rows
 
     def _update_idle(self, claimed: int) -> None:
-        if self._state in ("running", "idle"):
-            self._set_state("idle" if claimed == 0 and self.inflight == 0 else "running")
+        run = self._run
+        if run.state in ("running", "idle"):
+            run.set_state("idle" if claimed == 0 and run.inflight() == 0 else "running")
 
-    def _apply(self, ops: list[_Op]) -> None:
-        """Commit a batch of transitions in one transaction, then move each item on."""
-        done: list[tuple[_Op, Any]] = []
+    def apply(self, ops: list[Op]) -> None:
+        """Commit a batch of transitions in one transaction, then move each item on (the writer thread)."""
+        store = self._run.store
+        done: list[tuple[Op, Any]] = []
         ops = [self._handed_back(op) for op in ops]
         self._check_near_duplicates(ops)  # before the transaction: the index may reconcile (reads only)
-        with self.store.atomic(immediate=True):
+        with store.atomic(immediate=True):
             for op in ops:
                 try:
-                    with self.store.database.atomic():  # a savepoint: one item's failure stays its own
+                    with store.database.atomic():  # a savepoint: one item's failure stays its own
                         done.append((op, self._commit(op)))
                 except _LeaseLost:
-                    service.tags_rolled_back(self.store)
+                    service.tags_rolled_back(store)
                     done.append((op, _LeaseLost))
                 except Exception as exc:
-                    service.tags_rolled_back(self.store)
+                    service.tags_rolled_back(store)
                     if is_fault(exc):
                         raise  # the database (full, locked, damaged), not this item: the writer decides
                     done.append((op, self._op_failed(op, exc)))
             if any(op.kind == "store" for op, _ in done):
                 for op, result in done:
                     if op.kind == "store" and result is not _LeaseLost:
-                        self._crash.reached("before_store_commit")
-        service.tags_committed(self.store)
+                        crashpoints.reached("before_store_commit")
+        service.tags_committed(store)
         for op, result in done:
             self._after_commit(op, result)
 
-    def _handed_back(self, op: _Op) -> _Op:
+    def _handed_back(self, op: Op) -> Op:
         """An extraction cancelled by stop() is handed back uncharged, not failed."""
         cancelled = op.kind == "failed" and describe(op.error or Exception())["reason"] == "cancelled"
-        return _Op("release", op.item) if cancelled and self._stopping.is_set() else op
+        return Op("release", op.item) if cancelled and self._run.stopping.is_set() else op
 
-    def _check_near_duplicates(self, ops: list[_Op]) -> None:
+    def _check_near_duplicates(self, ops: list[Op]) -> None:
         """With ``pipeline.skip_near_duplicates``, mark store ops whose object is already stored.
 
         Each snapshot is checked against the index and against the ones this batch accepts
         before it (they are not in the index yet: two copies in one batch must not both be stored).
         """
-        if not self.settings.pipeline.skip_near_duplicates:
+        settings, store = self._run.settings, self._run.store
+        if not settings.pipeline.skip_near_duplicates:
             return
         from ..store.duplicates import is_near_duplicate, shape_descriptor
 
         accepted: list[tuple[str, np.ndarray]] = []
-        threshold = self.settings.pipeline.near_duplicate_threshold
+        threshold = settings.pipeline.near_duplicate_threshold
         for op in ops:
             if op.kind == "store" and op.item.snapshot is not None:
                 snap = op.item.snapshot
-                if service.snapshot_id_for_hash(self.store, snap.provenance.original_file_hash):
+                if service.snapshot_id_for_hash(store, snap.provenance.original_file_hash):
                     continue  # the same file: _commit_store records it as an exact "duplicate"
                 try:
-                    op.duplicate_of = is_near_duplicate(snap, self.store, self.settings)
+                    op.duplicate_of = is_near_duplicate(snap, store, settings)
                     descriptor = _unit(shape_descriptor(snap.geometry.points))
                 except Exception:  # a broken index must not lose the item: store it as usual
                     log.exception("near-duplicate check failed for %s", op.item.model_id)
@@ -241,16 +288,16 @@ class _WriterMixin:
                 if op.duplicate_of is None:
                     accepted.append((snap.snapshot_id, descriptor))
 
-    def _op_failed(self, op: _Op, exc: Exception) -> Any:
+    def _op_failed(self, op: Op, exc: Exception) -> Any:
         """An op that raised: the item fails at the stage it was committing (or is dropped)."""
         if op.kind in ("failed", "release"):
             return _LeaseLost  # nothing more to record here; its lease expires and the reaper decides
         before = {"acquired": QUEUED, "duplicate": QUEUED, "extracted": ACQUIRED, "classified": EXTRACTED}
-        self._ops.put(_Op("failed", op.item, error=exc, stage=before.get(op.kind, CLASSIFIED)))
+        self.submit(Op("failed", op.item, error=exc, stage=before.get(op.kind, CLASSIFIED)))
         return _REQUEUED
 
-    def _commit(self, op: _Op) -> Any:
-        item, q, owner = op.item, self.queue, self.owner
+    def _commit(self, op: Op) -> Any:
+        item, q, owner = op.item, self._run.queue, self._run.owner
         if op.kind == "acquired":
             meta = {**item.row.metadata, **item.metadata}
             held = q.advance(item.queue_id, owner, ACQUIRED, temp_path=str(item.temp_dir),
@@ -267,7 +314,7 @@ class _WriterMixin:
             held = q.advance(item.queue_id, owner, CLASSIFIED)
         elif op.kind == "store":
             twin = "SELECT 1 FROM snapshots WHERE snapshot_id = ?"
-            if op.in_batch and self.store.execute(twin, (op.duplicate_of,)).fetchone() is None:
+            if op.in_batch and self._run.store.execute(twin, (op.duplicate_of,)).fetchone() is None:
                 op.duplicate_of = None  # its twin earlier in the batch failed to store: this one is the first
             if op.duplicate_of:  # near duplicate (checked before the transaction): nothing stored
                 held = q.advance(item.queue_id, owner, STORED, reason="near_duplicate", duplicate_of=op.duplicate_of,
@@ -277,9 +324,9 @@ class _WriterMixin:
                 return op.duplicate_of
             return self._commit_store(item)
         elif op.kind == "failed":
-            platform_wait = _platform_wait(op.error)
             held, final = q.fail(item.queue_id, owner, describe(op.error), op.stage,
-                                 retry_after=getattr(op.error, "retry_after", None), refund=platform_wait)  # fmt: skip
+                                 retry_after=getattr(op.error, "retry_after", None),
+                                 refund=platform_wait(op.error))  # fmt: skip
             if not held:
                 raise _LeaseLost
             return final
@@ -293,42 +340,45 @@ class _WriterMixin:
 
     def _commit_store(self, item: WorkItem) -> str | None:
         """Insert the snapshot and mark the row stored; returns the duplicate's first id, if any."""
+        store, queue, owner = self._run.store, self._run.queue, self._run.owner
         snap = item.snapshot
         assert snap is not None and item.blob is not None
-        first = service.snapshot_id_for_hash(self.store, snap.provenance.original_file_hash)
+        first = service.snapshot_id_for_hash(store, snap.provenance.original_file_hash)
         if first is None:
-            existing = service.snapshot_id_for_model(self.store, item.model_id)
+            existing = service.snapshot_id_for_model(store, item.model_id)
             if existing is not None:  # stored by an earlier attempt under this model id
-                if not self.queue.advance(item.queue_id, self.owner, STORED, snapshot_id=existing):
+                if not queue.advance(item.queue_id, owner, STORED, snapshot_id=existing):
                     raise _LeaseLost
                 return None
             try:
-                with self.store.database.atomic():
-                    service.insert_snapshot(self.store, snap, item.blob, group_id=item.row.group_id)
+                with store.database.atomic():
+                    service.insert_snapshot(store, snap, item.blob, group_id=item.row.group_id)
             except pw.IntegrityError:
-                first = service.snapshot_id_for_hash(self.store, snap.provenance.original_file_hash)
+                first = service.snapshot_id_for_hash(store, snap.provenance.original_file_hash)
                 if first is None:
                     raise
         if first is not None:
-            held = self.queue.advance(item.queue_id, self.owner, STORED, reason="duplicate", duplicate_of=first)
+            held = queue.advance(item.queue_id, owner, STORED, reason="duplicate", duplicate_of=first)
         else:
-            held = self.queue.advance(item.queue_id, self.owner, STORED, snapshot_id=snap.snapshot_id, reason=None)
+            held = queue.advance(item.queue_id, owner, STORED, snapshot_id=snap.snapshot_id, reason=None)
         if not held:
             raise _LeaseLost
         return first
 
-    def _after_commit(self, op: _Op, result: Any) -> None:
+    # ------------------------------------------------------------ after the commit: move items on
+
+    def _after_commit(self, op: Op, result: Any) -> None:
         item = op.item
         if result is _REQUEUED:
             return
         if result is _LeaseLost:
-            self._forget(item)
+            self._run.forget(item)
             return
         handlers: dict[str, Callable[[], None]] = {
-            "acquired": lambda: self._next(item, "acquire", "after_acquire_commit", self._submit_extract),
-            "extracted": lambda: self._next(item, "extract", "after_extract_commit", self._classify_q.put),
+            "acquired": lambda: self._next(item, "acquire", "after_acquire_commit", self._next_stages().extract),
+            "extracted": lambda: self._next(item, "extract", "after_extract_commit", self._next_stages().classify),
             "classified": lambda: self._next(item, "classify", "after_classify_commit",
-                                             lambda it: self._ops.put(_Op("store", it))),
+                                             lambda it: self.submit(Op("store", it))),
             "duplicate": lambda: self._finished_stored(item, op.duplicate_of),
             "store": lambda: self._finished_stored(item, result, crash_point="after_store_commit"),
             "failed": lambda: self._finished_failed(item, op, bool(result)),
@@ -337,43 +387,41 @@ class _WriterMixin:
         handlers[op.kind]()
 
     def _next(self, item: WorkItem, stage: str, point: str, forward: Callable[[WorkItem], None]) -> None:
-        self.events.emit(StageFinished(queue_id=item.queue_id, model_id=item.model_id, stage=stage,
-                                       ms=(time.monotonic() - item.started) * 1000))  # fmt: skip
-        self._crash.reached(point)
-        if self._stopping.is_set():
+        self._run.events.emit(StageFinished(queue_id=item.queue_id, model_id=item.model_id, stage=stage,
+                                            ms=(time.monotonic() - item.started) * 1000))  # fmt: skip
+        crashpoints.reached(point)
+        if self._run.stopping.is_set():
             self._release([item])
         else:
             forward(item)
 
-    def _forget(self, item: WorkItem) -> None:
-        with self._lock:
-            self._inflight.pop(item.queue_id, None)
-
     def _release(self, items: list[WorkItem]) -> None:
-        self.queue.release([i.queue_id for i in items], self.owner, refund=True)
+        self._run.queue.release([i.queue_id for i in items], self._run.owner, refund=True)
         for item in items:
-            self._forget(item)
+            self._run.forget(item)
 
     def _finished_stored(self, item: WorkItem, duplicate_of: str | None, crash_point: str | None = None) -> None:
+        run = self._run
         if crash_point:
-            self._crash.reached(crash_point)
-        self._remove_temp(item)
-        self._forget(item)
+            crashpoints.reached(crash_point)
+        run.remove_temp(item)
+        run.forget(item)
         snapshot_id = item.snapshot.snapshot_id if item.snapshot is not None and not duplicate_of else ""
         if duplicate_of:
-            self._summary.duplicates += 1
-        self._summary.stored += 1
-        self.events.emit(ItemStored(queue_id=item.queue_id, model_id=item.model_id, snapshot_id=snapshot_id,
-                                    bytes_in=item.bytes_in, bytes_kept=0 if duplicate_of else len(item.blob or b""),
-                                    duplicate_of=duplicate_of))  # fmt: skip
+            run.summary.duplicates += 1
+        run.summary.stored += 1
+        run.events.emit(ItemStored(queue_id=item.queue_id, model_id=item.model_id, snapshot_id=snapshot_id,
+                                   bytes_in=item.bytes_in, bytes_kept=0 if duplicate_of else len(item.blob or b""),
+                                   duplicate_of=duplicate_of))  # fmt: skip
 
-    def _finished_failed(self, item: WorkItem, op: _Op, final: bool) -> None:
+    def _finished_failed(self, item: WorkItem, op: Op, final: bool) -> None:
+        run = self._run
         info = describe(op.error) if op.error is not None else {"reason": "internal_error", "message": ""}
         if final:
-            self._summary.failed += 1
-            if not self.settings.pipeline.keep_failed_temp:
-                self._remove_temp(item)
-        self._forget(item)
-        self.events.emit(ItemFailed(queue_id=item.queue_id, model_id=item.model_id, stage=op.stage,
-                                    reason=info["reason"], message=info["message"],
-                                    attempts=item.row.retry_count, will_retry=not final))  # fmt: skip
+            run.summary.failed += 1
+            if not run.settings.pipeline.keep_failed_temp:
+                run.remove_temp(item)
+        run.forget(item)
+        run.events.emit(ItemFailed(queue_id=item.queue_id, model_id=item.model_id, stage=op.stage,
+                                   reason=info["reason"], message=info["message"],
+                                   attempts=item.row.retry_count, will_retry=not final))  # fmt: skip

@@ -90,7 +90,7 @@ def test_extract_dir_gives_each_archived_model_a_record(tmp_path: Path) -> None:
 
 def test_packages_of_one_model_are_not_split() -> None:
     """A Sketchfab or Smithsonian archive holds one model's encodings: the worker picks its best file."""
-    from destill3d_tui.engine.pipeline.archives import _members_are_models
+    from destill3d_tui.engine.pipeline.archives import members_are_models
 
-    assert [p for p in ("local", "thingiverse", "sketchfab", "smithsonian") if _members_are_models(p)] == [
+    assert [p for p in ("local", "thingiverse", "sketchfab", "smithsonian") if members_are_models(p)] == [
         "local", "thingiverse"]  # fmt: skip

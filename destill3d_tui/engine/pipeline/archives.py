@@ -39,7 +39,7 @@ async def split_archive(item: Any, supervisor: Any) -> None:
     ``metadata`` (member, its sha256 and size), its ``sha256``/``bytes_in`` become the member's,
     and ``siblings`` holds the queue entries for the archive's other model files.
     """
-    if item.primary is None or not _members_are_models(item.row.platform):
+    if item.primary is None or not members_are_models(item.row.platform):
         return
     if not await asyncio.to_thread(is_archive, Path(item.primary)):
         return  # reads at most one decompressed tar block: safe in the runner
@@ -62,7 +62,7 @@ async def split_archive(item: Any, supervisor: Any) -> None:
     item.siblings = [sibling_entry(item.row, m) for m in rest]
 
 
-def _members_are_models(platform: str) -> bool:
+def members_are_models(platform: str) -> bool:
     """Whether an archive from ``platform`` holds separate models (a Thingiverse zip of parts, a
     local folder's archives) or one model's encodings (a Sketchfab or Smithsonian package, whose
     ``files_are_models`` is False: the worker extracts its best file)."""

@@ -6,7 +6,7 @@ checks each against a numpy or scipy formulation on random input: the same group
 first appearance, where a sort numbered them by key), edge flags, component counts, FPS picks
 (ties included), and the same spanning-tree flips where the tree is unique.
 
-Compiled on first use and cached on disk; the extraction workers call :func:`warm_up` before
+Compiled on first use (:func:`..compiled.kernel`) and cached on disk; the extraction workers call :func:`warm_up` before
 their first file so no file pays the compile. The cache lives in the user's cache folder
 (:func:`locations.kernel_cache_dir`; ``NUMBA_CACHE_DIR`` wins when set), never next to the
 installed sources, which may be read-only. Only the first run after an install (or an
@@ -21,35 +21,20 @@ import platform
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numba
 import numpy as np
-from numba import njit
 
 from .. import locations
+from ..compiled import kernel
 
 COMPILE_NOTICE = "destill3d: compiling extraction kernels (first run only, about 20 s)..."
 
 
-def _kernel(func: Callable[..., Any]) -> Any:
-    """``njit(cache=True)`` with the disk cache in the user's cache folder.
-
-    numba picks a function's cache folder when it is decorated, from ``numba.config.CACHE_DIR``;
-    it is set for the decoration only, so other numba users in this process keep their own.
-    """
-    saved = numba.config.CACHE_DIR
-    if not saved:
-        numba.config.CACHE_DIR = str(locations.kernel_cache_dir())
-    try:
-        return njit(cache=True)(func)
-    finally:
-        numba.config.CACHE_DIR = saved
-
 _HASH_MULT = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads consecutive keys
 
 
-@_kernel
+@kernel
 def _slot(table: np.ndarray, key: int, mask: int, shift: np.uint64) -> int:
     """Linear probing over (key, code) rows: the row holding ``key``, or the empty row where it belongs."""
     slot = np.int64((np.uint64(key) * _HASH_MULT) >> shift)
@@ -58,14 +43,14 @@ def _slot(table: np.ndarray, key: int, mask: int, shift: np.uint64) -> int:
     return slot
 
 
-@_kernel
+@kernel
 def _empty_table(bits: int) -> np.ndarray:
     table = np.empty((1 << bits, 2), dtype=np.int64)  # key and code side by side: one cache line per probe
     table[:, 1] = -1
     return table
 
 
-@_kernel
+@kernel
 def first_occurrence(keys: np.ndarray, expected: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Group equal keys by first appearance.
 
@@ -114,7 +99,7 @@ def first_occurrence(keys: np.ndarray, expected: int = 0) -> tuple[np.ndarray, n
     return codes, first[:count]
 
 
-@_kernel
+@kernel
 def grid_keys(vertices: np.ndarray, lo: np.ndarray, step: float, bits: int) -> np.ndarray:
     """(n,) int64 cell keys ``x << 2b | y << b | z`` of ``rint((v - lo) * step)`` (numpy's rounding)."""
     out = np.empty(vertices.shape[0], dtype=np.int64)
@@ -126,7 +111,7 @@ def grid_keys(vertices: np.ndarray, lo: np.ndarray, step: float, bits: int) -> n
     return out
 
 
-@_kernel
+@kernel
 def sorted_triple_keys(faces: np.ndarray, bits: int) -> np.ndarray:
     """(m,) int64 ``lo << 2b | mid << b | hi`` of each face's sorted vertex indices (all < 2**bits)."""
     out = np.empty(faces.shape[0], dtype=np.int64)
@@ -142,7 +127,7 @@ def sorted_triple_keys(faces: np.ndarray, bits: int) -> np.ndarray:
     return out
 
 
-@_kernel
+@kernel
 def _sort_small(a: np.ndarray) -> None:
     """Sort in place: insertion sort for the few half-edges of a typical vertex, else numpy's."""
     if len(a) > 32:
@@ -157,7 +142,7 @@ def _sort_small(a: np.ndarray) -> None:
         a[j + 1] = x
 
 
-@_kernel
+@kernel
 def edge_flags(faces: np.ndarray, n_vertices: int) -> tuple[bool, bool, bool, bool]:
     """(watertight, non_manifold, open, winding_consistent) of a triangle mesh from its edges.
 
@@ -201,7 +186,7 @@ def edge_flags(faces: np.ndarray, n_vertices: int) -> tuple[bool, bool, bool, bo
     return watertight, non_manifold, open_, consistent
 
 
-@_kernel
+@kernel
 def face_cross(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(m, 3) cross products (v1 - v0) x (v2 - v0), the arithmetic of the numpy expression, one pass."""
     out = np.empty((faces.shape[0], 3), dtype=np.float64)
@@ -216,7 +201,7 @@ def face_cross(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return out
 
 
-@_kernel
+@kernel
 def outward_scores(vertices: np.ndarray, faces: np.ndarray, cross: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Per face ``cross . (v0 - reference)``: 6x the signed volume of the tetrahedron to ``reference``."""
     out = np.empty(faces.shape[0], dtype=np.float64)
@@ -228,7 +213,7 @@ def outward_scores(vertices: np.ndarray, faces: np.ndarray, cross: np.ndarray, r
     return out
 
 
-@_kernel
+@kernel
 def local_covariance(points: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     """(n, 3, 3) covariance of each point's neighbourhood, from offsets to the point (no cancellation)."""
     n, k = neighbours.shape
@@ -255,13 +240,13 @@ def local_covariance(points: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     return cov
 
 
-@_kernel
+@kernel
 def _before(w1: float, n1: int, w2: float, n2: int) -> bool:
     """Heap order: lighter first, then lower node index."""
     return w1 < w2 or (w1 == w2 and n1 < n2)
 
 
-@_kernel
+@kernel
 def _heap_push(hw, hn, hp, size, w, node, parent):  # type: ignore[no-untyped-def]
     """Push (w, node, parent) on the binary min-heap held in hw/hn/hp[:size]; the new size."""
     pos = size
@@ -275,7 +260,7 @@ def _heap_push(hw, hn, hp, size, w, node, parent):  # type: ignore[no-untyped-de
     return size + 1
 
 
-@_kernel
+@kernel
 def _heap_pop(hw, hn, hp, size):  # type: ignore[no-untyped-def]
     """Pop the lightest entry: (w, node, parent, new size)."""
     w, node, parent = hw[0], hn[0], hp[0]
@@ -296,7 +281,7 @@ def _heap_pop(hw, hn, hp, size):  # type: ignore[no-untyped-def]
     return w, node, parent, size
 
 
-@_kernel
+@kernel
 def propagate_orientation(normals: np.ndarray, neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hoppe's normal orientation: Prim's minimum spanning tree of the k-NN graph, flips carried along it.
 
@@ -361,7 +346,7 @@ def propagate_orientation(normals: np.ndarray, neighbours: np.ndarray) -> tuple[
     return flip, labels
 
 
-@_kernel
+@kernel
 def extreme_indices(points: np.ndarray, directions: np.ndarray) -> np.ndarray:
     """For each direction (d, 3), the index of the point (n, 3) farthest along it (first on ties)."""
     d = directions.shape[0]
@@ -377,7 +362,7 @@ def extreme_indices(points: np.ndarray, directions: np.ndarray) -> np.ndarray:
     return out
 
 
-@_kernel
+@kernel
 def _root(parent: np.ndarray, x: int) -> int:
     while parent[x] != x:
         parent[x] = parent[parent[x]]  # path halving
@@ -385,7 +370,7 @@ def _root(parent: np.ndarray, x: int) -> int:
     return x
 
 
-@_kernel
+@kernel
 def vertex_components(faces: np.ndarray, n_vertices: int) -> int:
     """Number of connected components of faces sharing a vertex (union-find; unused vertices ignored)."""
     parent = np.arange(n_vertices)
@@ -405,7 +390,7 @@ def vertex_components(faces: np.ndarray, n_vertices: int) -> int:
     return count
 
 
-@_kernel
+@kernel
 def _block_update(px, py, pz, orig, best, lo, hi, qx, qy, qz):  # type: ignore[no-untyped-def]
     """Lower ``best`` of the points lo..hi by their distance to q; that block's (max, lowest index at max)."""
     top = np.float32(-1.0)
@@ -424,14 +409,14 @@ def _block_update(px, py, pz, orig, best, lo, hi, qx, qy, qz):  # type: ignore[n
     return top, arg
 
 
-@_kernel
+@kernel
 def _gap(low: float, high: float, value: float) -> float:
     """Squared distance along one axis from ``value`` to the interval [low, high]."""
     step = low - value if value < low else (value - high if value > high else 0.0)
     return step * step
 
 
-@_kernel
+@kernel
 def fps_blocks(px, py, pz, orig, box, n, start, block):  # type: ignore[no-untyped-def]
     """Exact farthest point sampling over points sorted into spatially compact blocks.
 

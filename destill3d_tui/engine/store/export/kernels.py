@@ -4,7 +4,8 @@ An export decodes every stored snapshot, and the numpy codec (:mod:`..quantize`)
 of its time in temporaries: about 0.4 ms for the 2048 points and normals of one snapshot. These
 loops do the same arithmetic in the same float64 order in one pass each, so they return the
 same float32 values (``tests/dataset/test_sharded_export.py`` compares them with the codec).
-They use the extraction kernels' disk cache, so only the first run after an install compiles.
+They are compiled like the extraction kernels (:func:`..compiled.kernel`, the same disk cache), so
+only the first run after an install compiles.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import math
 
 import numpy as np
 
-from ...extract.kernels import _kernel
+from ...compiled import kernel
 from .. import quantize as q
 
 
-@_kernel
+@kernel
 def _dequantize12(data: np.ndarray, count: int, lo: float, hi: float) -> np.ndarray:
     """12-bit little-endian bit stream -> ``count`` float32 values over [lo, hi] (as q.dequantize)."""
     out = np.empty(count, np.float32)
@@ -35,7 +36,7 @@ def _dequantize12(data: np.ndarray, count: int, lo: float, hi: float) -> np.ndar
     return out
 
 
-@_kernel
+@kernel
 def _oct_decode(flat: np.ndarray, n: int) -> np.ndarray:
     """(2n,) float32 octahedral coordinates -> (n, 3) float32 unit normals (as q.oct_decode)."""
     out = np.empty((n, 3), np.float32)

@@ -134,6 +134,11 @@ class IndexSettings:
 
 
 @dataclass
+class ReviewSettings:
+    user: str = ""  # who review decisions are recorded as; empty: $DESTILL3D_REVIEW_USER, else the OS user
+
+
+@dataclass
 class LoggingSettings:
     level: str = "WARNING"
     file: str = ""
@@ -149,6 +154,7 @@ class Settings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
 
     def platform(self, name: str) -> PlatformSettings:
         return self.platforms.get(name) or PlatformSettings()

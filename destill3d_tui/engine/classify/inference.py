@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InferenceError, ModelIntegrityError
+from ..errors import InferenceError
 from ..store.snapshot import Prediction, Snapshot
 from . import canonical, upaxis
 from .registry import RegisteredModel, check_graph, verify_fast, verify_file
+from .runtime import open_session, wants_cuda
 from .uncertainty import normalised_entropy, softmax, tta_spread
 
 UNKNOWN_LABEL = "unknown"
@@ -81,20 +82,6 @@ def rotate_about_z(points: np.ndarray, angle: float) -> np.ndarray:
     return (points @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32).T).astype(np.float32)
 
 
-_CUDA_STATE: dict[str, bool] = {}  # whether the CUDA provider really loaded, learned on first use
-
-
-def cuda_listed() -> bool:
-    import onnxruntime as ort
-
-    return "CUDAExecutionProvider" in ort.get_available_providers()
-
-
-def wants_cuda(device: str) -> bool:
-    """Whether a session for ``device`` will ask for the CUDA provider (auto: listed and not seen failing)."""
-    return device == "cuda" or (device == "auto" and cuda_listed() and _CUDA_STATE.get("ok", True))
-
-
 PRECISIONS = ("auto", "int8", "fp32")
 INT8_MAX_LOSS = 0.005  # accuracy an int8 graph may lose against fp32 before `auto` passes it over
 
@@ -104,35 +91,6 @@ def int8_within_budget(model: RegisteredModel) -> bool:
     metrics = model.card.get("metrics", {})
     fp32, int8 = metrics.get("val_overall_accuracy"), metrics.get("val_overall_accuracy_int8")
     return bool(model.card.get("int8_file")) and fp32 is not None and int8 is not None and int8 >= fp32 - INT8_MAX_LOSS
-
-
-def open_session(path: Path, device: str = "auto", threads: int = 1) -> Any:
-    """onnxruntime session: CUDA when asked or available (auto), else CPU; ``threads`` intra-op."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # CUDA provider missing on CPU hosts is expected, not a warning
-    providers = ["CPUExecutionProvider"]
-    want_cuda = wants_cuda(device)
-    if want_cuda:
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        # a GPU wheel lists CUDA even where its libraries are missing; it then falls back to CPU,
-        # which is the expected outcome on CPU hosts, so its load error is not printed
-        opts.log_severity_level = 4
-        ort.set_default_logger_severity(4)
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own types for unparsable graphs
-        raise ModelIntegrityError(f"{path.name} is not a loadable ONNX model: {exc}", reason="model_corrupt") from exc
-    finally:
-        if want_cuda:
-            ort.set_default_logger_severity(2)
-    if want_cuda:
-        _CUDA_STATE["ok"] = "CUDAExecutionProvider" in session.get_providers()
-    return session
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import locations
 from ..errors import ModelIntegrityError, ModelNotFoundError
+from .runtime import open_session
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "models"
 COMPANION_KEYS = ("fast_file", "int8_file", "label_prototypes", "text_embeddings")  # card fields naming extra files
@@ -217,8 +218,6 @@ class ModelRegistry:
 
     def import_model(self, onnx_path: Path, card_path: Path) -> RegisteredModel:
         """Copy a local ONNX file + card into the user models folder after verifying both."""
-        from .inference import open_session
-
         staged = load_card(card_path)
         staged.weights_path = onnx_path
         verify_file(staged)

@@ -165,7 +165,7 @@ def bench_database_checks(dim: int, rows: int = 5_000) -> None:
 
 def bench_export(count: int) -> None:
     from destill3d_tui.engine.extract import extract_file
-    from destill3d_tui.engine.store.dataset import DatasetService
+    from destill3d_tui.engine.services.dataset import DatasetService
     from destill3d_tui.engine.store.db import Store
     from destill3d_tui.engine.store.export.common import available_formats
     from destill3d_tui.engine.store.service import insert_snapshot

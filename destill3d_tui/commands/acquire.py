@@ -121,16 +121,9 @@ def url_cmd(args: argparse.Namespace, ctx: CommandContext) -> int:
 
 def list_cmd(args: argparse.Namespace, ctx: CommandContext) -> int:
     from ..engine.acquire.http import rate_status
-    from ..engine.acquire.service import AcquireService
+    from ..engine.services.acquire import platform_infos
 
-    class _Lite:  # platforms() needs settings and events only: no database for a listing
-        def __init__(self, settings: Any) -> None:
-            from ..engine.events import EventBus
-
-            self.settings, self.events = settings, EventBus()
-
-    service = AcquireService(_Lite(ctx.settings))  # type: ignore[arg-type]
-    infos = service.platforms()
+    infos = platform_infos(ctx.settings)  # a listing needs the settings only: no database is opened
     status = rate_status()
     if ctx.json_output:
         for info in infos:

@@ -119,9 +119,7 @@ def run_duplicates(args: argparse.Namespace, ctx: CommandContext) -> int:
 
 
 def run_index_rebuild(args: argparse.Namespace, ctx: CommandContext) -> int:
-    from ..engine.store.dataset import service_for
-
-    done = service_for(ctx.engine()).rebuild_index(args.model)
+    done = ctx.engine().db.rebuild_index(args.model)
     for model, count, seconds in done:
         if ctx.json_output:
             ctx.emit_json({"model": model, "vectors": count, "seconds": round(seconds, 3)})

@@ -1,4 +1,4 @@
-"""``Destill3D``: the Python API (spec section 10), composing the engine's services.
+"""``Destill3D``: the Python API (spec section 10), the facade that wires the engine's services.
 
 ::
 
@@ -9,17 +9,21 @@
     rows = d3d.db.query(format="STL", limit=10)
     snap = d3d.db.get(rows[0].snapshot_id)
 
-Namespaces: ``extract``, ``queue``, ``pipeline``, ``db`` (here); ``acquire``, ``classify``,
-``models`` and the dataset methods of ``db`` (``find_similar``, ``duplicates``, ``export``) are
-attachment points filled by their own modules (marked ATTACHMENT POINT below).
+Namespaces: ``extract``, ``queue``, ``pipeline``, ``db`` (defined here, over the store and the
+queue); ``acquire``, ``classify``, ``models`` and the dataset methods of ``db`` (``find_similar``,
+``duplicates``, ``export``) forward to the services in :mod:`.services`. ``Destill3D.__init__``
+hands each service exactly what it needs (a settings section, the store, the queue, the event
+bus); the costly ones are built on first use. No service holds the facade, and :meth:`close`
+closes everything the facade opened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .acquire.base import SearchFilters as SearchFilters  # re-exported: screens reach the engine only here
 from .config import Settings, load_settings
@@ -32,7 +36,18 @@ from .store.service import SnapshotRow, StoreService
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline, RunSummary
+    from .services.acquire import AcquireService
+    from .services.classify import ClassifyService, ModelsService
+    from .services.dataset import DatasetService, ExportPlan
+    from .store.export.common import ExportResult
     from .store.snapshot import Snapshot
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Closeable)
 
 
 def database_url(db: str | Path) -> str:
@@ -44,21 +59,23 @@ def database_url(db: str | Path) -> str:
 class ExtractAPI:
     """Extraction from local files: in-process (nothing stored) or through the queue into the DB."""
 
-    def __init__(self, d3d: Destill3D) -> None:
-        self._d3d = d3d
+    def __init__(self, settings: Settings, queue: QueueAPI, pipeline: PipelineAPI) -> None:
+        self._settings = settings
+        self._queue = queue
+        self._pipeline = pipeline
 
     def from_file(self, path: str | Path, **opts: Any) -> Snapshot:
         """One file -> Snapshot, in this process. ``opts``: points, strategy, views, seed, options."""
         from .pipeline import extract_in_process
 
-        return extract_in_process(Path(path), self._d3d.settings, **opts)
+        return extract_in_process(Path(path), self._settings, **opts)
 
     def from_directory(
         self, directory: str | Path, recursive: bool = True, pattern: str | None = None, priority: int = 0
     ) -> RunSummary:
         """Queue every model file under ``directory`` and run the pipeline until the queue is empty."""
-        self._d3d.queue.add_paths([directory], recursive=recursive, pattern=pattern, priority=priority)
-        return self._d3d.pipeline.run_until_empty()
+        self._queue.add_paths([directory], recursive=recursive, pattern=pattern, priority=priority)
+        return self._pipeline.run_until_empty()
 
 
 class QueueAPI:
@@ -83,6 +100,10 @@ class QueueAPI:
     ) -> list[QueueRow]:
         return self._queue.list(stage=stage, limit=limit, offset=offset, order=order)
 
+    def page(self, after: tuple[int, int] | None = None, limit: int = 100, stage: str | None = None) -> list[QueueRow]:
+        """Rows after ``after`` ((priority, queue_id) of the last shown), highest priority first; keyset paging."""
+        return self._queue.page(after, limit, stage)
+
     def get(self, queue_id: int) -> QueueRow:
         return self._queue.get(queue_id)
 
@@ -99,8 +120,8 @@ class QueueAPI:
 class PipelineAPI:
     """The staged pipeline the TUI and ``--headless`` both drive (created on first use)."""
 
-    def __init__(self, d3d: Destill3D) -> None:
-        self._d3d = d3d
+    def __init__(self, settings: Settings, store: Store, queue: Queue, events: EventBus) -> None:
+        self._settings, self._store, self._queue, self._events = settings, store, queue, events
         self._pipeline: Pipeline | None = None
         self._lock = threading.Lock()
 
@@ -109,7 +130,7 @@ class PipelineAPI:
             if self._pipeline is None:
                 from .pipeline import Pipeline
 
-                self._pipeline = Pipeline(self._d3d.settings, self._d3d.store, self._d3d.queue_engine, self._d3d.events)
+                self._pipeline = Pipeline(self._settings, self._store, self._queue, self._events)
             return self._pipeline
 
     def start(self) -> None:
@@ -134,11 +155,16 @@ class PipelineAPI:
 
 
 class DbAPI:
-    """Database reads (``d3d.db``); each call uses the calling thread's connection."""
+    """Database reads (``d3d.db``); each call uses the calling thread's connection.
 
-    def __init__(self, d3d: Destill3D, service: StoreService) -> None:
-        self._d3d = d3d
+    Reads and totals forward to the :class:`StoreService`; similarity, duplicates and export to
+    the facade's one :class:`DatasetService` (``dataset`` builds it on first use). A new group
+    of database methods forwards the same way to the service that owns it.
+    """
+
+    def __init__(self, service: StoreService, dataset: Callable[[], DatasetService]) -> None:
         self._service = service
+        self._dataset = dataset
 
     def query(
         self, limit: int = 100, offset: int = 0, order: str = "processed_at",
@@ -175,31 +201,27 @@ class DbAPI:
     def vacuum(self) -> None:
         self._service.vacuum()
 
-    # ---- ATTACHMENT POINT (similarity/export engineer): engine/store/dataset.py -------------
-    # Each method forwards to a module-level function ``dataset.<name>(d3d, *args, **kwargs)``.
+    # ---- similarity, duplicates, export: the DatasetService -----------------------------------
 
     def find_similar(
-        self, snapshot_id: str, k: int = 10, min_similarity: float | None = None
+        self, snapshot_id: str | Snapshot, k: int = 10, min_similarity: float | None = None, space: str = "auto"
     ) -> list[tuple[str, float]]:
-        from .store import dataset
-
-        return dataset.find_similar(self._d3d, snapshot_id, k=k, min_similarity=min_similarity)
+        """The ``k`` stored objects most like a snapshot (an id, a unique prefix or a Snapshot), best first."""
+        return self._dataset().find_similar(snapshot_id, k=k, min_similarity=min_similarity, space=space)
 
     def duplicates(self, threshold: float = 0.98) -> list[list[str]]:
-        from .store import dataset
+        return self._dataset().duplicates(threshold=threshold)
 
-        return dataset.duplicates(self._d3d, threshold=threshold)
+    def export(self, format: str, output: str | Path | None = None, **kwargs: Any) -> ExportResult:
+        return self._dataset().export(format, output, **kwargs)
 
-    def export(self, format: str, output: str | Path | None = None, **kwargs: Any) -> Any:
-        from .store import dataset
-
-        return dataset.export(self._d3d, format, output, **kwargs)
-
-    def export_plan(self, filter: SnapshotFilter | None = None, **kwargs: Any) -> Any:
+    def export_plan(self, filter: SnapshotFilter | None = None, **kwargs: Any) -> ExportPlan:
         """How many objects ``export`` with the same filter, taxonomy and licence policy would write."""
-        from .store import dataset
+        return self._dataset().plan(filter, **kwargs)
 
-        return dataset.export_plan(self._d3d, filter, **kwargs)
+    def rebuild_index(self, model_id: str | None = None) -> list[tuple[str, int, float]]:
+        """Rebuild the similarity index of one embedding model, or of each: (model, vectors, seconds)."""
+        return self._dataset().rebuild_index(model_id)
 
 
 class Destill3D:
@@ -223,46 +245,65 @@ class Destill3D:
             retry_backoff_s=p.retry_backoff_s,
             events=self.events,
         )
-        self.extract = ExtractAPI(self)
+        self._snapshots = StoreService(self.store)
         self.queue = QueueAPI(self.queue_engine)
-        self.pipeline = PipelineAPI(self)
-        self.db = DbAPI(self, StoreService(self.store))
-        self._attached: dict[str, Any] = {}
+        self.pipeline = PipelineAPI(settings, self.store, self.queue_engine, self.events)
+        self.extract = ExtractAPI(settings, self.queue, self.pipeline)
+        self.db = DbAPI(self._snapshots, lambda: self.dataset)
+        self._built: dict[str, Closeable] = {}  # services built so far, in build order (close() closes them)
+        self._built_lock = threading.Lock()
 
-    # ---- ATTACHMENT POINTS (acquisition / classification engineers) --------------------------
-    # ``engine/acquire/service.py`` defines ``AcquireService(d3d)``; ``engine/classify/service.py``
-    # defines ``ClassifyService(d3d)`` and ``ModelsService(d3d)``. Built on first use.
+    def _service(self, name: str, build: Callable[[], S]) -> S:
+        """The service called ``name``, built on first use (importing a service module is costly:
+        FAISS, numba, onnxruntime, httpx), then kept until :meth:`close`."""
+        with self._built_lock:
+            service = self._built.get(name)
+            if service is None:
+                service = self._built[name] = build()
+            return service  # type: ignore[return-value]
 
-    def _service(self, name: str, module: str, cls: str) -> Any:
-        if name not in self._attached:
-            import importlib
-
-            mod = importlib.import_module(module, __package__)
-            self._attached[name] = getattr(mod, cls)(self)
-        return self._attached[name]
-
-    @property
-    def acquire(self) -> Any:
-        return self._service("acquire", ".acquire.service", "AcquireService")
+    # ---- the services ---------------------------------------------------------------------------
 
     @property
-    def classify(self) -> Any:
-        return self._service("classify", ".classify.service", "ClassifyService")
+    def acquire(self) -> AcquireService:
+        from .services.acquire import AcquireService
+
+        return self._service("acquire", lambda: AcquireService(self.settings, self.queue_engine, self.events))
 
     @property
-    def models(self) -> Any:
-        return self._service("models", ".classify.service", "ModelsService")
+    def classify(self) -> ClassifyService:
+        from .services.classify import ClassifyService
+
+        return self._service("classify", lambda: ClassifyService(self.settings.classification, self._snapshots))
+
+    @property
+    def models(self) -> ModelsService:
+        from .services.classify import ModelsService
+
+        return self._service("models", lambda: ModelsService(self.settings.classification))
+
+    @property
+    def dataset(self) -> DatasetService:
+        """Similarity, duplicates, export (``d3d.db`` forwards to it); one per engine: indexes stay open."""
+        from .services.dataset import DatasetService
+
+        return self._service("dataset", lambda: DatasetService(self.store, self.settings, self.events))
 
     # ------------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the pipeline (draining in-flight items) and close this thread's DB connection."""
-        self.pipeline.stop(drain=True)
-        for service in self._attached.values():
-            closer = getattr(service, "close", None)
-            if callable(closer):
-                closer()
-        self.store.close()
+        """Stop the pipeline (draining in-flight items), close every service built so far (newest
+        first: the dataset service writes its index patches back) and this thread's DB connection.
+
+        Harmless twice; the engine may be used again afterwards (services are built anew).
+        """
+        with self._built_lock:
+            built, self._built = list(self._built.values()), {}
+        with contextlib.ExitStack() as closing:  # each closes even when one before it raised
+            closing.callback(self.store.close)
+            for service in built:
+                closing.callback(service.close)
+            self.pipeline.stop(drain=True)
 
     def __enter__(self) -> Destill3D:
         return self

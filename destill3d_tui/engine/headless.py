@@ -18,12 +18,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .config import Settings
 from .errors import ConfigError, DatabaseError, Destill3DError
 from .events import Event, ItemFailed, ItemsQueued, ItemStored
 from .text import display, display_all
+
+if TYPE_CHECKING:
+    from .api import Destill3D
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: what a service manager expects after SIGTERM
@@ -174,7 +177,7 @@ def run_headless(
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-def _as_database_fault(exc: Exception, d3d: Any) -> Destill3DError:
+def _as_database_fault(exc: Exception, d3d: Destill3D) -> Destill3DError:
     """The error that stopped a run as one reportable error; anything that is not one is re-raised."""
     from .store.db import is_fault
 
@@ -185,8 +188,9 @@ def _as_database_fault(exc: Exception, d3d: Any) -> Destill3DError:
     raise exc
 
 
-def _close_quietly(d3d: Any) -> None:
-    """Closing after a database fault meets the same fault again: it was reported already."""
+def _close_quietly(d3d: Destill3D) -> None:
+    """Close the engine (pipeline, services, store); a database fault met again while closing was
+    reported already."""
     from .store.db import is_fault
 
     try:

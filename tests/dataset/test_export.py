@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from destill3d_tui.engine.events import EventBus, ExportFinished, ExportProgressed
-from destill3d_tui.engine.store.dataset import DatasetService
+from destill3d_tui.engine.services.dataset import DatasetService
 from destill3d_tui.engine.store.db import Store
 from destill3d_tui.engine.store.export import common
 from destill3d_tui.engine.store.export.common import ExportError

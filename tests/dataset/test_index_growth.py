@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from destill3d_tui.engine.config import IndexSettings
-from destill3d_tui.engine.store.dataset import DatasetService
+from destill3d_tui.engine.services.dataset import DatasetService
 from destill3d_tui.engine.store.db import Store
 from destill3d_tui.engine.store.index import EmbeddingIndex, EmbeddingTableSource
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from destill3d_tui.engine.store.dataset import DatasetService
+from destill3d_tui.engine.services.dataset import DatasetService
 from destill3d_tui.engine.store.db import Store
 from destill3d_tui.engine.store.snapshot import Snapshot
 

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from destill3d_tui.engine.store.dataset import DatasetService
+from destill3d_tui.engine.services.dataset import DatasetService
 from destill3d_tui.engine.store.db import Store
 from destill3d_tui.engine.store.export import common, selection
 from destill3d_tui.engine.store.export.shards import STATE_FILE

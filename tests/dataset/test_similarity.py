@@ -7,7 +7,7 @@ import pytest
 
 from destill3d_tui.engine.config import Settings
 from destill3d_tui.engine.errors import NotFoundError
-from destill3d_tui.engine.store.dataset import DatasetService
+from destill3d_tui.engine.services.dataset import DatasetService
 from destill3d_tui.engine.store.db import Store
 from destill3d_tui.engine.store.duplicates import is_near_duplicate, shape_descriptor
 from destill3d_tui.engine.store.snapshot import Snapshot

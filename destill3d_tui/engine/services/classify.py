@@ -1,4 +1,4 @@
-"""``d3d.classify`` and ``d3d.models``: classification services over the engine.
+"""``d3d.classify`` and ``d3d.models``: classification services over the stored snapshots.
 
 Stored snapshots that are (re)classified are written back through the store's
 ``update_classification`` (blob, classifications rows, embedding in one transaction).
@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ..classify import fewshot, zeroshot
+from ..classify.inference import OnnxClassifier
+from ..classify.registry import ModelRegistry, RegisteredModel
+from ..config import ClassificationSettings
 from ..errors import ClassificationError, ModelNotFoundError
+from ..store.service import StoreService, update_classification
 from ..store.snapshot import Prediction, Snapshot
-from . import fewshot, zeroshot
-from .inference import OnnxClassifier
-from .registry import ModelRegistry, RegisteredModel
-
-if TYPE_CHECKING:
-    from ..api import Destill3D
 
 
 def label_prototypes(model: RegisteredModel) -> np.ndarray | None:
@@ -42,17 +41,22 @@ def load_text_embeddings(model: RegisteredModel) -> dict[str, np.ndarray]:
 
 
 class ClassifyService:
-    """Classify stored snapshots or .d3d files; zero-shot and few-shot answers."""
+    """Classify stored snapshots or .d3d files; zero-shot and few-shot answers.
 
-    def __init__(self, d3d: Destill3D) -> None:
-        self._d3d = d3d
+    ``settings``: the classification section (read at each call: changes to it apply);
+    ``snapshots``: reads and the classification write-back of the database.
+    """
+
+    def __init__(self, settings: ClassificationSettings, snapshots: StoreService) -> None:
+        self._settings = settings
+        self._snapshots = snapshots
         self.registry = ModelRegistry()
         self._cache: dict[tuple[str, int], OnnxClassifier] = {}
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- models
     def classifier(self, model: str | None = None, tta: int | None = None, top_k: int | None = None) -> OnnxClassifier:
-        cfg = self._d3d.settings.classification
+        cfg = self._settings
         model_id = model or cfg.default_model
         key = (model_id, tta or cfg.tta)
         with self._lock:
@@ -73,7 +77,7 @@ class ClassifyService:
             if not path.is_file():
                 raise ClassificationError(f"no such snapshot file: {path}", reason="not_found")
             return Snapshot.load(path), False
-        return self._d3d.db.get(str(ref)), True
+        return self._snapshots.get(str(ref)), True
 
     # ---------------------------------------------------------------- classify
     def snapshot(self, snapshot_id_or_path: str | Path, model: str | None = None, top_k: int = 5,
@@ -83,23 +87,19 @@ class ClassifyService:
         clf = self.classifier(model, tta, top_k)
         clf.classify_batch([snap])
         if stored:
-            from ..store.service import update_classification
-
-            update_classification(self._d3d.store, snap)
+            update_classification(self._snapshots.store, snap)
         return [p for p in snap.predictions if p.model_name == clf.model_id]
 
     def all(self, model: str | None = None, batch_size: int | None = None, progress: Any = None) -> int:
         """Classify every stored snapshot with ``model``; returns how many were classified."""
-        from ..store.service import update_classification
-
         clf = self.classifier(model)
         ids = self._all_ids()
-        size = batch_size or self._d3d.settings.classification.batch_size
+        size = batch_size or self._settings.batch_size
         for start in range(0, len(ids), size):
-            snaps = [self._d3d.db.get(i) for i in ids[start : start + size]]
+            snaps = [self._snapshots.get(i) for i in ids[start : start + size]]
             clf.classify_batch(snaps)
             for s in snaps:
-                update_classification(self._d3d.store, s)
+                update_classification(self._snapshots.store, s)
             if progress is not None:
                 progress(min(start + size, len(ids)), len(ids))
         return len(ids)
@@ -107,7 +107,7 @@ class ClassifyService:
     def _all_ids(self) -> list[str]:
         ids: list[str] = []
         while True:
-            rows = self._d3d.db.query(limit=1000, offset=len(ids))
+            rows = self._snapshots.query(limit=1000, offset=len(ids))
             ids += [r.snapshot_id for r in rows]
             if len(rows) < 1000:
                 return ids
@@ -142,13 +142,13 @@ class ClassifyService:
         return answers
 
     def _encoder(self) -> tuple[OnnxClassifier, dict[str, np.ndarray]] | None:
-        name = self._d3d.settings.classification.zero_shot_encoder
+        name = self._settings.zero_shot_encoder
         if not name:
             return None
         model = self.registry.get(name)
         if model.kind != "point_encoder":
             raise ModelNotFoundError(f"{name} is not a point encoder (card kind {model.kind!r})")
-        return OnnxClassifier(model, device=self._d3d.settings.classification.device), load_text_embeddings(model)
+        return OnnxClassifier(model, device=self._settings.device), load_text_embeddings(model)
 
     def few_shot(self, name: str, example_ids: list[str], model: str | None = None) -> fewshot.Prototype:
         """Define (or replace) a new class from example snapshots (ids or .d3d paths)."""
@@ -163,8 +163,7 @@ class ClassifyService:
         return proto
 
     def few_shot_classes(self, model: str | None = None) -> dict[str, fewshot.Prototype]:
-        cfg = self._d3d.settings.classification
-        return fewshot.PrototypeStore(model or cfg.default_model).load()
+        return fewshot.PrototypeStore(model or self._settings.default_model).load()
 
     def close(self) -> None:
         self._cache.clear()
@@ -173,8 +172,8 @@ class ClassifyService:
 class ModelsService:
     """``d3d.models``: list, info, import, download (the last only when asked)."""
 
-    def __init__(self, d3d: Destill3D) -> None:
-        self._d3d = d3d
+    def __init__(self, settings: ClassificationSettings) -> None:
+        self._settings = settings
         self.registry = ModelRegistry()
 
     def list(self) -> list[RegisteredModel]:
@@ -187,4 +186,7 @@ class ModelsService:
         return self.registry.import_model(Path(onnx_path), Path(card_path))
 
     def download(self, name: str, http: Any = None) -> RegisteredModel:
-        return self.registry.download(name, self._d3d.settings.classification.models_url, http=http)
+        return self.registry.download(name, self._settings.models_url, http=http)
+
+    def close(self) -> None:
+        """Nothing to release: the registry reads files per call and keeps no handle."""

@@ -1,9 +1,9 @@
 """The service behind ``d3d.db.find_similar / duplicates / export``.
 
-Reads the database through a :class:`~.db.Store` (never writes it), keeps the derived FAISS
-indexes (:mod:`.index`) reconciled, and drives the exporters (:mod:`.export`): select rows ->
-licence policy -> labels -> stratified splits -> stream snapshot blobs into the writer ->
-attribution manifest + dataset card, with progress events.
+Reads the database through a :class:`~..store.db.Store` (never writes it), keeps the derived
+FAISS indexes (:mod:`..store.index`) reconciled, and drives the exporters (:mod:`..store.export`):
+select rows -> licence policy -> labels -> stratified splits -> stream snapshot blobs into the
+writer -> attribution manifest + dataset card, with progress events.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import hashlib
 import json
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -23,27 +22,25 @@ from .. import locations
 from ..config import Settings
 from ..errors import NotFoundError
 from ..events import EventBus, ExportFinished, ExportProgressed
-from . import duplicates as dup
-from .export import common, shards, stream
-from .export import selection as sel
-from .export.common import ExportError, ExportLayout, ExportResult, flatten_arrays
-from .export.shards import SELECTION_FILE, STATE_FILE, ExportState, ShardedExporter
-from .filters import SnapshotFilter
-from .index import EmbeddingIndex, EmbeddingTableSource
-from .service import where_sql
-from .snapshot import Snapshot
-
-if TYPE_CHECKING:
-    from .db import Store
+from ..store import duplicates as dup
+from ..store.db import Store
+from ..store.export import common, shards, stream
+from ..store.export import selection as sel
+from ..store.export.common import ExportError, ExportLayout, ExportResult, flatten_arrays
+from ..store.export.shards import SELECTION_FILE, STATE_FILE, ExportState, ShardedExporter
+from ..store.filters import SnapshotFilter
+from ..store.index import EmbeddingIndex, EmbeddingTableSource
+from ..store.service import where_sql
+from ..store.snapshot import Snapshot
 
 VIEW_PROBE = 128
 """Selected snapshots looked at for the shape of depth views before an export with ``views``."""
 
 
 class DatasetService:
-    """Similarity, duplicates and export over one database."""
+    """Similarity, duplicates and export over one database (the facade owns one: indexes stay open)."""
 
-    def __init__(self, store: Store, settings: Settings | None = None, events: EventBus | None = None):
+    def __init__(self, store: Store, settings: Settings | None = None, events: EventBus | None = None) -> None:
         self.store = store
         self.settings = settings or Settings()
         self.events = events or EventBus()
@@ -51,10 +48,12 @@ class DatasetService:
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        """Write back index patches not yet saved (optional: stale files are reconciled on open)."""
+        """Write back index patches not yet saved (optional: stale files are reconciled on open)
+        and let the indexes go; a later call opens them again, a second close does nothing."""
         with self._lock:
-            for index in self._indexes.values():
-                index.close()
+            indexes, self._indexes = list(self._indexes.values()), {}
+        for index in indexes:
+            index.close()
 
     # ------------------------------------------------------------------ similarity
 
@@ -271,7 +270,7 @@ class DatasetService:
         if return_arrays:
             if format != "numpy":
                 raise ExportError("return_arrays=True needs format='numpy'")
-            from .export.numpy_npz import NumpyExporter
+            from ..store.export.numpy_npz import NumpyExporter
 
             return NumpyExporter(in_memory=True)
         return common.get_exporter(format)
@@ -360,36 +359,3 @@ class ExportPlan:
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
-
-
-# ---------------------------------------------------------------- the d3d.db attachment point
-
-_SERVICES: weakref.WeakKeyDictionary[Any, DatasetService] = weakref.WeakKeyDictionary()
-_SERVICES_LOCK = threading.Lock()
-
-
-def service_for(d3d: Any) -> DatasetService:
-    """The DatasetService of an engine (one per ``Destill3D``, so indexes stay open between calls)."""
-    with _SERVICES_LOCK:
-        service = _SERVICES.get(d3d)
-        if service is None:
-            service = DatasetService(d3d.store, d3d.settings, d3d.events)
-            _SERVICES[d3d] = service
-        return service
-
-
-def find_similar(d3d: Any, snapshot_id: str, k: int = 10, min_similarity: float | None = None,
-                 space: str = "auto") -> list[tuple[str, float]]:
-    return service_for(d3d).find_similar(snapshot_id, k=k, min_similarity=min_similarity, space=space)
-
-
-def duplicates(d3d: Any, threshold: float = 0.98) -> list[list[str]]:
-    return service_for(d3d).duplicates(threshold=threshold)
-
-
-def export(d3d: Any, format: str, output: str | Path | None = None, **options: Any) -> ExportResult:
-    return service_for(d3d).export(format, output, **options)
-
-
-def export_plan(d3d: Any, filter: SnapshotFilter | None = None, **options: Any) -> ExportPlan:
-    return service_for(d3d).plan(filter, **options)

@@ -1,4 +1,4 @@
-"""``Destill3D.acquire``: platforms, search, queueing with the licence policy, URLs, rate budgets.
+"""``Destill3D.acquire`` (:class:`AcquireService`): platforms, search, licence-gated queueing, URLs, budgets.
 
 The adapters are async; these methods are the synchronous face the CLI, the TUI's thread
 workers and scripts use. Queueing applies the licence policy (spec 14.3): a result whose
@@ -13,18 +13,17 @@ import concurrent.futures
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .. import licenses
+from ..acquire import credentials
+from ..acquire.base import ModelMetadata, SearchFilters, SearchPage
+from ..acquire.http import RateStatus, rate_status
+from ..acquire.registry import adapter_class, adapter_for_url, get_adapter, list_platforms
+from ..config import Settings
 from ..errors import Destill3DError, PlatformError
-from . import credentials
-from .base import ModelMetadata, SearchFilters, SearchPage
-from .http import RateStatus, rate_status
-from .registry import adapter_for_url, get_adapter, list_platforms
-
-if TYPE_CHECKING:
-    from ..api import Destill3D
-    from ..queue import QueueEntry
+from ..events import EventBus
+from ..queue import Queue, QueueEntry
 
 T = TypeVar("T")
 
@@ -67,10 +66,30 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
+def platform_infos(settings: Settings) -> list[PlatformInfo]:
+    """Each registered platform: usable or why not, and its rate budget (no database needed)."""
+    out = []
+    for name in list_platforms():
+        platform = settings.platform(name)
+        why = ""
+        if not platform.enabled:
+            why = "disabled in the settings"
+        elif name in UNOFFICIAL:
+            why = UNOFFICIAL[name]
+        elif name in NEEDS and not _has_credentials(name):
+            why = NEEDS[name][1]
+        budget = platform.rate_limit or _default_rate(name)
+        out.append(PlatformInfo(name, not why, why, budget))
+    return out
+
+
 class AcquireService:
-    def __init__(self, d3d: Destill3D) -> None:
-        self.d3d = d3d
-        self.settings = d3d.settings
+    """``d3d.acquire``: the settings say which platforms and policy; found models go into ``queue``."""
+
+    def __init__(self, settings: Settings, queue: Queue, events: EventBus) -> None:
+        self.settings = settings
+        self._queue = queue
+        self._events = events
         self._adapters: dict[str, Any] = {}
         self.refused: list[Refusal] = []
 
@@ -90,25 +109,13 @@ class AcquireService:
 
     def adapter(self, platform: str) -> Any:
         if platform not in self._adapters:
-            self._adapters[platform] = get_adapter(platform, self.settings, emit=self.d3d.events.emit)
+            self._adapters[platform] = get_adapter(platform, self.settings, emit=self._events.emit)
         return self._adapters[platform]
 
     # ------------------------------------------------------------ platforms
 
     def platforms(self) -> list[PlatformInfo]:
-        out = []
-        for name in list_platforms():
-            settings = self.settings.platform(name)
-            why = ""
-            if not settings.enabled:
-                why = "disabled in the settings"
-            elif name in UNOFFICIAL:
-                why = UNOFFICIAL[name]
-            elif name in NEEDS and not _has_credentials(name):
-                why = NEEDS[name][1]
-            budget = settings.rate_limit or _default_rate(name)
-            out.append(PlatformInfo(name, not why, why, budget))
-        return out
+        return platform_infos(self.settings)
 
     # ------------------------------------------------------------ search
 
@@ -149,7 +156,7 @@ class AcquireService:
                 self.refused.append(Refusal(meta.platform, meta.source_id, meta.title, why))
                 continue
             entries += self._entries(meta, priority)
-        return self.d3d.queue.add_entries(entries) if entries else []
+        return self._queue.add_entries(entries) if entries else []
 
     async def _detail_all(self, results: list[ModelMetadata], policy: str) -> list[ModelMetadata]:
         out = []
@@ -177,8 +184,6 @@ class AcquireService:
         return await adapter.get_metadata(meta.source_id)
 
     def _entries(self, meta: ModelMetadata, priority: int) -> list[QueueEntry]:
-        from ..queue import QueueEntry
-
         adapter = self.adapter(meta.platform)
         per_file = getattr(adapter, "files_are_models", True) and len(meta.files) > 0
         base = {
@@ -215,7 +220,7 @@ class AcquireService:
                                     kind="permanent")
             adapter, source_id = found
             if adapter.platform_id == "local":
-                ids += self.d3d.queue.add_paths([Path(source_id)], priority=priority)
+                ids += self._queue.add_paths([Path(source_id)], priority=priority)
                 continue
             meta = self._run(self.adapter(adapter.platform_id).get_metadata(source_id))
             remote.append(meta)
@@ -240,8 +245,6 @@ def _has_credentials(name: str) -> bool:
 
 def _default_rate(name: str) -> str:
     try:
-        from .registry import adapter_class
-
         limit = getattr(adapter_class(name), "default_rate_limit", None) or getattr(adapter_class(name),
                                                                                    "rate_limit", None)
     except Exception:

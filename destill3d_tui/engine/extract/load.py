@@ -7,8 +7,6 @@ finite coordinates. Loaders run in the supervised child process (see :mod:`isola
 
 from __future__ import annotations
 
-import re
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +14,13 @@ import numpy as np
 from ..errors import ExtractionError, FormatError, GeometryError
 from ..formats import CAD_FORMATS, POINT_FORMATS, detect_format
 from .loaders.guards import precheck
+from .loaders.limits import MAX_COORDINATE
 from .references import check_references
 from .topology import column_bounds
 from .types import ExtractOptions, LoadedGeometry
+from .untrusted import library_failure
 
 MAX_FILE_SIZE = 500 * 1024 * 1024  # spec 14.1
-_OUT_OF_BOUNDS = re.compile(r"index (-?\d+) is out of bounds for axis \d+ with size (\d+)")
-MAX_COORDINATE = 1e18  # beyond this, areas and volumes overflow float32 in the features
 
 
 def load_geometry(path: str | Path, options: ExtractOptions | None = None) -> LoadedGeometry:
@@ -78,24 +76,6 @@ def _dispatch(path: Path, fmt: str, options: ExtractOptions) -> LoadedGeometry:
         raise FormatError(f"{path.name}: structure nested too deeply", format=fmt, reason="parse_error") from exc
     except Exception as exc:  # any library failure becomes a parse error with the library's words
         raise FormatError(library_failure(path, fmt, exc), format=fmt, reason="parse_error") from exc
-
-
-def library_failure(path: Path, fmt: str, exc: BaseException) -> str:
-    """The library's words for a failure; where it has none (a bare ``assert``), the check that failed."""
-    detail = str(exc).strip()
-    bounds = _OUT_OF_BOUNDS.search(detail) if isinstance(exc, IndexError) else None
-    if bounds:  # numpy's words for a face (or attribute) index past the end of what it indexes
-        detail = f"the file uses index {bounds[1]} where only {bounds[2]} entries exist ({detail})"
-    elif isinstance(exc, AttributeError) and "'NoneType' object" in detail:  # a lookup found nothing
-        detail = f"something the file refers to is not in it ({detail})"
-    if not detail:
-        frames = traceback.extract_tb(exc.__traceback__)
-        if frames:
-            last = frames[-1]
-            detail = f"its check `{(last.line or '').strip()[:120]}` ({Path(last.filename).name}:{last.lineno}) failed"
-        else:
-            detail = "no detail given"
-    return f"{path.name}: cannot read {fmt}: {type(exc).__name__}: {detail}"[:500]
 
 
 def _ply_without_faces(path: Path) -> bool:

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 from ..errors import FormatError
 from ..formats import detect_format
+from .untrusted import hardened_xml_parser, json_problem, xml_error
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:")
 _MTL_MAP_KEYS = (
@@ -97,17 +98,6 @@ def _load_json(data: bytes, name: str) -> object:
         raise FormatError(f"{name}: invalid glTF JSON: {json_problem(exc)}", reason="parse_error") from exc
 
 
-def json_problem(exc: Exception) -> str:
-    """What is wrong with a JSON text, in the words of the file (where), not an exception's name."""
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
-    if isinstance(exc, UnicodeDecodeError):
-        return f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r})"
-    if isinstance(exc, RecursionError):
-        return "arrays or objects nested too deeply to read"
-    return str(exc) or type(exc).__name__
-
-
 def _gltf_refs(path: Path) -> list[str | None]:
     return [_encoded(path, u) for u in _gltf_uris(_load_json(path.read_bytes(), path.name))]
 
@@ -177,23 +167,12 @@ def _mtl_refs(mtl: Path, model: Path) -> list[str | None]:
 # ---------------------------------------------------------------- DAE
 
 
-def hardened_xml_parser():
-    """An lxml parser that resolves no entities, fetches nothing and refuses huge trees."""
-    from lxml import etree
-
-    return etree.XMLParser(
-        resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False, dtd_validation=False
-    )
-
-
 def _dae_refs(path: Path) -> list[str | None]:
     from lxml import etree
 
     try:
         tree = etree.parse(str(path), hardened_xml_parser())
     except etree.XMLSyntaxError as exc:
-        from .loaders.guards import xml_error
-
         raise xml_error(exc, path.name) from exc
     except OSError as exc:
         raise FormatError(f"{path.name}: cannot read COLLADA XML: {exc}", reason="parse_error") from exc

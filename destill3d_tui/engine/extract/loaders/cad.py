@@ -14,6 +14,7 @@ import numpy as np
 
 from ...errors import FormatError, GeometryError, TessellationError
 from ..types import LoadedGeometry, TessellationOptions
+from .limits import MAX_COORDINATE
 
 
 def quiet_occt() -> None:
@@ -153,8 +154,6 @@ def check_vertex_range(shape, name: str) -> None:
     from OCP.TopAbs import TopAbs_VERTEX
     from OCP.TopExp import TopExp
     from OCP.TopoDS import TopoDS
-
-    from ..load import MAX_COORDINATE
 
     vertices = ShapeMap()
     TopExp.MapShapes_s(shape, TopAbs_VERTEX, vertices)

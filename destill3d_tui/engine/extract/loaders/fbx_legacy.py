@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import FormatError
-from .guards import MAX_FACES, MAX_VERTICES
+from .limits import MAX_FACES, MAX_VERTICES
 
 _SCALARS = {"Y": ("<h", 2), "C": ("<?", 1), "I": ("<i", 4), "L": ("<q", 8), "F": ("<f", 4), "D": ("<d", 8)}
 _ARRAYS = {"f": "<f4", "d": "<f8", "l": "<i8", "i": "<i4", "b": "<u1"}

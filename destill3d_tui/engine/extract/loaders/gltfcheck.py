@@ -15,8 +15,10 @@ import struct
 from pathlib import Path
 from urllib.parse import unquote
 
+from ..untrusted import json_problem
 from . import expansion
-from .guards import MAX_FACES, MAX_VERTICES, _fail
+from .limits import MAX_FACES, MAX_VERTICES
+from .limits import refuse as _fail
 
 
 def check_glb(path: Path, head: bytes, size: int) -> None:
@@ -61,8 +63,6 @@ def check_gltf(path: Path, head: bytes, size: int) -> None:
 
 
 def _json(data: bytes, name: str) -> dict:
-    from ..references import json_problem
-
     try:
         doc = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

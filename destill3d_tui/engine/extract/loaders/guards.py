@@ -16,23 +16,19 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from ...errors import FormatError
+from ..untrusted import hardened_xml_parser, xml_error
 from . import expansion
 from .bodies import check_off_rows, check_ply_ascii_rows, check_reals
+from .limits import MAX_FACES, MAX_VERTICES
+from .limits import refuse as _fail
 from .pointcloud import MAX_POINTS
 
-MAX_VERTICES = 10_000_000  # spec 13.2
-MAX_FACES = 20_000_000
 MAX_ZIP_BYTES = 1024 * 1024 * 1024  # a 3MF package may inflate to at most this
 MAX_ZIP_RATIO = 200  # and never more than this many times its compressed size (zip bombs)
 MAX_ZIP_MEMBERS = 5000
 MAX_VLRS = 65_535  # LAS variable-length records; real files hold a handful (1.4 counts EVLRs apart)
 MAX_XML_ENTITY = 1024  # an internal XML entity longer than this (or referring to others) is an expansion bomb
 HEAD = 65536
-
-
-def _fail(name: str, message: str, reason: str = "parse_error") -> FormatError:
-    return FormatError(f"{name}: {message}", reason=reason)
 
 
 def precheck(path: Path, fmt: str) -> None:
@@ -263,8 +259,6 @@ def check_xml(data: bytes | Path, name: str):
     """
     from lxml import etree
 
-    from ..references import hardened_xml_parser
-
     try:
         if isinstance(data, Path):
             tree = etree.parse(str(data), hardened_xml_parser())
@@ -278,14 +272,6 @@ def check_xml(data: bytes | Path, name: str):
         if count is not None and count.strip().isdigit() and int(count) > MAX_FACES * 3:
             raise _fail(name, f"XML element declares count={count}", "too_large")
     return tree
-
-
-def xml_error(exc: Exception, name: str) -> FormatError:
-    """libxml2's own limits (entity amplification, depth) are resource limits, the rest parse errors."""
-    text = str(exc).lower()
-    if any(word in text for word in ("amplification", "depth", "huge", "too large")):
-        return _fail(name, f"XML expands or nests beyond the parser's limits: {exc}", "too_large")
-    return _fail(name, f"invalid XML: {exc}")
 
 
 def _check_dtd(tree, name: str) -> None:

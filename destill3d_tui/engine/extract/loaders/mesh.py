@@ -12,6 +12,7 @@ import numpy as np
 
 from ...errors import FormatError, GeometryError
 from ..types import LoadedGeometry
+from ..untrusted import library_failure
 
 TRIMESH_TYPES = {"STL": "stl", "OBJ": "obj", "PLY": "ply", "OFF": "off", "GLTF": "gltf", "GLB": "glb",
                  "3MF": "3mf", "DAE": "dae"}  # fmt: skip
@@ -94,8 +95,6 @@ def _load_scene(path: Path, fmt: str):
     except MemoryError:
         raise
     except Exception as exc:  # trimesh's failures come as any exception type (see badinputs README)
-        from ..load import library_failure
-
         raise FormatError(library_failure(path, fmt, exc), format=fmt, reason="parse_error") from exc
     finally:
         log.disabled = was_disabled

@@ -25,7 +25,6 @@ says nothing about the item, so 20 SIGKILLs of a runner fail no valid item.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import os
 import socket
 import uuid
@@ -36,9 +35,11 @@ from typing import Any
 
 import peewee as pw
 
+from .acquire.platforms.local import model_files, source_id_for
 from .errors import NotFoundError, tries_allowed
 from .events import EventBus, ItemsQueued
 from .store.db import ACTIVE_STAGES, FAILED, FINAL_STAGES, QUEUED, STAGES, STORED, Store, dumps, loads, utcnow
+from .text import display
 
 _CHUNK = 500  # entries per INSERT/SELECT round trip when queueing (SQLite allows 32766 parameters)
 _INSERT_COLUMNS = (
@@ -168,38 +169,12 @@ def local_entries(
     paths: Iterable[str | Path], recursive: bool = False, pattern: str | None = None, priority: int = 0
 ) -> list[QueueEntry]:
     """Queue entries for local files; folders are scanned (``pattern`` is a glob on the file name)."""
-    entries: list[QueueEntry] = []
-    for raw in paths:
-        path = Path(raw).expanduser().resolve()
-        if path.is_dir():
-            files = path.rglob("*") if recursive else path.glob("*")
-            # Symlinks are not followed in a scan: a link may point anywhere on the machine.
-            chosen = sorted(f for f in files if f.is_file() and not f.is_symlink() and _wanted(f, pattern))
-        elif path.exists():
-            chosen = [path]
-        else:
-            raise NotFoundError(f"{raw}: no such file or folder")
-        entries.extend(_local_entry(f, priority) for f in chosen)
-    return entries
-
-
-def _wanted(path: Path, pattern: str | None) -> bool:
-    if pattern:
-        return fnmatch.fnmatch(path.name.lower(), pattern.lower())
-    from .archive import is_archive_name  # archives: the pipeline makes one item per model inside
-    from .formats import EXTENSIONS  # the formats extraction reads: one list for CLI and queue
-
-    readable = path.suffix.lower() in EXTENSIONS or is_archive_name(path.name)
-    return readable and not path.name.startswith(".")
+    return [_local_entry(path, priority) for path in model_files(paths, recursive, pattern)]
 
 
 def _local_entry(path: Path, priority: int) -> QueueEntry:
-    from .text import display, encodable
-
-    # A name that is not valid UTF-8 cannot be a database string: its source id is then the
-    # percent-encoded file URI (the adapter turns it back into the same bytes); people see the
-    # escaped display form.
-    source_id = str(path) if encodable(str(path)) else path.as_uri()
+    # People see the escaped display form of the name; the source id is the local adapter's.
+    source_id = source_id_for(path)
     meta = {"title": display(path.stem), "original_filename": display(path.name), "source_url": path.as_uri()}
     return QueueEntry(
         model_id=f"local:{source_id}",
@@ -332,6 +307,23 @@ class Queue:
             "updated": (self.Q.updated_at.desc(), self.Q.queue_id.desc()),
         }
         query = query.order_by(*orders.get(order, orders["priority"])).limit(limit).offset(offset)
+        return [_row(m) for m in query]
+
+    def page(self, after: tuple[int, int] | None = None, limit: int = 100, stage: str | None = None) -> list[QueueRow]:
+        """The rows after ``after`` ((priority, queue_id) of the last shown) in ``list``'s priority order.
+
+        Keyset, not OFFSET: page 500 costs what page 1 costs (with a stage, ``idx_queue_stage`` serves it).
+        """
+        query = self.Q.select()
+        if stage:
+            if stage not in STAGES:
+                raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+            query = query.where(self.Q.stage == stage)
+        if after is not None:
+            priority, queue_id = after
+            query = query.where((self.Q.priority < priority)
+                                | ((self.Q.priority == priority) & (self.Q.queue_id > queue_id)))
+        query = query.order_by(self.Q.priority.desc(), self.Q.queue_id).limit(limit)
         return [_row(m) for m in query]
 
     def get(self, queue_id: int) -> QueueRow:

@@ -7,16 +7,54 @@ it, and its :class:`DownloadResult` names the original path as ``primary``.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlparse
 
-from ...errors import DownloadError
+from ...archive import is_archive_name
+from ...errors import DownloadError, NotFoundError
+from ...formats import EXTENSIONS
+from ...text import display, encodable
 from ..base import DownloadResult, ModelMetadata, RateLimit, SearchFilters, SearchPage
 
 _CHUNK = 1 << 20  # hashing reads 1 MiB at a time: bounded memory for multi-GB scans
+
+
+def model_files(paths: Iterable[str | Path], recursive: bool = False, pattern: str | None = None) -> list[Path]:
+    """The files a scan of ``paths`` finds: a file as given, a folder's model files and archives
+    (``pattern``: a glob on the file name instead), sorted per folder."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser().resolve()
+        if path.is_dir():
+            files = path.rglob("*") if recursive else path.glob("*")
+            # Symlinks are not followed in a scan: a link may point anywhere on the machine.
+            found.extend(sorted(f for f in files if f.is_file() and not f.is_symlink() and _wanted(f, pattern)))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise NotFoundError(f"{raw}: no such file or folder")
+    return found
+
+
+def _wanted(path: Path, pattern: str | None) -> bool:
+    if pattern:
+        return fnmatch.fnmatch(path.name.lower(), pattern.lower())
+    # The formats extraction reads (one list for CLI, queue and search); archives become one
+    # pipeline item per model inside.
+    readable = path.suffix.lower() in EXTENSIONS or is_archive_name(path.name)
+    return readable and not path.name.startswith(".")
+
+
+def source_id_for(path: Path) -> str:
+    """The path itself; a name that is not valid UTF-8 cannot be a database string, so its
+    source id is then the percent-encoded file URI (:meth:`LocalAdapter.download` turns it back
+    into the same bytes)."""
+    return str(path) if encodable(str(path)) else path.as_uri()
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -39,20 +77,17 @@ class LocalAdapter:
 
     async def search(self, query: str, filters: SearchFilters, page: Any = 1) -> SearchPage:
         """``query`` is a folder (or a glob below one); results are the model files in it."""
-        from ...queue import local_entries
-
         base = Path(query).expanduser()
         pattern = None
         if not base.exists() and any(ch in base.name for ch in "*?["):
             base, pattern = base.parent, base.name
-        entries = await asyncio.to_thread(local_entries, [base], True, pattern)
+        files = await asyncio.to_thread(model_files, [base], True, pattern)
         per_page = max(1, filters.per_page)
         start = (int(page) - 1) * per_page
-        chosen = entries[start : start + per_page]
-        results = [self._metadata(Path(e.source_id)) for e in chosen]
-        more = start + per_page < len(entries)
+        results = [self._metadata(path) for path in files[start : start + per_page]]
+        more = start + per_page < len(files)
         return SearchPage(
-            results=results, page=int(page), total=len(entries), next_page=int(page) + 1 if more else None
+            results=results, page=int(page), total=len(files), next_page=int(page) + 1 if more else None
         )
 
     async def get_metadata(self, source_id: str) -> ModelMetadata:
@@ -77,7 +112,7 @@ class LocalAdapter:
 
     @staticmethod
     def _existing(source_id: str) -> Path:
-        # queue.local_entries gives names that are not UTF-8 as file URIs (see there)
+        # names that are not UTF-8 come as file URIs (source_id_for)
         path = _from_uri(source_id) if source_id.startswith("file://") else Path(source_id).expanduser()
         if not path.is_file():
             raise DownloadError(
@@ -87,10 +122,9 @@ class LocalAdapter:
 
     @staticmethod
     def _metadata(path: Path) -> ModelMetadata:
-        from ...text import display, encodable
-
-        source_id = str(path) if encodable(str(path)) else path.as_uri()
-        return ModelMetadata(platform="local", source_id=source_id, title=display(path.stem), source_url=path.as_uri())
+        return ModelMetadata(
+            platform="local", source_id=source_id_for(path), title=display(path.stem), source_url=path.as_uri()
+        )
 
 
 def _from_uri(url: str) -> Path:

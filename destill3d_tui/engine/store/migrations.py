@@ -11,12 +11,26 @@ refused (``schema_too_new``) rather than guessed at.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ..errors import DatabaseError
 
-if TYPE_CHECKING:
-    from .db import Store
+
+class MigratableStore(Protocol):
+    """What the migrations use of a store. :class:`.db.Store` is one; it is named by shape, not
+    imported, because ``db`` runs the migrations when it opens a database (no import cycle)."""
+
+    database: Any
+    schema: str | None
+    is_postgres: bool
+
+    @property
+    def display_url(self) -> str: ...
+
+    def atomic(self, immediate: bool = False) -> Any: ...
+
+    def execute(self, sql: str, params: tuple | list = ()) -> Any: ...
+
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -203,11 +217,11 @@ def v1_statements(postgres: bool = False) -> list[str]:
     return [_dialect(s, postgres) for s in _statements(_V1)]
 
 
-def _columns(store: Store, table: str) -> set[str]:
+def _columns(store: MigratableStore, table: str) -> set[str]:
     return {c.name for c in store.database.get_columns(table, schema=store.schema)}
 
 
-def _upgrade_to_2(store: Store) -> None:
+def _upgrade_to_2(store: MigratableStore) -> None:
     for table, columns in _V2_COLUMNS.items():
         have = _columns(store, table)
         for name, kind in columns:
@@ -217,7 +231,7 @@ def _upgrade_to_2(store: Store) -> None:
         store.execute(statement)
 
 
-def _upgrade_to_3(store: Store) -> None:
+def _upgrade_to_3(store: MigratableStore) -> None:
     for statement in _statements(_V3_INDEXES):  # IF NOT EXISTS: the first-use code may have made them
         store.execute(statement)
 
@@ -316,7 +330,7 @@ def recount_selects() -> list[str]:
     return out
 
 
-def recount_totals(store: Store) -> None:
+def recount_totals(store: MigratableStore) -> None:
     """Rebuild ``totals`` from the base tables (``db stats --recount``; the v4 migration's backfill).
 
     On PostgreSQL the table is locked first: a writer's trigger waits for the recount to commit,
@@ -348,7 +362,7 @@ CREATE INDEX IF NOT EXISTS idx_snapshots_platform_format ON snapshots(platform, 
 """
 
 
-def _upgrade_to_4(store: Store) -> None:
+def _upgrade_to_4(store: MigratableStore) -> None:
     for statement in _statements(_V4_INDEXES):
         store.execute(statement)
     store.execute(_TOTALS_TABLE_SQL)
@@ -399,7 +413,7 @@ CREATE INDEX IF NOT EXISTS idx_snapshots_label_source ON snapshots(label_source)
 """
 
 
-def _upgrade_to_5(store: Store) -> None:
+def _upgrade_to_5(store: MigratableStore) -> None:
     have = _columns(store, "snapshots")
     for name, kind in _V5_COLUMNS:
         if name not in have:
@@ -411,7 +425,7 @@ def _upgrade_to_5(store: Store) -> None:
 UPGRADES = {2: _upgrade_to_2, 3: _upgrade_to_3, 4: _upgrade_to_4, 5: _upgrade_to_5}
 
 
-def current_version(store: Store) -> int:
+def current_version(store: MigratableStore) -> int:
     """0: empty database; 1: the spec's tables without a version table; else the stored version."""
     tables = set(store.database.get_tables(schema=store.schema))
     if "schema_version" in tables:
@@ -420,13 +434,13 @@ def current_version(store: Store) -> int:
     return 1 if "snapshots" in tables else 0
 
 
-def _lock(store: Store) -> None:
+def _lock(store: MigratableStore) -> None:
     """Serialise migrations between processes sharing one PostgreSQL database."""
     if store.is_postgres:
         store.execute("SELECT pg_advisory_xact_lock(727368)")
 
 
-def ensure_schema(store: Store) -> int:
+def ensure_schema(store: MigratableStore) -> int:
     """Create or upgrade the schema to :data:`LATEST`; returns the version found before.
 
     A read-only database is only read: it must already be at :data:`LATEST`.

@@ -161,6 +161,14 @@ def get(platform: str, field: str = "token") -> str | None:
     return value
 
 
+def how_to_set(platform: str, field: str = "token") -> str:
+    """How a user gives ``platform`` its ``field`` credential: the first environment variable
+    :func:`get` reads, or the command that stores it in the keyring."""
+    names = ENV_NAMES.get(platform, {}).get(field, ())
+    command = f"`destill3d-tui config credentials set {platform}{'' if field == 'token' else f' --field {field}'}`"
+    return f"set {names[0]} or {command}" if names else f"store it with {command}"
+
+
 @dataclass(frozen=True)
 class CredentialEntry:
     platform: str

@@ -37,16 +37,30 @@ class HttpAdapter:
     def credential(self, field: str = "token") -> str | None:
         return credentials.get(self.platform_id, field)
 
+    def required_credential(self, what: str, field: str = "token") -> str:
+        """The ``field`` credential; when it is not configured, :meth:`missing_credential` saying
+        ``what`` it is and how to set it (before any request is made)."""
+        value = self.credential(field)
+        if not value:
+            raise self.missing_credential(what, field)
+        return value
+
+    def bearer(self, what: str, field: str = "token") -> dict[str, str]:
+        """``Authorization: Bearer`` headers carrying the required ``field`` credential."""
+        return {"Authorization": f"Bearer {self.required_credential(what, field)}"}
+
     def api(self, path: str) -> str:
         return self.base_url + path
 
     async def get_json(self, url: str, **kwargs: Any) -> tuple[Any, Any]:
         return await self.http.get_json(self.platform_id, url, **kwargs)
 
-    def missing_credential(self, what: str) -> PlatformError:
-        """The one error every adapter raises when its credential is not configured (never retried)."""
-        return PlatformError(f"{self.platform_id} needs {what}", platform=self.platform_id, reason="auth_failed",
-                             kind="permanent")
+    def missing_credential(self, what: str, field: str | None = None) -> PlatformError:
+        """The one error every adapter raises when its credential is not configured (never retried);
+        given the ``field``, the message says how to set it."""
+        how = f": {credentials.how_to_set(self.platform_id, field)}" if field else ""
+        return PlatformError(f"{self.platform_id} needs {what}{how}", platform=self.platform_id,
+                             reason="auth_failed", kind="permanent")
 
     def unavailable(self, why: str) -> PlatformError:
         return PlatformError(f"{self.platform_id}: {why}", platform=self.platform_id, reason="platform_unavailable",
@@ -72,3 +86,11 @@ class HttpAdapter:
                                 reason="no_model_file", kind="permanent")
         return DownloadResult(primary=path, files=[path], sha256=downloaded.sha256,
                               bytes_downloaded=downloaded.size, metadata=metadata)
+
+
+def int_or_none(value: Any) -> int | None:
+    """A platform's number (a size, a count) as an int; None where it sent none or not a number."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

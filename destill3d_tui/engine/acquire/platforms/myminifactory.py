@@ -16,7 +16,7 @@ from ... import licenses
 from ...archive import is_archive_name, model_format
 from ...errors import DownloadError, PlatformError
 from ..base import DownloadResult, ModelFile, ModelMetadata, RateLimit, SearchFilters, SearchPage
-from .common import HttpAdapter
+from .common import HttpAdapter, int_or_none
 
 SORTS = {"visits", "date", "popularity"}
 _URL_RE = re.compile(r"^https?://(?:www\.)?myminifactory\.com/object/3d-print-[\w-]*?-?(\d+)/?(?:[?#].*)?$", re.I)
@@ -29,10 +29,7 @@ class MyMiniFactoryAdapter(HttpAdapter):
     hosts = ("www.myminifactory.com", "dl.myminifactory.com", "cdn.myminifactory.com")
 
     def _key(self) -> dict[str, str]:
-        key = self.credential()
-        if not key:
-            raise self.missing_credential("an API key: set MYMINIFACTORY_API_KEY")
-        return {"key": key}
+        return {"key": self.required_credential("an API key")}
 
     async def _get(self, path: str, **params: Any) -> Any:
         body, _ = await self.get_json(self.api(path), params={**params, **self._key()},
@@ -80,12 +77,8 @@ class MyMiniFactoryAdapter(HttpAdapter):
         return self._object(await self._get(f"/objects/{source_id}"))
 
     async def download(self, source_id: str, target_dir: Path, file_id: str | None = None) -> DownloadResult:
-        oauth = self.credential("oauth")
-        if not oauth:
-            raise PlatformError(
-                "myminifactory gives download URLs only to OAuth users (an API key gets download_url: null); "
-                "set MYMINIFACTORY_OAUTH_TOKEN", platform=self.platform_id, reason="auth_failed", kind="permanent")
-        auth = {"Authorization": f"Bearer {oauth}"}
+        # download URLs go only to OAuth users: an API key gets download_url: null
+        auth = self.bearer("an OAuth token to download (an API key gets no download URLs)", "oauth")
         if file_id is None:
             meta = await self.get_metadata(source_id)
             if not meta.files:
@@ -98,16 +91,10 @@ class MyMiniFactoryAdapter(HttpAdapter):
         if not info.download_url:
             raise PlatformError(f"myminifactory returned no download_url for file {file_id} (OAuth token refused?)",
                                 platform=self.platform_id, reason="auth_failed", kind="permanent")
-        got = await self.fetch(info.download_url, target_dir, info.name, expected_size=_int(info.size), auth=auth)
+        got = await self.fetch(info.download_url, target_dir, info.name, expected_size=int_or_none(info.size),
+                               auth=auth)
         return self.finish(got, target_dir)
 
     def parse_url(self, url: str) -> str | None:
         match = _URL_RE.match(url.strip())
         return match.group(1) if match else None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

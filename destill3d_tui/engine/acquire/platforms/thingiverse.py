@@ -22,7 +22,7 @@ from ... import licenses
 from ...archive import is_archive_name, model_format
 from ...errors import DownloadError
 from ..base import DownloadResult, ModelFile, ModelMetadata, RateLimit, SearchFilters, SearchPage
-from .common import HttpAdapter
+from .common import HttpAdapter, int_or_none
 
 SEARCH_CAP = 10_000
 SORTS = {"relevant", "text", "popular", "makes", "newest"}
@@ -40,12 +40,7 @@ class ThingiverseAdapter(HttpAdapter):
     hosts = ("api.thingiverse.com", "cdn.thingiverse.com", "www.thingiverse.com")
 
     def _auth(self) -> dict[str, str]:
-        token = self.credential()
-        if not token:
-            raise self.missing_credential(
-                "an app token: set THINGIVERSE_API_KEY or `destill3d-tui config credentials set thingiverse`"
-            )
-        return {"Authorization": f"Bearer {token}"}
+        return self.bearer("an app token")
 
     async def _get(self, path: str, **params: Any) -> tuple[Any, Any]:
         return await self.get_json(self.api(path), params=params or None, auth=self._auth(),
@@ -140,7 +135,7 @@ class ThingiverseAdapter(HttpAdapter):
             fresh, _ = await self._get(f"/files/{file_id}")
             return str(fresh.get("download_url") or url)
 
-        got = await self.fetch(url, target_dir, info.name, expected_size=_int(info.size), auth=self._auth(),
+        got = await self.fetch(url, target_dir, info.name, expected_size=int_or_none(info.size), auth=self._auth(),
                                refetch=refetch)
         return self.finish(got, target_dir)
 
@@ -165,11 +160,4 @@ class ThingiverseAdapter(HttpAdapter):
         if "thingiverse" in parts.netloc and (m := re.search(r"(?:^|/)thing:(\d+)", parts.path)):
             file_id = parse_qs(parts.query).get("fileId", [None])[0]  # objaverse-xl identifiers
             return f"{m.group(1)}:{file_id}" if file_id and file_id.isdigit() else m.group(1)
-        return None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
         return None

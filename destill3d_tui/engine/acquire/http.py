@@ -33,12 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import hashlib
 import os
 import random
 import time
 import weakref
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,13 +63,13 @@ from .hostpolicy import (
     resolve,
 )
 from .rate import RateBucket, RateStatus, Slot, bucket_for, file_host_origin, rate_status
+from .transfer import BodyStream, Received, StreamLimits
 
 __all__ = ["DownloadedFile", "EmitFn", "HostPolicy", "HttpClient", "HttpResponse", "RateBucket", "RateStatus",
            "bucket_for", "rate_status"]
 
 MAX_REDIRECTS = 5
 API_MAX_BYTES = 32 * 1024 * 1024  # JSON answers larger than this are refused
-_CHUNK = 1 << 16
 DEFAULT_FILE_RATE = RateLimit(10, 1.0)  # hosts other than a platform's API (file CDNs), unless configured
 
 _TRANSFERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
@@ -541,10 +539,8 @@ class HttpClient:
         try:
             while True:
                 try:
-                    async for attempt in self._retrying(deadline):
-                        with attempt:
-                            result = await self._download_once(platform, httpx.URL(url), part, headers, auth,
-                                                               expected_size, deadline)
+                    result = await self._download_retried(platform, httpx.URL(url), part, headers, auth,
+                                                          expected_size, deadline)
                     break
                 except _Expired:
                     if refetch is None or refetched:
@@ -559,89 +555,44 @@ class HttpClient:
         finally:
             part.unlink(missing_ok=True)
 
+    async def _download_retried(self, platform: str, url: httpx.URL, part: Path, headers: Mapping[str, str] | None,
+                                auth: Mapping[str, str] | None, expected_size: int | None,
+                                deadline: float) -> tuple[str, int]:
+        """:meth:`_download_once` under the retry policy, all attempts within ``deadline``."""
+        async for attempt in self._retrying(deadline):
+            with attempt:
+                return await self._download_once(platform, url, part, headers, auth, expected_size, deadline)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def _download_once(self, platform: str, url: httpx.URL, part: Path, headers: Mapping[str, str] | None,
                              auth: Mapping[str, str] | None, expected_size: int | None,
                              deadline: float) -> tuple[str, int]:
-        cap = self.acq.max_download_mb * 1024 * 1024
         try:
             async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
-                response, bucket = await self._open(platform, "GET", url, headers=headers, auth=auth, content=None,
-                                                    json_body=None, deadline=deadline)
-                try:
-                    if response.status_code in (403, 410):
-                        raise _Expired()
-                    if response.status_code >= 400:
-                        body = await response.aread()
-                        raise self._status_error(platform, bucket, response, body)
-                    declared = self._declared_length(response)
-                    if declared is not None and declared > cap:
-                        raise DownloadError(f"{platform}: file is {declared} bytes, over the {cap} byte cap",
-                                            url=redact(str(url)), reason="too_large", kind="permanent")
-                    # a body streaming holds one of the loop's shared download slots; pacing waits hold none
-                    async with _transfer_slots(self.acq.max_concurrent_downloads):
-                        digest, count = await self._stream_to(platform, url, response, part, cap)
-                finally:
-                    await response.aclose()
+                received, bucket = await self._receive(platform, url, part, headers, auth, deadline)
         except (httpx.HTTPError, TimeoutError) as exc:
             raise self._network_error(platform, url, exc) from None
-        if declared is not None and count != declared:
-            raise DownloadError(f"{platform}: got {count} bytes, Content-Length said {declared}",
-                                url=redact(str(url)), reason="truncated")
-        if expected_size is not None and count != expected_size:
-            raise DownloadError(f"{platform}: got {count} bytes, the platform said {expected_size}",
-                                url=redact(str(url)), reason="truncated")
+        received.check_complete(platform, str(url), expected_size)
         bucket.consecutive_403.clear()
-        return digest, count
+        return received.sha256, received.size
 
-    async def _stream_to(self, platform: str, url: httpx.URL, response: httpx.Response, part: Path,
-                         cap: int) -> tuple[str, int]:
-        """Write the body to ``part`` under the size cap and the minimum rate; (sha256, bytes)."""
-        digest = hashlib.sha256()
-        count = 0
-        started = time.monotonic()
-        window: deque[tuple[float, int]] = deque()
+    async def _receive(self, platform: str, url: httpx.URL, part: Path, headers: Mapping[str, str] | None,
+                       auth: Mapping[str, str] | None, deadline: float) -> tuple[Received, RateBucket]:
+        """One GET of ``url`` into ``part``: the answer checked, then its body streamed (:mod:`.transfer`)."""
+        response, bucket = await self._open(platform, "GET", url, headers=headers, auth=auth, content=None,
+                                            json_body=None, deadline=deadline)
         try:
-            with part.open("wb") as out:
-                async for chunk in response.aiter_bytes():
-                    count += len(chunk)
-                    if count > cap:
-                        raise DownloadError(f"{platform}: download passed the {cap} byte cap",
-                                            url=redact(str(url)), reason="too_large", kind="permanent")
-                    digest.update(chunk)
-                    out.write(chunk)
-                    self._check_stall(platform, str(url), started, window, count)
-        except httpx.RemoteProtocolError as exc:
-            if not count:
-                raise
-            raise DownloadError(f"{platform}: connection closed after {count} bytes of {redact(str(url))}",
-                                url=redact(str(url)), reason="truncated") from exc
-        return digest.hexdigest(), count
-
-    @staticmethod
-    def _declared_length(response: httpx.Response) -> int | None:
-        if response.headers.get("content-encoding", "identity") not in ("identity", ""):
-            return None  # Content-Length counts compressed bytes then
-        try:
-            return int(response.headers["content-length"])
-        except (KeyError, ValueError):
-            return None
-
-    def _check_stall(self, platform: str, url: str, started: float, window: deque[tuple[float, int]],
-                     count: int) -> None:
-        """A server that drips bytes must not hold a worker: enforce a minimum average rate."""
-        now = time.monotonic()
-        window.append((now, count))
-        span = self.acq.stall_window_s
-        while window and window[0][0] < now - span:
-            window.popleft()
-        if now - started < span or not window:
-            return
-        rate = (count - window[0][1]) / max(now - window[0][0], 1e-6)
-        if rate < self.acq.min_download_bytes_per_s:
-            raise DownloadError(
-                f"{platform}: download slower than {self.acq.min_download_bytes_per_s} B/s for {span:.0f} s",
-                url=redact(url), reason="timeout",
-            )
+            if response.status_code in (403, 410):
+                raise _Expired()
+            if response.status_code >= 400:
+                raise self._status_error(platform, bucket, response, await response.aread())
+            body = BodyStream(platform, str(url), StreamLimits.of(self.acq))
+            declared = body.refuse_oversized(response)
+            # a body streaming holds one of the loop's shared download slots; pacing waits hold none
+            async with _transfer_slots(self.acq.max_concurrent_downloads):
+                return await body.write(response, part, declared), bucket
+        finally:
+            await response.aclose()
 
 
 def _cause(exc: BaseException) -> str:

@@ -4,7 +4,7 @@ the attribution manifest, the dataset card and the registry of formats.
 An exporter is a pure writer: :meth:`Exporter.begin` gets the :class:`ExportLayout` (label
 names, how many records each split will get), :meth:`Exporter.write` one :class:`ExportRecord`
 at a time, :meth:`Exporter.finish` returns the files written. It never reads the database;
-:mod:`..dataset` selects, filters and splits the rows and feeds the records.
+:mod:`...services.dataset` selects, filters and splits the rows and feeds the records.
 
 Splits are deterministic and stratified: within each label the records are ordered by the
 SHA-256 of their snapshot id and cut by the split fractions (largest remainder), so the same
@@ -30,6 +30,7 @@ import numpy as np
 from ... import licenses
 from ...errors import Destill3DError
 from ...licenses import LicenseInfo
+from .. import provenance
 
 SPLIT_NAMES = ("train", "val", "test")
 UNLABELLED = "unknown"
@@ -267,20 +268,9 @@ def license_refusal(row: dict[str, Any], policy: str) -> str | None:
 
 
 def attribution_entry(record: ExportRecord, item: str = "") -> dict[str, Any]:
-    m = record.metadata
-    return {
-        "snapshot_id": record.snapshot_id,
-        "item": item,
-        "split": record.split,
-        "label": record.label,
-        "title": m.get("title") or "",
-        "author": m.get("author") or "",
-        "source_url": m.get("source_url") or "",
-        "platform": m.get("platform") or "",
-        "license": m.get("license") or "",
-        "license_spdx": m.get("license_spdx") or "",
-        "sha256": m.get("sha256") or "",
-    }
+    """One object of ``attribution.json``: where it is in the export, and its credit (one provenance mapping)."""
+    return {"snapshot_id": record.snapshot_id, "item": item, "split": record.split, "label": record.label,
+            **provenance.attribution(record.metadata)}  # fmt: skip
 
 
 def write_manifest(output: Path, entries: list[dict[str, Any]]) -> Path:

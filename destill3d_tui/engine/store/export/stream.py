@@ -28,6 +28,7 @@ import lz4.frame
 import msgpack
 import numpy as np
 
+from .. import provenance
 from ..snapshot import FORMAT_MAJOR, MAGIC, Snapshot, SnapshotFormatError, _unarray
 from . import common, kernels
 from .common import ExportLayout, ExportRecord
@@ -41,8 +42,7 @@ BLOB_BATCH = 1000
 """Snapshots per keyset query of the write scan: about 23 MB of blobs, 100 MB decoded."""
 PROGRESS_EVERY_S = 0.1
 """Progress events at most ten times a second (a bar redraws no faster)."""
-ROW_COLUMNS = ("snapshot_id", "model_id", "platform", "title", "author", "source_url", "license", "license_spdx",
-               "original_file_hash", "original_format", "label_model", "snapshot_data")  # fmt: skip
+ROW_COLUMNS = ("snapshot_id", *provenance.COLUMNS.values(), "snapshot_data")
 
 
 def decode_arrays(blob: bytes, views: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -141,9 +141,7 @@ class StreamExport:
                 views: np.ndarray | None) -> ExportRecord:  # fmt: skip
         confidence = float(self.sel.confidence[pos])
         label = self.sel.label_names[int(self.sel.labels[pos])]
-        meta = {key: row[key] or "" for key in ("model_id", "platform", "title", "author", "source_url", "license",
-                                                 "license_spdx", "original_format", "label_model")}  # fmt: skip
-        meta["sha256"] = row["original_file_hash"] or ""
+        meta = provenance.from_row(row)
         meta["confidence"] = None if np.isnan(confidence) else confidence
         shape = self.layout.view_shape
         if self.layout.views and shape and (views is None or tuple(views.shape) != shape):

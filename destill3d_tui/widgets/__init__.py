@@ -1,0 +1,1 @@
+"""Reusable widgets (point-cloud view, stage board, rate panel, bars, folder completion)."""

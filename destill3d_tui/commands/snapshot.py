@@ -1,5 +1,7 @@
 """`destill3d-tui snapshot show FILE.d3d`: summary, features, quality flags, predictions, provenance.
 
+The review subcommands (accept, reject, label, tag, undo, ...) are in :mod:`.snapshot_review`.
+
 A ``.d3d`` may come from anyone: every string in it is shown in its escaped display form
 (:func:`engine.text.display`), in the table and in ``--json``.
 """
@@ -11,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from . import snapshot_review
 from .context import CommandContext
 
 # names of the 32 global features in the layout of spec 5.4, for people reading the table
@@ -22,13 +25,15 @@ FEATURE_GROUPS = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("snapshot", help="inspect .d3d snapshot files")
+    parser = subparsers.add_parser("snapshot", help="inspect .d3d files; review stored snapshots (accept, reject, "
+                                   "label, tag, undo)")  # fmt: skip
     sub = parser.add_subparsers(dest="snapshot_command", metavar="COMMAND")
     parser.set_defaults(handler=None, group_parser=parser)
     show = sub.add_parser("show", help="print what a .d3d file holds")
     show.add_argument("file", type=Path)
     show.add_argument("--json", action="store_true", dest="json_output", default=argparse.SUPPRESS)
     show.set_defaults(handler=show_snapshot)
+    snapshot_review.register(sub)
 
 
 def snapshot_dict(snapshot: Any) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from .queue import Queue, QueueEntry, QueueRow
 from .store.db import Store
 from .store.filters import FilterError as FilterError  # re-exported for the screens
 from .store.filters import SnapshotFilter
+from .store.review import REJECT_REASONS as REJECT_REASONS  # re-exported for the screens' reason picker
 from .store.service import SnapshotRow, StoreService
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .services.acquire import AcquireService
     from .services.classify import ClassifyService, ModelsService
     from .services.dataset import DatasetService, ExportPlan
+    from .services.review import ReviewService
     from .store.export.common import ExportResult
     from .store.snapshot import Snapshot
 
@@ -288,6 +290,18 @@ class Destill3D:
         from .services.dataset import DatasetService
 
         return self._service("dataset", lambda: DatasetService(self.store, self.settings, self.events))
+
+    @property
+    def review(self) -> ReviewService:
+        """Curation (``d3d.review``): decisions, a person's labels and tags, undo, review order, teaching."""
+        from .services.review import ReviewService
+
+        def clusters() -> list[list[str]]:
+            return self.dataset.duplicates(self.settings.pipeline.near_duplicate_threshold)
+
+        return self._service("review", lambda: ReviewService(
+            self.store, user=self.settings.review.user, default_model=self.settings.classification.default_model,
+            duplicates=clusters))
 
     # ------------------------------------------------------------------------------------------
 

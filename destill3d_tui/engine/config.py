@@ -135,7 +135,7 @@ class IndexSettings:
 
 @dataclass
 class ReviewSettings:
-    user: str = ""  # who review decisions are recorded as; empty: $DESTILL3D_REVIEW_USER, else the OS user
+    user: str = ""  # who review decisions are recorded as; empty: the OS user
 
 
 @dataclass

@@ -153,10 +153,14 @@ class DatasetService:
 
     def _selection(self, flt: SnapshotFilter, taxonomy: str | None, policy: str, split: Any = (0.8, 0.1, 0.1),
                    groups: dict[str, str] | None = None) -> sel.Selection:  # fmt: skip
-        """Filter (the WHERE of ``db query``) -> licence policy -> one point count -> splits; no blobs read."""
+        """Filter (the WHERE of ``db query``) -> review -> licence policy -> one point count -> splits; no blobs read.
+
+        A curator's rejected snapshots are left out unless the filter asks for them (``review=rejected``).
+        """
         where, params = where_sql(self.store, flt)
         return sel.select(self.store, where, params, taxonomy=taxonomy, policy=policy,
-                          fractions=common.parse_split(split), groups=groups)  # fmt: skip
+                          fractions=common.parse_split(split), groups=groups,
+                          keep_rejected=flt.review == "rejected")  # fmt: skip
 
     def plan(
         self, filter: SnapshotFilter | None = None, *, taxonomy: str | None = None, license_policy: str = "research",
@@ -337,6 +341,7 @@ class DatasetService:
             label_counts={s: dict(c) for s, c in run.tally.labels.items()}, licence_counts=dict(run.tally.licences),
             skipped=result.skipped, loading=exporter.loading_note(),
             options={**options, "objects": result.count},
+            label_sources=dict(run.sel.label_sources), reviewed=run.sel.reviewed,
         )
         result.card = common.write_card(out, facts)
         for name in (STATE_FILE, SELECTION_FILE):

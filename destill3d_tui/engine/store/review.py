@@ -43,7 +43,6 @@ CHUNK = 200
 UNKNOWN_LABEL = "unknown"
 QUALITY_FIRED = ('"empty":true', '"too_simple":true', '"non_manifold":true')
 """Quality flags (``snapshots.quality_flags``, compact JSON) that send a snapshot to a person."""
-USER_ENV = "DESTILL3D_REVIEW_USER"
 
 
 class ReviewError(Destill3DError):
@@ -53,10 +52,9 @@ class ReviewError(Destill3DError):
 
 
 def reviewer_name(configured: str | None = None) -> str:
-    """Who is deciding: the configured ``review.user``, else $DESTILL3D_REVIEW_USER, else the OS user."""
-    for name in (configured, os.environ.get(USER_ENV)):
-        if name and name.strip():
-            return name.strip()
+    """Who is deciding: the configured ``review.user`` (``DESTILL3D_REVIEW__USER``), else the OS user."""
+    if configured and configured.strip():
+        return configured.strip()
     try:
         return getpass.getuser()
     except (OSError, KeyError):  # no passwd entry (containers): still record something true

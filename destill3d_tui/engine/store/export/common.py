@@ -290,6 +290,8 @@ class CardFacts:
     options: dict[str, Any]
     loading: str = ""
     generator: str = "Destill3D"
+    label_sources: dict[str, int] = field(default_factory=dict)  # human | few_shot | model | none -> objects
+    reviewed: int | None = None  # objects a curator decided on (None: not counted, the card says nothing)
 
 
 def _front_matter(facts: CardFacts) -> str:
@@ -320,6 +322,7 @@ def write_card(output: Path, facts: CardFacts) -> Path:
     out += [f"| {_cell(k or '(none recorded)')} | {n} |" for k, n in sorted(facts.licence_counts.items())]
     out += ["", "Per-object attribution (title, author, source URL, licence, SHA-256 of the source file) is in",
             "`attribution.json`. Keep it with the data and credit the authors as their licences require.", ""]
+    out += _review_section(facts, total)
     if facts.skipped:
         out += ["## Left out", "", "| reason | objects |", "| --- | --- |"]
         out += [f"| {_cell(k)} | {n} |" for k, n in sorted(facts.skipped.items())]
@@ -335,6 +338,23 @@ def write_card(output: Path, facts: CardFacts) -> Path:
     path = output / "README.md"
     path.write_text("\n".join(out))
     return path
+
+
+_SOURCE_NAMES = {"human": "set by a person", "few_shot": "few-shot class, confirmed by a person",
+                 "model": "the classifier's top prediction", "none": "none (exported as `unknown`)"}  # fmt: skip
+
+
+def _review_section(facts: CardFacts, total: int) -> list[str]:
+    """Whose labels the objects carry and how many a person reviewed (rejected ones are left out)."""
+    if facts.reviewed is None and not facts.label_sources:
+        return []
+    out = ["## Labels and review", "", "| label source | objects |", "| --- | --- |"]
+    out += [f"| {_SOURCE_NAMES.get(k, k)} | {facts.label_sources.get(k, 0)} |" for k in _SOURCE_NAMES]
+    out.append("")
+    if facts.reviewed is not None:
+        out += [f"{facts.reviewed} of {total} objects were reviewed by a person; a person's label wins over the "
+                "model's, and snapshots a person rejected are left out unless asked for.", ""]
+    return out
 
 
 def _cell(text: str) -> str:

@@ -35,7 +35,9 @@ SCAN_BATCH = 5000
 """Metadata rows per keyset query (a few hundred KB of rows: few round trips, small memory)."""
 
 META_COLUMNS = ("snapshot_id", "platform", "license", "license_spdx", "license_flags", "point_count", "label",
-                "confidence")  # fmt: skip
+                "confidence", "review", "label_source")  # fmt: skip
+REJECTED = "rejected in review"
+"""The skipped-reason of snapshots a curator rejected (left out unless the filter asks for them)."""
 
 
 def scan_key(store: Store) -> str:
@@ -78,6 +80,8 @@ class Selection:
     label_names: list[str]
     points: int
     skipped: Counter[str] = field(default_factory=Counter)
+    label_sources: Counter[str] = field(default_factory=Counter)  # human | few_shot | model | none -> objects
+    reviewed: int = 0  # selected objects a person accepted (rejected ones are left out or asked for)
 
     @property
     def count(self) -> int:
@@ -95,7 +99,8 @@ class Selection:
 
     def save(self, path: Path) -> None:
         facts = {"matched": self.matched, "label_names": self.label_names, "points": self.points,
-                 "skipped": dict(self.skipped)}  # fmt: skip
+                 "skipped": dict(self.skipped), "label_sources": dict(self.label_sources),
+                 "reviewed": self.reviewed}  # fmt: skip
         with path.open("wb") as handle:
             np.savez(handle, hashes=self.hashes, labels=self.labels, splits=self.splits,
                      confidence=self.confidence, facts=np.array(json.dumps(facts)))  # fmt: skip
@@ -106,7 +111,8 @@ class Selection:
             facts = json.loads(str(d["facts"]))
             return cls(matched=facts["matched"], hashes=d["hashes"], labels=d["labels"], splits=d["splits"],
                        confidence=d["confidence"], label_names=facts["label_names"], points=facts["points"],
-                       skipped=Counter(facts["skipped"]))  # fmt: skip
+                       skipped=Counter(facts["skipped"]), label_sources=Counter(facts.get("label_sources", {})),
+                       reviewed=int(facts.get("reviewed", 0)))  # fmt: skip
 
 
 class _Gather:
@@ -119,8 +125,13 @@ class _Gather:
         self.confidence = array("d")
         self.codes: dict[str, int] = {}
         self.ids: list[str] | None = [] if keep_ids else None
+        self.sources = array("b")  # index into LABEL_SOURCES, per object (a point count may drop it later)
+        self.reviewed = array("b")
 
-    def add(self, sid: str, label: str, points: int, confidence: float | None) -> None:
+    def add(self, sid: str, label: str, points: int, confidence: float | None, source: str = "none",
+            reviewed: bool = False) -> None:  # fmt: skip
+        self.sources.append(LABEL_SOURCES.index(source))
+        self.reviewed.append(int(reviewed))
         self.hashes.append(id_hash(sid))
         self.labels.append(self.codes.setdefault(label, len(self.codes)))
         self.points.append(points)
@@ -143,6 +154,17 @@ class _Policy:
         return self._seen[key]
 
 
+LABEL_SOURCES = ("human", "few_shot", "model", "none")
+"""Whose label an exported object carries (the card counts them)."""
+
+
+def label_source(row: dict[str, Any], taxonomy: str | None) -> str:
+    """human / few_shot: a person's label (it wins over any model's); model; none (unlabelled)."""
+    if row.get("label_source") in ("human", "few_shot"):
+        return str(row["label_source"])
+    return "model" if row.get("label") else "none"
+
+
 def taxonomy_labels(store: Store, taxonomy: str, ids: list[str]) -> dict[str, tuple[str, float]]:
     """snapshot_id -> (label, confidence) of its latest rank-1 classification in ``taxonomy``."""
     marks = ",".join("?" * len(ids))
@@ -156,9 +178,14 @@ def taxonomy_labels(store: Store, taxonomy: str, ids: list[str]) -> dict[str, tu
 
 def select(
     store: Store, where: str, params: list[Any], *, taxonomy: str | None, policy: str,
-    fractions: tuple[float, float, float], groups: dict[str, str] | None = None,
+    fractions: tuple[float, float, float], groups: dict[str, str] | None = None, keep_rejected: bool = False,
 ) -> Selection:  # fmt: skip
-    """Filter -> licence policy -> label -> one point count -> stratified splits."""
+    """Filter -> review -> licence policy -> label -> one point count -> stratified splits.
+
+    A snapshot a curator rejected is left out (counted under :data:`REJECTED`) unless
+    ``keep_rejected`` (a filter asking for ``review=rejected``). A person's label wins over the
+    model's, in the chosen taxonomy too: a taxonomy only relabels what no person labelled.
+    """
     gather = _Gather(keep_ids=groups is not None)
     rules = _Policy(policy)
     skipped: Counter[str] = Counter()
@@ -169,16 +196,19 @@ def select(
         if taxonomy:
             relabel = taxonomy_labels(store, taxonomy, [r["snapshot_id"] for r in rows])
             for row in rows:
-                row["label"], row["confidence"] = relabel.get(row["snapshot_id"], (None, None))
+                if row["label_source"] not in ("human", "few_shot"):
+                    row["label"], row["confidence"] = relabel.get(row["snapshot_id"], (None, None))
         for row in rows:
             refusal = rules.refusal(row)
-            if refusal:
+            if row["review"] == "rejected" and not keep_rejected:
+                skipped[REJECTED] += 1
+            elif refusal:
                 skipped[f"licence ({policy}): {refusal}"] += 1
             elif taxonomy and not row["label"]:
                 skipped["no label in the chosen taxonomy"] += 1
             else:
                 gather.add(row["snapshot_id"], row["label"] or common.UNLABELLED, int(row["point_count"] or 0),
-                           row["confidence"])  # fmt: skip
+                           row["confidence"], label_source(row, taxonomy), row["review"] is not None)  # fmt: skip
     return _finish(gather, matched, skipped, fractions, groups)
 
 
@@ -188,6 +218,8 @@ def _finish(gather: _Gather, matched: int, skipped: Counter[str], fractions: tup
     codes = np.frombuffer(gather.labels, np.int32) if gather.labels else np.zeros(0, np.int32)
     points_of = np.frombuffer(gather.points, np.int32) if gather.points else np.zeros(0, np.int32)
     conf = np.frombuffer(gather.confidence, np.float64) if gather.confidence else np.zeros(0)
+    sources = np.frombuffer(gather.sources, np.int8) if gather.sources else np.zeros(0, np.int8)
+    reviewed = np.frombuffer(gather.reviewed, np.int8) if gather.reviewed else np.zeros(0, np.int8)
     points = 2048
     if points_of.size:  # an array needs one shape: keep the most common point count
         values, counts = np.unique(points_of, return_counts=True)
@@ -195,7 +227,7 @@ def _finish(gather: _Gather, matched: int, skipped: Counter[str], fractions: tup
         keep = points_of == points
         if not keep.all():
             skipped[f"point count differs from {points}"] += int((~keep).sum())
-        hashes, codes, conf = hashes[keep], codes[keep], conf[keep]
+        hashes, codes, conf, sources, reviewed = hashes[keep], codes[keep], conf[keep], sources[keep], reviewed[keep]
         if gather.ids is not None:
             gather.ids = [sid for sid, k in zip(gather.ids, keep, strict=True) if k]
     names = sorted(gather.codes, key=gather.codes.__getitem__)
@@ -211,8 +243,11 @@ def _finish(gather: _Gather, matched: int, skipped: Counter[str], fractions: tup
     else:
         splits = assign_splits(hashes, labels, fractions)
     by_hash = np.argsort(hashes, kind="stable")
+    tally = np.bincount(sources, minlength=len(LABEL_SOURCES)) if sources.size else np.zeros(len(LABEL_SOURCES))
+    label_sources = Counter({name: int(n) for name, n in zip(LABEL_SOURCES, tally, strict=True) if n})
     return Selection(matched=matched, hashes=hashes[by_hash], labels=labels[by_hash], splits=splits[by_hash],
-                     confidence=conf[by_hash], label_names=label_names, points=points, skipped=skipped)  # fmt: skip
+                     confidence=conf[by_hash], label_names=label_names, points=points, skipped=skipped,
+                     label_sources=label_sources, reviewed=int(reviewed.sum()))  # fmt: skip
 
 
 def assign_splits(hashes: np.ndarray, labels: np.ndarray, fractions: tuple[float, float, float]) -> np.ndarray:

@@ -35,7 +35,6 @@ from typing import Any
 
 import peewee as pw
 
-from .acquire.platforms.local import model_files, source_id_for
 from .errors import NotFoundError, tries_allowed
 from .events import EventBus, ItemsQueued
 from .store.db import ACTIVE_STAGES, FAILED, FINAL_STAGES, QUEUED, STAGES, STORED, Store, dumps, loads, utcnow
@@ -169,12 +168,15 @@ def local_entries(
     paths: Iterable[str | Path], recursive: bool = False, pattern: str | None = None, priority: int = 0
 ) -> list[QueueEntry]:
     """Queue entries for local files; folders are scanned (``pattern`` is a glob on the file name)."""
-    return [_local_entry(path, priority) for path in model_files(paths, recursive, pattern)]
+    # imported here, as the scan's own imports were: `queue list` and the other commands that
+    # never scan do not pay for the archive and adapter modules (about 20 ms)
+    from .acquire.platforms.local import model_files, source_id_for
+
+    return [_local_entry(path, source_id_for(path), priority) for path in model_files(paths, recursive, pattern)]
 
 
-def _local_entry(path: Path, priority: int) -> QueueEntry:
+def _local_entry(path: Path, source_id: str, priority: int) -> QueueEntry:
     # People see the escaped display form of the name; the source id is the local adapter's.
-    source_id = source_id_for(path)
     meta = {"title": display(path.stem), "original_filename": display(path.name), "source_url": path.as_uri()}
     return QueueEntry(
         model_id=f"local:{source_id}",

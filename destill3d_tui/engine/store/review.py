@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import peewee as pw
 
 from ..errors import Destill3DError, NotFoundError
 from .db import Store, utcnow
@@ -295,10 +296,10 @@ class Review:
                     self.store.execute("UPDATE review_actions SET undone_by = ? WHERE action_id = ?",
                                        (result.action_id, target))  # fmt: skip
                 current = self._read(self.store, [sid for (sid, _), _ in part], {name for (_, name), _ in part})
-                for (sid, name), value in part:
-                    if sid not in current:
-                        continue  # the snapshot was deleted since
-                    self._write(sid, name, current[sid][name], value, result.action_id)
+                live = [(sid, name, value) for (sid, name), value in part if sid in current]  # not deleted since
+                self._write_many([(sid, name, current[sid][name], value) for sid, name, value in live],
+                                 result.action_id)  # fmt: skip
+                for sid, _, _ in live:
                     if sid not in result.changed:
                         result.changed.append(sid)
             self._count(result)
@@ -335,6 +336,7 @@ class Review:
             with self.store.atomic(immediate=True):
                 current = self._read(self.store, chunk, {name})
                 missing += [sid for sid in chunk if sid not in current]
+                changes = []
                 for sid in chunk:
                     if sid not in current:
                         continue
@@ -342,11 +344,13 @@ class Review:
                     new = new_of(old)
                     if new == old:
                         result.unchanged += 1
-                        continue
+                    else:
+                        changes.append((sid, name, old, new))
+                if changes:
                     if result.action_id is None:
                         result.action_id = self._new_action(kind, detail)
-                    self._write(sid, name, old, new, result.action_id)
-                    result.changed.append(sid)
+                    self._write_many(changes, result.action_id)
+                    result.changed += [c[0] for c in changes]
             self._count(result)
         if missing and not result.changed and not result.unchanged:
             raise NotFoundError(f"no snapshot {missing[0]!r}")
@@ -383,27 +387,37 @@ class Review:
                 out[sid]["tags"] = list(tagged.get(sid, ()))
         return out
 
-    def _write(self, sid: str, name: str, old: Any, new: Any, action_id: int) -> None:
-        now = self._now()
-        if name == "review":
-            self.store.execute(
-                "UPDATE snapshots SET review = ?, review_reason = ?, reviewed_by = ?, reviewed_at = ? "
-                "WHERE snapshot_id = ?", (new["decision"], new["reason"], self.user, now, sid))
-        elif name == "label":
-            # no person's label: the snapshot goes by its model's top prediction again
-            self.store.execute(
-                "UPDATE snapshots SET human_label = ?, label_source = ?, reviewed_by = ?, reviewed_at = ?, "
-                "label = COALESCE(?, (SELECT c.label FROM classifications c "
-                "WHERE c.snapshot_id = snapshots.snapshot_id AND c.model_id = snapshots.label_model AND c.rank = 1 "
-                "ORDER BY c.classified_at DESC, c.classification_id DESC LIMIT 1)) WHERE snapshot_id = ?",
-                (new["label"], new["source"], self.user, now, new["label"], sid))
-        else:
-            self._write_tags(sid, list(new))
-            self.store.execute("UPDATE snapshots SET reviewed_by = ?, reviewed_at = ? WHERE snapshot_id = ?",
-                               (self.user, now, sid))  # fmt: skip
-        self.store.execute(
-            "INSERT INTO review_history (action_id, snapshot_id, field, old_value, new_value, actor, at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", (action_id, sid, name, json.dumps(old), json.dumps(new), self.user, now))
+    _SET_REVIEW = ("UPDATE snapshots SET review = ?, review_reason = ?, reviewed_by = ?, reviewed_at = ? "
+                   "WHERE snapshot_id = ?")
+    # no person's label: the snapshot goes by its model's top prediction again
+    _SET_LABEL = ("UPDATE snapshots SET human_label = ?, label_source = ?, reviewed_by = ?, reviewed_at = ?, "
+                  "label = COALESCE(?, (SELECT c.label FROM classifications c "
+                  "WHERE c.snapshot_id = snapshots.snapshot_id AND c.model_id = snapshots.label_model AND c.rank = 1 "
+                  "ORDER BY c.classified_at DESC, c.classification_id DESC LIMIT 1)) WHERE snapshot_id = ?")
+    _SET_TOUCHED = "UPDATE snapshots SET reviewed_by = ?, reviewed_at = ? WHERE snapshot_id = ?"
+    _HISTORY = ("INSERT INTO review_history (action_id, snapshot_id, field, old_value, new_value, actor, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+    def _write_many(self, changes: Sequence[tuple[str, str, Any, Any]], action_id: int) -> None:
+        """Write (snapshot, field, old, new) changes and their history rows: one statement per kind
+        for the whole chunk (executemany), so a bulk action costs few round trips on PostgreSQL."""
+        now, user = self._now(), self.user
+        review = [(n["decision"], n["reason"], user, now, sid) for sid, f, _, n in changes if f == "review"]
+        label = [(n["label"], n["source"], user, now, n["label"], sid) for sid, f, _, n in changes if f == "label"]
+        for sid, f, _, n in changes:
+            if f == "tags":
+                self._write_tags(sid, list(n))
+        touched = [(user, now, sid) for sid, f, _, _ in changes if f == "tags"]
+        history = [(action_id, sid, f, json.dumps(o), json.dumps(n), user, now) for sid, f, o, n in changes]
+        for sql, rows in ((self._SET_REVIEW, review), (self._SET_LABEL, label), (self._SET_TOUCHED, touched),
+                          (self._HISTORY, history)):  # fmt: skip
+            self._executemany(sql, rows)
+
+    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        if rows:
+            cursor = self.store.database.cursor()
+            with pw.__exception_wrapper__:  # driver errors as peewee's, as store.execute raises them
+                cursor.executemany(sql.replace("?", "%s") if self.store.is_postgres else sql, rows)
 
     def _write_tags(self, sid: str, names: list[str]) -> None:
         self.store.execute("DELETE FROM snapshot_tags WHERE snapshot_id = ? AND source = 'human'", (sid,))

@@ -87,6 +87,8 @@ def test_classify_all_keeps_a_persons_label(db_file: tuple[str, dict], capsys: p
         state = d3d.review.state(person)
         assert (state.human_label, state.label_source) == ("my-teapot", "human")
     assert _run(capsys, db, "db", "query", "--label-source", "human")[0]["label"] == "my-teapot"
+    [shown] = _run(capsys, db, "db", "show", person[:12])  # db show lists the review columns too
+    assert (shown["human_label"], shown["label_source"], shown["review"]) == ("my-teapot", "human", None)
 
 
 def test_teach_from_examples_suggests_and_applies(db_file: tuple[str, dict],

@@ -109,6 +109,13 @@ class Snapshots(_Base):
     vertex_count = pw.IntegerField(null=True)
     original_filename = pw.TextField(null=True)
     group_id = pw.TextField(null=True)
+    # v5: review (store/review.py)
+    review = pw.TextField(null=True)  # NULL (unreviewed) | accepted | rejected
+    review_reason = pw.TextField(null=True)
+    human_label = pw.TextField(null=True)
+    label_source = pw.TextField(null=True)  # NULL (the model's) | human | few_shot
+    reviewed_by = pw.TextField(null=True)
+    reviewed_at = pw.DateTimeField(null=True)
 
     class Meta:
         table_name = "snapshots"

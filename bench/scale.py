@@ -361,6 +361,7 @@ def bench_db(url: str, n: int) -> None:
     """`db stats`, `db query`, counts and F4 first pages, in-process, against the 200 ms goal."""
     from destill3d_tui.engine.store.db import Store
     from destill3d_tui.engine.store.filters import SnapshotFilter
+    from destill3d_tui.engine.store.index import EmbeddingTableSource
     from destill3d_tui.engine.store.service import StoreService, where_sql
 
     began = time.perf_counter()
@@ -368,6 +369,8 @@ def bench_db(url: str, n: int) -> None:
     opened = (time.perf_counter() - began) * 1000
     svc = StoreService(store)
     middle = svc.query(limit=1, offset=n // 2)[0]
+    source = EmbeddingTableSource(store, "bench-encoder")
+    sample = [r.snapshot_id for r in svc.query(limit=40, offset=n // 3)]
     deep = (middle.processed_at, middle.snapshot_id)
     vase, github = SnapshotFilter(label="vase"), SnapshotFilter(platform="github")
     both = SnapshotFilter(label="vase", platform="github")  # no row has both (labels follow i*7, platforms i)
@@ -388,6 +391,7 @@ def bench_db(url: str, n: int) -> None:
         ("F4 first page, label+format", lambda: svc.page(None, 100, vase_stl), None),
         (f"F4 page at row {n // 2:,} (keyset)", lambda: svc.page(deep, 100), None),
         (f"db query --offset {n // 2:,} (OFFSET)", lambda: svc.query(limit=100, offset=n // 2), None),
+        ("read 40 embeddings by id (IVF-PQ re-rank)", lambda: source.vectors(sample), None),
     ]
     print(f"\ndatabase of {n:,} snapshots ({store.display_url}); in-process, median of 5 warm calls; "
           f"opening the store (schema check) {opened:.0f} ms")

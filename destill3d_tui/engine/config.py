@@ -131,6 +131,7 @@ class IndexSettings:
     # recall@10 0.91 at 100K (bench/scale.py --index-n, docs/scaling.md)
     compress_above: int = 200_000
     nprobe: int = 16  # inverted lists an IVF-PQ search visits
+    rerank: int = 4  # an IVF-PQ search re-scores k x this many candidates exactly (vectors read from the source)
 
 
 @dataclass
@@ -304,6 +305,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "index.ef_search": (1, 4096),
     "index.compress_above": (0, _ANY),
     "index.nprobe": (1, 65536),
+    "index.rerank": (1, 100),
 }
 """Allowed (min, max) per numeric setting, both included; ``platforms.*`` applies to each platform."""
 

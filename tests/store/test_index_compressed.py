@@ -99,3 +99,18 @@ def test_incremental_additions_find_what_a_rebuild_finds(tmp_path: Path, data) -
     assert recall_at_10(index, base, queries) >= 0.90
     added = base[N - 1000 : N - 990]
     assert [hits[0][0] for hits in index.search(added, 1)] == [f"s{i:06d}" for i in range(N - 1000, N - 990)]
+
+
+def test_ivfpq_hits_carry_exact_similarities_from_the_source_vectors(tmp_path: Path, data) -> None:
+    """The PQ shortlist is re-scored with the stored vectors: scores are the true cosines, best first."""
+    base, queries = data
+    index = EmbeddingIndex(tmp_path, GrowingArraySource(base), SETTINGS)
+    index.open()
+    for query, hits in zip(queries[:20], index.search(queries[:20], 10), strict=True):
+        exact = [float(base[int(sid[1:])] @ query) for sid, _ in hits]
+        assert [score for _, score in hits] == pytest.approx(exact, abs=1e-5)
+        assert exact == sorted(exact, reverse=True)
+    pq_only = IndexSettings(compress_above=10_000, rerank=1)
+    coarse = EmbeddingIndex(tmp_path / "coarse", GrowingArraySource(base), pq_only)
+    coarse.open()
+    assert recall_at_10(index, base, queries) >= recall_at_10(coarse, base, queries)

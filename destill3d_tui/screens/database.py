@@ -1,4 +1,5 @@
-"""F5 Database: a query form, lazily paged results, statistics as bar charts, export."""
+"""F5 Database: a query form, lazily paged results, statistics as bar charts, export; the review
+keys on the results (:mod:`.review`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..engine.api import FilterError, SnapshotFilter
 from ..widgets.bars import BarChart
 from ..widgets.text import human_bytes, plain
 from .base import EngineScreen, mode_footer, row_key
+from .review import REVIEW_BINDINGS, ReviewKeys
 
 PAGE_SIZE = 100
 """Rows fetched per page: one LIMIT/OFFSET query, so a million rows never reach the widget."""
@@ -26,7 +28,7 @@ HINTS = {"platform": "thingiverse", "format": "stl", "min_confidence": "0.5", "l
 """Examples inside the empty fields; the names beside them stay when a field is filled."""
 
 
-class DatabaseScreen(EngineScreen):
+class DatabaseScreen(ReviewKeys, EngineScreen):
     TITLE = "Database"
     CSS_PATH = "../styles/database.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -40,6 +42,7 @@ class DatabaseScreen(EngineScreen):
                 tooltip="Leave the form for the results list"),
         Binding("1", "show_results", "Results tab", show=False),
         Binding("2", "show_stats", "Statistics tab", show=False),
+        *REVIEW_BINDINGS,
     ]
 
     def __init__(self) -> None:
@@ -48,6 +51,8 @@ class DatabaseScreen(EngineScreen):
         self.page_after: list[Any] = [None]  # the key each page starts after: pages are read by key, not OFFSET
         self.total = 0
         self.filters = SnapshotFilter()
+        self.marked: set[str] = set()  # result rows marked for a review decision
+        self.whole_query = False  # the next decision applies to every row of the query
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -142,6 +147,7 @@ class DatabaseScreen(EngineScreen):
         del self.page_after[self.page + 1:]
         if rows:
             self.page_after.append(row_key(rows[-1]))
+            self.review_states_for([r.snapshot_id for r in rows])
         self._status()
 
     def _status(self) -> None:
@@ -172,6 +178,20 @@ class DatabaseScreen(EngineScreen):
             opener = getattr(self.app.screen, "open_snapshot", None)
             if opener is not None:
                 opener(snapshot_id)
+
+    # ------------------------------------------------------------ review (keys in .review)
+
+    def review_table(self) -> DataTable:
+        return self.query_one("#db-results", DataTable)
+
+    def review_filter(self) -> SnapshotFilter:
+        return self.filters
+
+    def review_total(self) -> int:
+        return self.total
+
+    def review_reload(self) -> None:
+        self.fetch_page()
 
     # ------------------------------------------------------------ statistics
 

@@ -1,5 +1,6 @@
 """F4 Snapshots: a filterable list; the selected snapshot as a picture, its features,
-predictions, provenance, similar models and depth views."""
+predictions, provenance, similar models and depth views. The review keys (accept, reject, label,
+tag, undo, teach; ``o`` the review order) come from :mod:`.review`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..widgets.depth_view import DepthView
 from ..widgets.pointcloud import PointCloudView
 from ..widgets.text import human_bytes, plain
 from .base import EngineScreen, mode_footer, row_key
+from .review import REVIEW_BINDINGS, ReviewKeys, label_cell
 
 TABS = {"tab-cloud": "Cloud", "tab-features": "Features", "tab-predictions": "Predictions",
         "tab-provenance": "Source", "tab-similar": "Similar", "tab-views": "Views"}
@@ -29,7 +31,7 @@ LIST_PAGE = 200
 """Snapshots listed per page; the filter narrows further in the database, not in the widget."""
 
 
-class SnapshotsScreen(EngineScreen):
+class SnapshotsScreen(ReviewKeys, EngineScreen):
     TITLE = "Snapshots"
     CSS_PATH = "../styles/snapshots.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -40,6 +42,11 @@ class SnapshotsScreen(EngineScreen):
         Binding("escape", "focus_list", "List", key_display="esc", tooltip="Back to the snapshot list"),
         *[Binding(str(n), f"show_tab('{tab}')", f"{label} tab", show=False)
           for n, (tab, label) in enumerate(TABS.items(), start=1)],
+        *REVIEW_BINDINGS,
+        Binding("o", "review_order", "Review order", show=False,
+                tooltip="List the unreviewed snapshots that most need a person first (o again: back)"),
+        Binding("d", "review_keep_one", "Keep one copy", show=False,
+                tooltip="Review order: keep this near-duplicate, reject the rest of its cluster"),
     ]
 
     def __init__(self) -> None:
@@ -53,6 +60,11 @@ class SnapshotsScreen(EngineScreen):
         self.total = 0
         self.shown = 0
         self.similar_for: str | None = None  # the snapshot whose similar models the tab shows
+        self.marked: set[str] = set()  # rows marked for a review decision
+        self.whole_query = False  # the next decision applies to every row of the query
+        self.review_order = False  # the list shows the review order instead of the newest first
+        self.order_focus: str | None = None  # the row to put the cursor on when the order is read again
+        self.order_clusters: dict[str, int] = {}  # review order: snapshot id -> its near-duplicate cluster
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -101,6 +113,10 @@ class SnapshotsScreen(EngineScreen):
             self.query_one("#snap-count", Static).update(f"filter: {exc}")
             return
 
+        if self.review_order:
+            self.ask("Could not read the review order",
+                     lambda d3d: d3d.review.order_rows(flt, LIST_PAGE), on_reply=self.show_order)
+            return
         after, keyset = self.page_after[self.page], self.bridge.has("db.page")
 
         def fetch(d3d: Any) -> tuple[list[Any], int]:
@@ -147,6 +163,7 @@ class SnapshotsScreen(EngineScreen):
             table.move_cursor(row=table.get_row_index(target))
         if rows and self.current is None and self.pending_select is None:
             self.select(target if target in self.rows else rows[0].snapshot_id)
+        self.review_states_for(list(self.rows))
 
     @on(Input.Submitted, "#snap-filter")
     @on(Input.Changed, "#snap-filter")
@@ -255,6 +272,65 @@ class SnapshotsScreen(EngineScreen):
         self.pending_select, self.current = snapshot_id, None
         self.ask("Could not read the snapshot", lambda d3d: d3d.db.get(snapshot_id), on_reply=self.show_snapshot)
         self.query_one(TabbedContent).active = "tab-cloud"
+
+    # ------------------------------------------------------------ review (keys in .review)
+
+    def review_table(self) -> DataTable:
+        return self.query_one("#snap-list", DataTable)
+
+    def review_filter(self) -> SnapshotFilter:
+        try:
+            return SnapshotFilter.parse(self.filter_text)
+        except FilterError:
+            return SnapshotFilter()
+
+    def review_total(self) -> int:
+        return self.total
+
+    def review_reload(self) -> None:
+        self.order_focus = self._cursor_id()  # after a decision: the row the cursor moved on to
+        self.load_list()
+
+    def review_moved(self, snapshot_id: str | None) -> None:
+        if snapshot_id is not None:  # a list re-read meanwhile (a modal closing resumes the screen) keeps it
+            self.pending_select, self.current = snapshot_id, None
+
+    def action_review_order(self) -> None:
+        """The unreviewed snapshots in the order that pays (unknown, duplicates, quality, unsure); o again: back."""
+        if not self.bridge.has("review"):
+            self.notify("Review is not available in this engine.", title="Review", severity="warning")
+            return
+        self.review_order, self.order_focus = not self.review_order, None
+        self.page, self.page_after = 0, [None]
+        self.load_list()
+
+    def show_order(self, rows: list[dict[str, Any]]) -> None:
+        if not self.review_order:
+            return  # the plain list was asked for while the order was being read
+        table = self.query_one("#snap-list", DataTable)
+        self.rows = dict.fromkeys(r["snapshot_id"] for r in rows)
+        self.order_clusters = {r["snapshot_id"]: r["cluster"] for r in rows if r["cluster"] is not None}
+        table.clear()
+        getattr(self, "list_cells", {}).clear()  # the plain list's cells are gone: its next read rebuilds
+        for r in rows:
+            table.add_row(label_cell(r["label"], None), plain(_percent(r["confidence"])),
+                          plain(f"{r['why']} · {r['title']}"), key=r["snapshot_id"])
+        self.shown = self.total = len(rows)
+        self.query_one("#snap-count", Static).update(
+            f"review order: {len(rows)} to look at · o: back to the list" if rows else "nothing left to review")
+        if self.order_focus in self.rows:
+            table.move_cursor(row=table.get_row_index(self.order_focus))
+
+    def action_review_keep_one(self) -> None:
+        """In the review order, on a near-duplicate: reject the other members of its cluster in one go."""
+        keep = self._cursor_id()
+        cluster = self.order_clusters.get(keep) if self.review_order and keep else None
+        if cluster is None:
+            self.notify("Not a near-duplicate here (o lists them in the review order)", title="Review")
+            return
+        rest = [sid for sid, c in self.order_clusters.items() if c == cluster and sid != keep]
+        self.order_focus = keep
+        self._run("Reject", lambda review, ids: review.reject(ids, "duplicate"), rest, self.review_filter())
 
     # ------------------------------------------------------------ actions
 

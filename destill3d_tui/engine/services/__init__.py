@@ -8,6 +8,8 @@ stage (``acquire``, ``extract``, ``classify``, ``store``) imports a service.
 - :mod:`.acquire`: ``AcquireService`` (``d3d.acquire``): platforms, search, licence-gated queueing.
 - :mod:`.classify`: ``ClassifyService`` (``d3d.classify``) and ``ModelsService`` (``d3d.models``).
 - :mod:`.dataset`: ``DatasetService`` (``d3d.db.find_similar / duplicates / export``).
+- :mod:`.review`: ``ReviewService`` (``d3d.review``): curation over ``store/review``, the review
+  order's duplicate clusters, teaching a few-shot class from a person's labels.
 
 Nothing is re-exported here: importing the dataset service loads FAISS and numba, which a
 ``Destill3D`` that only queues files never needs.

@@ -127,6 +127,11 @@ class PipelineAPI:
         self._pipeline: Pipeline | None = None
         self._lock = threading.Lock()
 
+    @property
+    def engine(self) -> Pipeline:
+        """The :class:`Pipeline` itself (built on first use): its writer, stages and temp root."""
+        return self._get()
+
     def _get(self) -> Pipeline:
         with self._lock:
             if self._pipeline is None:

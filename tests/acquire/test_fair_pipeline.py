@@ -145,7 +145,7 @@ def test_drain_cancels_a_dripping_download_and_hands_the_item_back(tmp_path: Pat
         runner.join(timeout=20)
         took = time.monotonic() - asked
         assert not runner.is_alive() and took < 5.0, f"the drain took {took:.1f} s"
-        pipeline = d3d.pipeline._get()
+        pipeline = d3d.pipeline.engine
         loop = pipeline.stages.acquire_stage.loop
         assert loop is not None
         assert not asyncio.all_tasks(loop), "a task was left pending on the download loop"
@@ -188,7 +188,7 @@ def test_claims_go_round_robin_by_platform(tmp_path: Path) -> None:
     d3d = Destill3D(pipeline_settings(tmp_path, [], {}))
     d3d.queue.add_entries([thingiverse_entry(n) for n in range(5)])
     d3d.queue.add_entries([entry("cults3d", "a"), entry("cults3d", "b"), entry("sketchfab", "c")])
-    pipeline = d3d.pipeline._get()
+    pipeline = d3d.pipeline.engine
     first = pipeline.writer.claim_round_robin(3)
     assert sorted(r.platform for r in first) == ["cults3d", "sketchfab", "thingiverse"]
     # with one of each in flight, the next claims again go one per platform that still has items

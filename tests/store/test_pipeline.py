@@ -46,7 +46,7 @@ def test_folder_goes_in_and_comes_out_stored(db_url: str, small_dir: Path) -> No
         assert snap.provenance.title == source.stem and snap.geometry.point_count == 512
         assert row.retry_count == 1 and row.lease_owner is None and row.finished_at is not None
     assert fingerprint(small_dir) == before  # the user's files are never moved, changed or deleted
-    temp_root = d3d.pipeline._get().temp_root
+    temp_root = d3d.pipeline.engine.temp_root
     assert not temp_root.exists() or not any(temp_root.iterdir())
     formats = d3d.db.stats()["by_format"]
     assert formats == {"STL": 3, "OFF": 3, "OBJ": 2}
@@ -98,7 +98,7 @@ def test_pipeline_adapters_report_rate_budgets_on_the_event_bus(tmp_path: Path) 
 
     d3d = Destill3D(make_settings(f"sqlite:///{tmp_path / 'd.db'}"))
     seen = record(d3d)
-    adapter = d3d.pipeline._get().stages.acquire_stage.adapter("thingiverse")  # what the acquire stage downloads with
+    adapter = d3d.pipeline.engine.stages.acquire_stage.adapter("thingiverse")  # what the acquire stage downloads with
     assert adapter.http.emit is not None
     adapter.http.emit(RateBudgetChanged("thingiverse", tokens=1.0, capacity=300.0))
     assert [e.platform for e in seen if isinstance(e, RateBudgetChanged)] == ["thingiverse"]
@@ -161,7 +161,7 @@ def test_restart_resumes_from_the_checkpoint(tmp_path: Path, small_dir: Path, st
     d3d = Destill3D(make_settings(url))
     cancel = threading.Event()
     d3d.queue.add_paths([small_dir / "Cube.off"])
-    pipeline = d3d.pipeline._get()
+    pipeline = d3d.pipeline.engine
 
     def stop_after_extract(item: WorkItem) -> None:  # hand the item back right after its extract commit
         cancel.set()

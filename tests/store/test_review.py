@@ -130,9 +130,9 @@ def test_a_new_classification_never_replaces_a_persons_label(db_url: str, templa
     store.close()
 
 
-def test_bulk_action_runs_in_short_transactions_beside_a_writer(tmp_path, template: bytes) -> None:  # noqa: F811
+def test_bulk_action_runs_in_short_transactions_beside_a_writer(db_url: str, template: bytes) -> None:  # noqa: F811
     """A review of 1000 snapshots while the writer keeps inserting: neither fails, both land."""
-    url = f"sqlite:///{tmp_path / 'd.db'}"
+    url = db_url
     store = Store(url)
     ids = [s.snapshot_id for s in insert(store, template, 0, 1000)]
     errors: list[BaseException] = []

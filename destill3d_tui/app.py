@@ -11,6 +11,7 @@ it, never this module. The app owns the bridge and:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
@@ -214,8 +215,13 @@ def _runner(node: Any, action: str) -> Callable[[], Any]:
 def _switch_and_run(app: App, mode: str, action: str) -> Callable[[], Any]:
     async def run() -> None:
         await app.switch_mode(mode)
-        # after the first refresh, so a newly mounted screen has settled its own defaults (tabs, focus)
-        app.call_after_refresh(app.screen.run_action, action)
+        screen = app.screen
+        # a newly mounted screen first settles its own defaults (its tabs pick their first tab on
+        # mount, after the screen's own mount): wait for the refresh that showed it, then one more
+        deadline = time.monotonic() + 2.0
+        while "resumed" not in getattr(screen, "stamps", {}) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        screen.call_after_refresh(screen.run_action, action)
 
     return run
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
+from textual import events
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
+from textual.widgets import DataTable, Footer, TabbedContent
+
+from ..widgets.footer import ModeFooter
 
 if TYPE_CHECKING:
     from ..bridge import BridgedApp, EngineBridge, Reply
@@ -36,17 +40,72 @@ def row_key(row: Any) -> tuple[Any, str]:
     return (row.processed_at, row.snapshot_id)
 
 
+def fill_table(table: DataTable, shown: dict[str, tuple[Any, ...]], rows: list[tuple[str, tuple[Any, ...]]]) -> bool:
+    """Show ``rows`` (key, cells) in ``table``; ``shown`` is what it shows now, kept up to date.
+
+    The same keys in the same order update only the cells that changed: a re-read that finds the
+    page as it was (a mode switch, a live refresh) costs no redraw, which is most of what a key
+    costs. Other keys rebuild the table. Returns whether it was rebuilt (the cursor went to row 0).
+    """
+    keys = [key for key, _ in rows]
+    if keys == list(shown):
+        for key, cells in rows:
+            if shown[key] != cells:
+                for column, old, new in zip(table.columns, shown[key], cells, strict=True):
+                    if old != new:
+                        table.update_cell(key, column, new)
+                shown[key] = cells
+        return False
+    table.clear()
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
+    shown.clear()
+    shown.update(rows)
+    return True
+
+
 def mode_footer() -> Footer:
     """The footer every mode shares: compact, so the modes and a screen's main keys fit 80 columns
-    (F1 lists every key, ctrl+p runs any of them by name)."""
-    return Footer(compact=True, show_command_palette=False)
+    (F1 lists every key, ctrl+p runs any of them by name); redrawn only when its keys change."""
+    return ModeFooter(compact=True, show_command_palette=False)
 
 
-class EngineScreen(Screen):
+class Settles:
+    """Stamps what a screen has shown, once it is on the terminal: ``stamps[what] = (perf_counter, token)``.
+
+    ``bench/tui.py`` times a key from its press to the stamp of what the key asked for (the rows of
+    the next page, the opened snapshot, the tab) instead of waiting for the process to look idle,
+    which a busy pipeline never lets it do.
+    """
+
+    stamps: dict[str, tuple[float, Any]]
+
+    def settled(self, what: str, token: Any = None) -> None:
+        """``what`` (with ``token``: which page, which snapshot) is in the widgets: stamp it after the refresh."""
+        self.call_after_refresh(self._stamp, what, token)  # type: ignore[attr-defined]
+
+    def _stamp(self, what: str, token: Any) -> None:
+        if not hasattr(self, "stamps"):
+            self.stamps = {}
+        self.stamps[what] = (time.perf_counter(), token)
+
+
+class EngineScreen(Settles, Screen):
     """A screen that asks the engine for things; each request names the method its reply goes to."""
 
     def on_mount(self) -> None:
         self.sub_title = MODE_HINT
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Textual restyles every node of a resumed screen (and DataTables drop their render caches):
+        # a third of a mode switch. A theme or CSS change since the screen was last shown is applied
+        # by switch_mode itself (its css update count), so the restyle only repeats what is there.
+        if self._css_update_count == self.app._css_update_count:
+            event.refresh_styles = False
+        self.settled("resumed")
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.settled("tab", event.tabbed_content.active)
 
     @property
     def d3d_app(self) -> BridgedApp:

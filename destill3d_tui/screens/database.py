@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -14,7 +15,7 @@ from textual.widgets import DataTable, Header, Input, Label, Static, TabbedConte
 from ..engine.api import FilterError, SnapshotFilter
 from ..widgets.bars import BarChart
 from ..widgets.text import human_bytes, plain
-from .base import EngineScreen, mode_footer, row_key
+from .base import EngineScreen, fill_table, mode_footer, row_key
 from .review import REVIEW_BINDINGS, ReviewKeys
 
 PAGE_SIZE = 100
@@ -53,6 +54,7 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
         self.filters = SnapshotFilter()
         self.marked: set[str] = set()  # result rows marked for a review decision
         self.whole_query = False  # the next decision applies to every row of the query
+        self.result_cells: dict[str, tuple[Text, ...]] = {}  # what the results table shows, by snapshot id
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -136,19 +138,15 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
         self._status()
 
     def show_rows(self, rows: list[Any]) -> None:
-        table = self.query_one("#db-results", DataTable)
-        table.clear()
-        for r in rows:
-            conf = f"{r.confidence:.0%}" if r.confidence is not None else "–"
-            table.add_row(plain(r.label or "–"), plain(conf), plain(r.title or r.model_id), plain(r.platform),
-                          plain(r.original_format), plain(r.license_spdx or r.license or "?"),
-                          plain(r.point_count), plain(human_bytes(r.snapshot_bytes)), key=r.snapshot_id)
+        fill_table(self.query_one("#db-results", DataTable), self.result_cells, [(r.snapshot_id, _result_cells(r))
+                                                                                  for r in rows])
         self.rows_shown = len(rows)
         del self.page_after[self.page + 1:]
         if rows:
             self.page_after.append(row_key(rows[-1]))
             self.review_states_for([r.snapshot_id for r in rows])
         self._status()
+        self.settled("rows", self.page)
 
     def _status(self) -> None:
         pages = max((self.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
@@ -227,6 +225,7 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
             f"classified {coverage:.0%}" if isinstance(coverage, float) else f"{total} snapshots · "
             f"storage {human_bytes(stats.get('storage_bytes'))}"
             + (f" · compression {ratio:.1f}×" if ratio else ""))
+        self.settled("stats")
 
     # ------------------------------------------------------------ export
 
@@ -237,3 +236,10 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
         from .export_dialog import ExportModal
 
         self.app.push_screen(ExportModal(self.filters))
+
+
+def _result_cells(r: Any) -> tuple[Text, ...]:
+    conf = f"{r.confidence:.0%}" if r.confidence is not None else "–"
+    return (plain(r.label or "–"), plain(conf), plain(r.title or r.model_id), plain(r.platform),
+            plain(r.original_format), plain(r.license_spdx or r.license or "?"), plain(r.point_count),
+            plain(human_bytes(r.snapshot_bytes)))

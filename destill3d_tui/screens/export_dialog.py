@@ -16,6 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
 
 from ..bridge import EngineBridge, describe_error
+from .base import Settles
 
 if TYPE_CHECKING:
     from ..engine.api import SnapshotFilter
@@ -35,7 +36,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
     return (parts[0] / total, parts[1] / total, parts[2] / total)
 
 
-class ExportModal(ModalScreen[None]):
+class ExportModal(Settles, ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close"),
         Binding("ctrl+s", "start", "Start export"),
@@ -113,6 +114,7 @@ class ExportModal(ModalScreen[None]):
             reasons = "; ".join(f"{n} {why}" for why, n in sorted(plan.skipped.items()))
             text += f" · {plan.skipped_total:,} left out ({reasons})"
         self.query_one("#export-count", Static).update(text)
+        self.settled("plan", text)
 
     @on(Button.Pressed, "#export-start")
     def action_start(self) -> None:

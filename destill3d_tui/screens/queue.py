@@ -1,7 +1,9 @@
 """F3 Queue board: stage counts, active items, throughput, compression, rates, failures, actions.
 
-Tables are paged (``PAGE_SIZE`` rows fetched per request) and live rows are updated by key,
-so a queue of 100,000 items costs one page of widgets, not 100,000.
+Tables are paged by key (``PAGE_SIZE`` rows after the last one shown, never OFFSET) and live rows
+are updated by key, cell by cell, only where they changed, so a queue of 100,000 items costs one
+page of widgets, not 100,000. One request reads the whole board (running totals, the page, the
+failures, the rate budgets) and one reply redraws it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -23,7 +26,7 @@ from textual.widgets.data_table import RowDoesNotExist
 from ..widgets.rate_panel import RatePanel
 from ..widgets.stage_board import STAGE_ORDER, StageBoard
 from ..widgets.text import age, human_bytes, plain
-from .base import EngineScreen, mode_footer
+from .base import EngineScreen, fill_table, mode_footer
 
 if TYPE_CHECKING:
     from ..engine.events import Event
@@ -33,12 +36,25 @@ PAGE_SIZE = 200
 """Rows per page of the queue table: a screenful many times over, still instant to rebuild."""
 REFRESH_S = 1.0
 """Counts and the visible page are re-read at most once a second while events arrive."""
-STATS_S = 15.0
-"""The byte totals (a scan of the whole snapshots table) are re-read at most this often; the session's
-stored/failed counts beside them come from events and stay live."""
 STAGE_FILTERS = (None, *STAGE_ORDER)
 TABS = {"tab-queue": "Queue", "tab-active": "Active", "tab-failures": "Failures", "tab-rates": "Rates"}
 """Tab ids and their names; keys 1-4 open them."""
+
+
+@dataclass(frozen=True)
+class Board:
+    """One read of everything the board shows."""
+
+    totals: dict[str, Any]  # the store's running totals: counts by stage, bytes (no table scan)
+    page: list[Any]
+    failures: list[Any]
+    rates: dict[str, Any] | None
+
+
+def read_board(d3d: Any, after: tuple[int, int] | None, stage: str | None, rates: bool) -> Board:
+    """Runs in a worker: a few dozen totals rows and two index range reads."""
+    return Board(d3d.db.totals(), d3d.queue.page(after, PAGE_SIZE, stage), d3d.queue.page(None, PAGE_SIZE, "failed"),
+                 d3d.acquire.rate_status() if rates else None)
 
 
 class QueueScreen(EngineScreen):
@@ -62,11 +78,12 @@ class QueueScreen(EngineScreen):
     def __init__(self) -> None:
         super().__init__()
         self.page = 0
+        self.page_after: list[tuple[int, int] | None] = [None]  # (priority, queue_id) each page starts after
         self.stage_filter: str | None = None
         self.total_in_view = 0
         self._last_refresh = 0.0
         self._refresh_pending = False
-        self._stats_at = -STATS_S
+        self._cells: dict[str, dict[str, tuple[Text, ...]]] = {}  # table id -> row key -> cells shown
         self._priority_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
@@ -115,18 +132,20 @@ class QueueScreen(EngineScreen):
         if not self.bridge.has("queue"):
             self.query_one("#queue-page", Static).update("The queue is not available in this engine yet.")
             return
-        stage, offset = self.stage_filter, self.page * PAGE_SIZE
-        self.ask("Could not read the queue counts", lambda d3d: d3d.queue.counts(), on_reply=self.show_counts)
-        self.ask("Could not read the queue", lambda d3d: d3d.queue.list(stage=stage, limit=PAGE_SIZE, offset=offset),
-                 on_reply=self.show_page)
-        self.ask("Could not read the failures", lambda d3d: d3d.queue.list(stage="failed", limit=PAGE_SIZE),
-                 on_reply=self.show_failures)
-        if self.bridge.has("db.stats") and time.monotonic() - self._stats_at >= STATS_S:
-            self._stats_at = time.monotonic()
-            self.ask("Could not read the totals", lambda d3d: d3d.db.stats(), on_reply=self.show_stats)
-        if self.bridge.has("acquire"):
-            self.ask("Could not read the rate budgets", lambda d3d: d3d.acquire.rate_status(),
-                     on_reply=self.show_rates)
+        self.ask("Could not read the queue", read_board, self.page_after[self.page], self.stage_filter,
+                 self.bridge.has("acquire"), on_reply=self.show_board)
+
+    def show_board(self, board: Board) -> None:
+        with self.app.batch_update():  # one repaint for the whole board
+            by_stage = dict.fromkeys(STAGE_ORDER, 0)
+            by_stage.update(board.totals.get("by_stage") or {})
+            self.show_counts(by_stage)
+            self.show_page(board.page)
+            self.show_failures(board.failures)
+            self.show_stats(board.totals)
+            if board.rates is not None:
+                self.show_rates(board.rates)
+        self.settled("page", self.page)
 
     def show_counts(self, counts: dict[str, int]) -> None:
         self.query_one(StageBoard).set_counts(counts)
@@ -145,37 +164,32 @@ class QueueScreen(EngineScreen):
         self.query_one("#queue-page", Static).update(label + " · t filter · [ ] page · enter details")
 
     def show_page(self, rows: list[Any]) -> None:
-        table = self.query_one("#queue-table", DataTable)
-        keys = [str(r.queue_id) for r in rows]
-        if keys == [str(k.value) for k in table.rows]:
-            for row in rows:  # same rows: update cells by key, the cursor stays put
-                for column, value in zip(table.columns, _queue_cells(row), strict=True):
-                    table.update_cell(str(row.queue_id), column, value)
-            return
-        cursor = table.cursor_row
-        selected = _cursor_key(table)
-        table.clear()
-        for row in rows:
-            table.add_row(*_queue_cells(row), key=str(row.queue_id))
-        if selected in keys:  # the cursor follows its item when the order changes (priority)
-            table.move_cursor(row=keys.index(selected))
-        elif rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1))
+        del self.page_after[self.page + 1:]
+        if len(rows) == PAGE_SIZE:  # a full page: the next one starts after its last row
+            self.page_after.append((rows[-1].priority, rows[-1].queue_id))
+        self._fill("#queue-table", [(str(r.queue_id), _queue_cells(r)) for r in rows])
 
     def show_failures(self, rows: list[Any]) -> None:
-        table = self.query_one("#failures-table", DataTable)
-        table.clear()
-        for row in rows:
-            table.add_row(plain(row.queue_id), plain(row.stage), plain(row.reason or "?", "bold red"),
-                          plain(f"{row.retry_count}/{row.max_retries}"), plain(_first_line(row.last_error)),
-                          key=str(row.queue_id))
+        self._fill("#failures-table", [(str(r.queue_id), _failure_cells(r)) for r in rows])
+
+    def _fill(self, selector: str, rows: list[tuple[str, tuple[Text, ...]]]) -> None:
+        """Show ``rows``; when the table is rebuilt the cursor follows its item (priority changes the order)."""
+        table = self.query_one(selector, DataTable)
+        cursor, selected = table.cursor_row, _cursor_key(table)
+        if fill_table(table, self._cells.setdefault(selector, {}), rows):
+            keys = [key for key, _ in rows]
+            if selected in keys:
+                table.move_cursor(row=keys.index(selected))
+            elif rows:
+                table.move_cursor(row=min(cursor, len(rows) - 1))
 
     def show_stats(self, stats: dict[str, Any]) -> None:
+        """The byte totals (running totals: no scan) and the session's counts from events."""
         downloaded, kept = stats.get("bytes_downloaded") or 0, stats.get("bytes_kept") or 0
-        ratio = stats.get("compression_ratio")
+        source = stats.get("source_bytes") or downloaded
+        ratio = stats.get("compression_ratio") or (source / kept if kept else 0.0)
         live = self.d3d_app.live
         text = Text(no_wrap=True, overflow="ellipsis")
-        source = stats.get("source_bytes") or downloaded
         text.append(f"{human_bytes(source)} source → {human_bytes(kept)} kept")
         text.append(f" ({ratio:.1f}×)" if ratio else "", style="bold")
         if downloaded:
@@ -305,7 +319,7 @@ class QueueScreen(EngineScreen):
     def action_cycle_stage(self) -> None:
         index = STAGE_FILTERS.index(self.stage_filter)
         self.stage_filter = STAGE_FILTERS[(index + 1) % len(STAGE_FILTERS)]
-        self.page = 0
+        self.page, self.page_after = 0, [None]
         self.query_one(TabbedContent).active = "tab-queue"
         self.refresh_from_engine()
 
@@ -317,7 +331,8 @@ class QueueScreen(EngineScreen):
 
     def action_page(self, delta: int) -> None:
         pages = max((self.total_in_view + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-        new = min(max(self.page + delta, 0), pages - 1)
+        # one page at a time: the next page's key comes with this page's rows
+        new = min(max(self.page + delta, 0), pages - 1, len(self.page_after) - 1)
         if new != self.page:
             self.page = new
             self.refresh_from_engine()
@@ -346,6 +361,11 @@ def _cursor_key(table: DataTable) -> str | None:
 
 def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _failure_cells(row: Any) -> tuple[Text, ...]:
+    return (plain(row.queue_id), plain(row.stage), plain(row.reason or "?", "bold red"),
+            plain(f"{row.retry_count}/{row.max_retries}"), plain(_first_line(row.last_error)))
 
 
 def _queue_cells(row: Any) -> tuple[Text, ...]:

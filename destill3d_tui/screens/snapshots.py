@@ -21,7 +21,7 @@ from ..widgets.bars import confidence_line
 from ..widgets.depth_view import DepthView
 from ..widgets.pointcloud import PointCloudView
 from ..widgets.text import human_bytes, plain
-from .base import EngineScreen, mode_footer, row_key
+from .base import EngineScreen, fill_table, mode_footer, row_key
 from .review import REVIEW_BINDINGS, ReviewKeys, label_cell
 
 TABS = {"tab-cloud": "Cloud", "tab-features": "Features", "tab-predictions": "Predictions",
@@ -65,6 +65,7 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
         self.review_order = False  # the list shows the review order instead of the newest first
         self.order_focus: str | None = None  # the row to put the cursor on when the order is read again
         self.order_clusters: dict[str, int] = {}  # review order: snapshot id -> its near-duplicate cluster
+        self.list_cells: dict[str, tuple[Text, ...]] = {}  # what the list shows, by snapshot id
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -152,11 +153,9 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
             self.page_after.append(row_key(rows[-1]))
         table = self.query_one("#snap-list", DataTable)
         previous = self.current.snapshot_id if self.current is not None else None
-        table.clear()
         self.rows = {r.snapshot_id: r for r in rows}
-        for row in rows:
-            table.add_row(plain(row.label or "–"), plain(_percent(row.confidence)), plain(row.title or row.model_id),
-                          key=row.snapshot_id)
+        fill_table(table, self.list_cells, [(r.snapshot_id, (plain(r.label or "–"), plain(_percent(r.confidence)),
+                                                             plain(r.title or r.model_id))) for r in rows])
         self._show_count()
         target = self.pending_select or previous
         if target in self.rows:
@@ -164,6 +163,7 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
         if rows and self.current is None and self.pending_select is None:
             self.select(target if target in self.rows else rows[0].snapshot_id)
         self.review_states_for(list(self.rows))
+        self.settled("list", self.page)
 
     @on(Input.Submitted, "#snap-filter")
     @on(Input.Changed, "#snap-filter")
@@ -206,6 +206,7 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
         self.similar_for = None
         if self.query_one(TabbedContent).active == "tab-similar":
             self.load_similar(snap.snapshot_id)
+        self.settled("snapshot", snap.snapshot_id)
 
     @on(TabbedContent.TabActivated, "#snap-tabs")
     def _tab_shown(self) -> None:

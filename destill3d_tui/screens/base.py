@@ -84,6 +84,15 @@ class Settles:
         """``what`` (with ``token``: which page, which snapshot) is in the widgets: stamp it after the refresh."""
         self.call_after_refresh(self._stamp, what, token)  # type: ignore[attr-defined]
 
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Textual restyles every node of a resumed screen (and DataTables drop their render caches):
+        # a third of a mode switch. A theme or CSS change since the screen was last shown is applied
+        # by switch_mode and push_screen themselves (the screen's css update count), so the restyle
+        # only repeats what is there.
+        if self._css_update_count == self.app._css_update_count:  # type: ignore[attr-defined]
+            event.refresh_styles = False
+        self.settled("resumed")
+
     def _stamp(self, what: str, token: Any) -> None:
         if not hasattr(self, "stamps"):
             self.stamps = {}
@@ -96,13 +105,6 @@ class EngineScreen(Settles, Screen):
     def on_mount(self) -> None:
         self.sub_title = MODE_HINT
 
-    def on_screen_resume(self, event: events.ScreenResume) -> None:
-        # Textual restyles every node of a resumed screen (and DataTables drop their render caches):
-        # a third of a mode switch. A theme or CSS change since the screen was last shown is applied
-        # by switch_mode itself (its css update count), so the restyle only repeats what is there.
-        if self._css_update_count == self.app._css_update_count:
-            event.refresh_styles = False
-        self.settled("resumed")
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.settled("tab", event.tabbed_content.active)

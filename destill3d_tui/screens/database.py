@@ -233,9 +233,9 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
         if not self.bridge.has("db.export"):
             self.notify("Export is not available in this engine yet.", title="Export", severity="warning")
             return
-        from .export_dialog import ExportModal
+        from .export_dialog import export_dialog
 
-        self.app.push_screen(ExportModal(self.filters))
+        self.app.push_screen(export_dialog(self.app, self.filters))
 
 
 def _result_cells(r: Any) -> tuple[Text, ...]:

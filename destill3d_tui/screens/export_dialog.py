@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ..engine.events import Event
     from ..live import LiveState
 
+EXPORT_SCREEN = "export"
+"""The dialog is built once and installed under this name; each ``e`` reopens it (mounting its
+fields again cost more than half a second on a busy machine)."""
 FORMATS = ("hdf5", "numpy", "parquet", "webdataset", "tfrecord", "modelnet")
 POLICIES = ("research", "commercial", "any")
 
@@ -36,7 +39,22 @@ def parse_split(text: str) -> tuple[float, float, float]:
     return (parts[0] / total, parts[1] / total, parts[2] / total)
 
 
+def export_dialog(app: App, filters: SnapshotFilter) -> ExportModal:
+    """The app's export dialog, reopened for ``filters`` (built and installed the first time)."""
+    if app.is_screen_installed(EXPORT_SCREEN):
+        modal = app.get_screen(EXPORT_SCREEN)
+        assert isinstance(modal, ExportModal)
+        modal.reopen(filters)
+        return modal
+    modal = ExportModal(filters)
+    app.install_screen(modal, EXPORT_SCREEN)
+    return modal
+
+
 class ExportModal(Settles, ModalScreen[None]):
+    # opaque: a see-through modal makes every repaint of the dialog compose and blend the results
+    # table behind it (a third of the time the dialog took to appear)
+    CSS = "ExportModal { background: $background; }"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close"),
         Binding("ctrl+s", "start", "Start export"),
@@ -53,8 +71,7 @@ class ExportModal(Settles, ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box"):
             yield Label("Export a dataset", id="export-title")
-            described = self.filters.describe() if self.filters else "none (everything)"
-            yield Static(f"filters: {described}", markup=False, id="export-filters")
+            yield Static(self._filters_line(), markup=False, id="export-filters")
             yield Static("counting…", markup=False, id="export-count")
             with Horizontal(classes="export-row"):  # the path first: it is what changes most, focus starts there
                 yield Label("output folder", classes="export-label")
@@ -78,6 +95,22 @@ class ExportModal(Settles, ModalScreen[None]):
         cursor_blink = getattr(self.app, "cursor_blink", True)
         for field in self.query(Input).results(Input):
             field.cursor_blink = cursor_blink
+        self._recall()
+        self.query_one("#export-path", Input).focus()
+        self.count_plan()
+
+    def _filters_line(self) -> str:
+        return f"filters: {self.filters.describe() if self.filters else 'none (everything)'}"
+
+    def reopen(self, filters: SnapshotFilter) -> None:
+        """Show the dialog again for ``filters``: the count, the remembered path and format, focus on the path.
+        An export still running (closing cancelled it) keeps its status line until it stops."""
+        self.filters = filters
+        self.query_one("#export-filters", Static).update(self._filters_line())
+        if not self.running:
+            self.cancel = threading.Event()
+            self.query_one("#export-status", Static).update("ctrl+s starts · escape closes")
+            self.query_one(ProgressBar).update(total=None, progress=0)
         self._recall()
         self.query_one("#export-path", Input).focus()
         self.count_plan()

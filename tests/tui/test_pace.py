@@ -83,3 +83,32 @@ async def test_the_footer_is_rebuilt_only_when_its_keys_change(seeded: Destill3D
         await pilot.pause()
         assert composed == []
         assert "Filter" in {str(k.description) for k in footer.query("FooterKey")}  # F4's keys are still shown
+
+
+async def test_the_export_dialog_is_built_once_and_reopened_for_the_current_filters(seeded: Destill3D) -> None:
+    from textual.widgets import Input, Static
+
+    from destill3d_tui.screens.export_dialog import ExportModal
+
+    app = make_app(seeded, initial_mode="database")
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#db-results", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        table.focus()
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportModal) and "plan" in app.screen.stamps)
+        first = app.screen
+        assert "4 match" in str(first.query_one("#export-count", Static).render())
+        await pilot.press("escape")
+        await pilot.pause()
+        database = app.screen
+        database.query_one("#q-label", Input).value = "vase"
+        database.action_run_query()
+        await wait_for(pilot, lambda: table.row_count == 1)
+        table.focus()
+        counted = first.stamps["plan"][0]
+        await pilot.press("e")
+        await wait_for(pilot, lambda: app.screen is first and first.stamps["plan"][0] > counted)
+        assert "vase" in str(first.query_one("#export-filters", Static).render())
+        assert "1 match" in str(first.query_one("#export-count", Static).render())
+        assert app.focused is first.query_one("#export-path", Input)

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from ..engine.events import Event
     from ..live import LiveState
 
-PAGE_SIZE = 200
-"""Rows per page of the queue table: a screenful many times over, still instant to rebuild."""
+PAGE_SIZE = 60
+"""Rows per page of the queue table: a few screenfuls; every row costs the re-read each second."""
 REFRESH_S = 1.0
 """Counts and the visible page are re-read at most once a second while events arrive."""
 STAGE_FILTERS = (None, *STAGE_ORDER)
@@ -83,7 +83,8 @@ class QueueScreen(EngineScreen):
         self.total_in_view = 0
         self._last_refresh = 0.0
         self._refresh_pending = False
-        self._cells: dict[str, dict[str, tuple[Text, ...]]] = {}  # table id -> row key -> cells shown
+        self._cells: dict[str, dict[str, tuple[Text, ...]]] = {}
+        self._throughput_label = ""  # table id -> row key -> cells shown
         self._priority_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
@@ -212,9 +213,13 @@ class QueueScreen(EngineScreen):
             rates.set_budgets({}, "Rate budgets appear here once platform acquisition is available.")
         self._update_active(live)
         minutes = live.throughput()
-        self.query_one("#throughput", Sparkline).data = minutes
-        self.query_one("#throughput-label", Static).update(
-            f"{minutes[-1]:.0f}/min · {sum(minutes):.0f} in {len(minutes)} min · {live.pipeline_state}")
+        sparkline = self.query_one("#throughput", Sparkline)
+        if list(sparkline.data or []) != minutes:  # 10 redraws a second: repaint what changed only
+            sparkline.data = minutes
+        label = f"{minutes[-1]:.0f}/min · {sum(minutes):.0f} in {len(minutes)} min · {live.pipeline_state}"
+        if label != self._throughput_label:
+            self._throughput_label = label
+            self.query_one("#throughput-label", Static).update(label)
         if events:
             self._refresh_soon()
 

@@ -46,13 +46,29 @@ class RatePanel(Static):
         self.budgets: dict[str, Any] = {}
         # true after local runs too: local files and folders need no budget
         self.note = "No platform budget in use: local files need none; budgets appear with a platform search."
+        self._shown: tuple[Any, ...] | None = None  # (signature, note) of what the panel shows
 
     def set_budgets(self, budgets: dict[str, Any], note: str | None = None) -> None:
         """budgets: platform -> object with tokens, capacity, paused_until, banned, message."""
         self.budgets = dict(budgets)
         if note is not None:
             self.note = note
-        self.refresh(layout=True)
+        # the queue board passes the budgets on every live redraw (10 a second): repaint only on a
+        # change, and lay the screen out again only when the number of lines changes
+        shown = (self._signature(), self.note)
+        if shown != self._shown:
+            self.refresh(layout=self._shown is None or len(shown[0]) != len(self._shown[0]))
+            self._shown = shown
+
+    def _signature(self) -> tuple[Any, ...]:
+        """What the lines show (the budgets may be updated in place: their values, not the objects);
+        the second while any platform is paused, whose countdown moves."""
+        now = self.clock()
+        rows = tuple((platform, getattr(b, "tokens", 0), getattr(b, "capacity", 0), getattr(b, "banned", False),
+                      getattr(b, "message", ""), getattr(b, "paused_until", None))
+                     for platform, b in sorted(self.budgets.items()))
+        paused = any(row[5] and row[5] > now for row in rows)
+        return (*rows, int(now)) if paused else rows
 
     def lines(self) -> Iterable[Text]:
         now = self.clock()

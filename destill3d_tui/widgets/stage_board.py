@@ -45,8 +45,9 @@ class StageBoard(Static):
         self.counts: dict[str, int] = {}
 
     def set_counts(self, counts: Mapping[str, int]) -> None:
-        self.counts = dict(counts)
-        self.refresh()
+        if dict(counts) != self.counts:  # re-read every second on a busy queue: repaint on a change only
+            self.counts = dict(counts)
+            self.refresh()
 
     def render(self) -> Text:
         return board_text(self.counts, self.content_size.width or 80)

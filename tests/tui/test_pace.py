@@ -112,3 +112,19 @@ async def test_the_export_dialog_is_built_once_and_reopened_for_the_current_filt
         assert "vase" in str(first.query_one("#export-filters", Static).render())
         assert "1 match" in str(first.query_one("#export-count", Static).render())
         assert app.focused is first.query_one("#export-path", Input)
+
+
+def test_the_rate_panel_repaints_on_a_change_only() -> None:
+    from types import SimpleNamespace
+
+    from destill3d_tui.widgets.rate_panel import RatePanel
+
+    panel = RatePanel(clock=lambda: 1000.0)
+    repaints: list[bool] = []
+    panel.refresh = lambda *a, layout=False, **k: repaints.append(layout)  # type: ignore[method-assign]
+    budget = SimpleNamespace(tokens=5.0, capacity=10.0, paused_until=None, banned=False, message="")
+    panel.set_budgets({"sketchfab": budget})
+    panel.set_budgets({"sketchfab": budget})  # ten times a second on a busy board: nothing to repaint
+    budget.tokens = 4.0  # the same object, updated in place
+    panel.set_budgets({"sketchfab": budget})
+    assert repaints == [True, False]

@@ -272,7 +272,9 @@ class ReviewKeys:
         column = next(iter(table.columns), None)
         for sid, state in states.items():
             if column is not None and sid in table.rows:
-                table.update_cell(sid, column, label_cell(state.label, state.decision, state.label_source != "model"))
+                cell = label_cell(state.label, state.decision, state.label_source != "model")
+                if table.get_cell(sid, column) != cell:  # an unchanged page re-read costs no redraw (issue 15)
+                    table.update_cell(sid, column, cell)
 
     def _show_scope(self) -> None:
         """The marks and the whole-query switch, in the screen's sub-title."""

@@ -82,14 +82,15 @@ def run_query(args: argparse.Namespace, ctx: CommandContext) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from ..engine.text import display
+    from ..engine.text import display, label_with_guess
 
     table = Table()
     for column in ("id", "platform", "format", "points", "label", "conf", "title"):
         table.add_column(column, overflow="fold")
     for r in rows:
         conf = "" if r.confidence is None else f"{r.confidence:.2f}"
-        cells = (r.snapshot_id[:8], r.platform, r.original_format or "", str(r.point_count), r.label or "", conf,
+        label = label_with_guess(r.label, r.best_guess)  # "unknown · car?": the model's guess beside unknown
+        cells = (r.snapshot_id[:8], r.platform, r.original_format or "", str(r.point_count), label, conf,
                  r.title or r.model_id)  # fmt: skip
         table.add_row(*(Text(display(c)) for c in cells))  # Text: "[WIP]" is not markup; display: no escapes
     ctx.out.print(table)

@@ -87,6 +87,16 @@ def clean_name(text: str, replacement: str = "_") -> str:
     return _UNSAFE.sub(replacement, text)
 
 
+def label_with_guess(label: str | None, best_guess: str | None) -> str:
+    """``unknown · car?``: a label and, beside an ``unknown``, the model's best guess (issue 12).
+
+    Not escaped: pass the result through :func:`display` (or a caller that does) before showing it.
+    """
+    if not label:
+        return ""
+    return f"{label} · {best_guess}?" if best_guess else label
+
+
 def display_all(value: Any) -> Any:
     """``value`` with :func:`display` applied to every string in it (dict keys included).
 

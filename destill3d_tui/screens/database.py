@@ -13,6 +13,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import DataTable, Header, Input, Label, Static, TabbedContent, TabPane
 
 from ..engine.api import FilterError, SnapshotFilter
+from ..engine.text import label_with_guess
 from ..widgets.bars import BarChart
 from ..widgets.text import human_bytes, plain
 from .base import EngineScreen, fill_table, mode_footer, row_key
@@ -240,6 +241,6 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
 
 def _result_cells(r: Any) -> tuple[Text, ...]:
     conf = f"{r.confidence:.0%}" if r.confidence is not None else "–"
-    return (plain(r.label or "–"), plain(conf), plain(r.title or r.model_id), plain(r.platform),
-            plain(r.original_format), plain(r.license_spdx or r.license or "?"), plain(r.point_count),
-            plain(human_bytes(r.snapshot_bytes)))
+    label = label_with_guess(r.label, r.best_guess) or "–"  # "unknown · car?": the model's guess beside unknown
+    return (plain(label), plain(conf), plain(r.title or r.model_id), plain(r.platform), plain(r.original_format),
+            plain(r.license_spdx or r.license or "?"), plain(r.point_count), plain(human_bytes(r.snapshot_bytes)))

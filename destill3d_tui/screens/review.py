@@ -27,7 +27,7 @@ from textual.widgets import DataTable, Input, Label, OptionList, SelectionList
 from textual.widgets.selection_list import Selection
 
 from ..engine.api import REJECT_REASONS, SnapshotFilter
-from ..engine.text import display
+from ..engine.text import display, label_with_guess
 from .base import MODE_HINT
 
 REVIEW_BINDINGS: list[BindingType] = [
@@ -56,9 +56,11 @@ ReviewModal OptionList, ReviewModal SelectionList { height: auto; max-height: 16
 """
 
 
-def label_cell(label: str | None, decision: str | None, human: bool = False) -> Text:
-    """``✓ chair*``: the decision mark, the label, ``*`` when a person set it."""
-    return Text(MARKS.get(decision or "", "") + display(label or "–") + ("*" if human else ""))
+def label_cell(label: str | None, decision: str | None, human: bool = False, best_guess: str | None = None) -> Text:
+    """``✓ chair*``: the decision mark, the label, ``*`` when a person set it; ``unknown · car?``
+    with the model's best guess beside an ``unknown``."""
+    shown = label_with_guess(label, best_guess) or "–"
+    return Text(MARKS.get(decision or "", "") + display(shown) + ("*" if human else ""))
 
 
 class ReviewModal(ModalScreen[Any]):
@@ -272,7 +274,7 @@ class ReviewKeys:
         column = next(iter(table.columns), None)
         for sid, state in states.items():
             if column is not None and sid in table.rows:
-                cell = label_cell(state.label, state.decision, state.label_source != "model")
+                cell = label_cell(state.label, state.decision, state.label_source != "model", state.best_guess)
                 if table.get_cell(sid, column) != cell:  # an unchanged page re-read costs no redraw (issue 15)
                     table.update_cell(sid, column, cell)
 

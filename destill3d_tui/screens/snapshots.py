@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Header, Input, Label, Static, TabbedConte
 
 from ..engine.api import FilterError, SnapshotFilter
 from ..engine.errors import Destill3DError
-from ..engine.text import display
+from ..engine.text import display, label_with_guess
 from ..widgets.bars import confidence_line
 from ..widgets.depth_view import DepthView
 from ..widgets.pointcloud import PointCloudView
@@ -154,8 +154,7 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
         table = self.query_one("#snap-list", DataTable)
         previous = self.current.snapshot_id if self.current is not None else None
         self.rows = {r.snapshot_id: r for r in rows}
-        fill_table(table, self.list_cells, [(r.snapshot_id, (plain(r.label or "–"), plain(_percent(r.confidence)),
-                                                             plain(r.title or r.model_id))) for r in rows])
+        fill_table(table, self.list_cells, [(r.snapshot_id, _list_cells(r)) for r in rows])
         self._show_count()
         target = self.pending_select or previous
         if target in self.rows:
@@ -358,6 +357,12 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
 
 def _percent(confidence: float | None) -> str:
     return f"{confidence:.0%}" if confidence is not None else "–"
+
+
+def _list_cells(r: Any) -> tuple[Text, Text, Text]:
+    """Label (``unknown · car?``: the model's guess beside unknown), confidence, title."""
+    label = label_with_guess(r.label, r.best_guess) or "–"
+    return plain(label), plain(_percent(r.confidence)), plain(r.title or r.model_id)
 
 
 def _row(text: Text, name: str, value: object) -> None:

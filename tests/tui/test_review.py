@@ -190,3 +190,40 @@ async def test_teach_a_class_from_examples_and_label_the_nearest(seeded: Destill
         assert seeded.review.state(offered[1]).label == "boat-toy"
         await app.workers.wait_for_complete()
 
+
+
+
+async def test_unknown_shows_the_models_best_guess_beside_it(seeded: Destill3D) -> None:
+    """Issue 12: `unknown · cup?` in F4's list and F5's results; a person's label replaces it."""
+    from destill3d_tui.engine.store.service import insert_snapshot
+    from destill3d_tui.engine.store.snapshot import Prediction, Snapshot
+
+    sid = _id(seeded, "teapot")
+    blob = seeded.store.execute("SELECT snapshot_data FROM snapshots WHERE snapshot_id = ?", (sid,)).fetchone()[0]
+    snap = Snapshot.from_bytes(bytes(blob))
+    model = "destill3d_pointnet_mn40_v2"  # as the classifier leaves an unknown: its ranking after it
+    snap.predictions = [Prediction("unknown", 0.31, rank=1, model_name=model),
+                        Prediction("cup", 0.31, rank=2, model_name=model),
+                        Prediction("vase", 0.22, rank=3, model_name=model)]  # fmt: skip
+    with seeded.store.atomic():
+        seeded.store.execute("DELETE FROM snapshots WHERE snapshot_id = ?", (sid,))
+        insert_snapshot(seeded.store, snap, snap.to_bytes())
+    for mode, table_id in (("snapshots", "#snap-list"), ("database", "#db-results")):
+        app = make_app(seeded, initial_mode=mode)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one(table_id, DataTable)
+
+            def labels() -> dict[str, str]:
+                return {str(table.get_row_at(i)[2]): str(table.get_row_at(i)[0]) for i in range(table.row_count)}  # noqa: B023
+
+            await wait_for(pilot, lambda: labels().get("teapot") == "unknown · cup?")
+            assert len(labels()) == 4, labels()
+            assert not any("?" in text for title, text in labels().items() if title != "teapot")
+            await app.workers.wait_for_complete()
+    seeded.review.set_label([sid], "teapot")
+    app = make_app(seeded, initial_mode="snapshots")
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#snap-list", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        await wait_for(pilot, lambda: "teapot*" in [str(table.get_row_at(i)[0]) for i in range(4)])
+        await app.workers.wait_for_complete()

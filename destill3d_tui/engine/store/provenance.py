@@ -24,6 +24,19 @@ COLUMNS: dict[str, str] = {
 }
 """Record metadata key -> ``snapshots`` column."""
 
+BEST_GUESS_SQL = (
+    "CASE WHEN LOWER(snapshots.label) = 'unknown' THEN (SELECT c.label FROM classifications c "
+    "WHERE c.snapshot_id = snapshots.snapshot_id AND LOWER(c.label) <> 'unknown' AND c.model_id IN "
+    "(SELECT u.model_id FROM classifications u WHERE u.snapshot_id = snapshots.snapshot_id AND u.rank = 1 "
+    "AND LOWER(u.label) = 'unknown') ORDER BY c.rank LIMIT 1) END"
+)
+"""The model's best guess beside an ``unknown`` label (issue 12), as a SELECT expression.
+
+The classifier stores ``unknown`` at rank 1 and its real ranking after it; the guess is the
+highest-ranked real label of the model whose first answer was ``unknown``. NULL on every other
+row (a person's label, a confident prediction): only ``unknown`` rows pay the indexed lookup.
+"""
+
 ATTRIBUTION = ("title", "author", "source_url", "platform", "license", "license_spdx", "sha256")
 """What the attribution manifest credits each object with, in its order."""
 

@@ -33,6 +33,7 @@ import peewee as pw
 from ..errors import Destill3DError, NotFoundError
 from .db import Store, utcnow
 from .filters import SnapshotFilter
+from .provenance import BEST_GUESS_SQL
 
 DECISIONS = ("accepted", "rejected")
 REJECT_REASONS = ("broken geometry", "off-topic", "duplicate", "licence", "low quality", "other")
@@ -78,6 +79,7 @@ class ReviewState:
     tags: tuple[str, ...]  # a person's tags
     reviewed_by: str | None
     reviewed_at: dt.datetime | None
+    best_guess: str | None = None  # beside an ``unknown`` label: the model's top real label
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -176,12 +178,13 @@ class Review:
         out: dict[str, ReviewState] = {}
         for chunk in _chunks(list(dict.fromkeys(snapshot_ids)), 500):
             rows = self.store.execute(
-                "SELECT snapshot_id, review, review_reason, label, human_label, label_source, reviewed_by, reviewed_at "
-                f"FROM snapshots WHERE snapshot_id IN ({_marks(len(chunk))})", list(chunk)).fetchall()
+                "SELECT snapshot_id, review, review_reason, label, human_label, label_source, reviewed_by, "
+                f"reviewed_at, {BEST_GUESS_SQL} FROM snapshots WHERE snapshot_id IN ({_marks(len(chunk))})",
+                list(chunk)).fetchall()  # fmt: skip
             tags = self._human_tags(chunk)
-            for sid, decision, reason, label, human, source, by, at in rows:
+            for sid, decision, reason, label, human, source, by, at, guess in rows:
                 out[sid] = ReviewState(sid, decision, reason, label, human, source or "model",
-                                       tags.get(sid, ()), by, _time(at))  # fmt: skip
+                                       tags.get(sid, ()), by, _time(at), guess)  # fmt: skip
         return out
 
     def state(self, snapshot_id: str) -> ReviewState:

@@ -18,6 +18,7 @@ from ..errors import NotFoundError
 from .db import STAGES, Store, dumps, utcnow
 from .filters import SnapshotFilter, review_conditions
 from .migrations import TOTALS_TABLE, recount_selects, recount_totals
+from .provenance import BEST_GUESS_SQL
 from .snapshot import Snapshot
 
 
@@ -38,12 +39,14 @@ class SnapshotRow:
     confidence: float | None
     processed_at: dt.datetime | None
     source_url: str
+    best_guess: str | None = None  # beside an ``unknown`` label: the model's top real label
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in self.__dict__.items()}
 
 
 _ROW_FIELDS = tuple(SnapshotRow.__dataclass_fields__)
+_ROW_SELECT = ", ".join(BEST_GUESS_SQL if name == "best_guess" else name for name in _ROW_FIELDS)
 
 
 def _parse_time(text: str) -> dt.datetime | None:
@@ -418,7 +421,7 @@ class StoreService:
     ) -> list[SnapshotRow]:
         """One page of the snapshots ``filter`` (or the keyword filters) selects."""
         where, params = where_sql(self.store, SnapshotFilter.coerce(filter, **filters))
-        sql = (f"SELECT {', '.join(_ROW_FIELDS)} FROM snapshots WHERE {where} "
+        sql = (f"SELECT {_ROW_SELECT} FROM snapshots WHERE {where} "
                f"ORDER BY {_ORDERS.get(order, _ORDERS['processed_at'])}, snapshot_id LIMIT ? OFFSET ?")
         rows = self.store.execute(sql, [*params, int(limit), int(offset)]).fetchall()
         return [_snapshot_row(row) for row in rows]
@@ -437,7 +440,7 @@ class StoreService:
             # the (…, processed_at DESC, snapshot_id) index instead of walking it from the top
             where += " AND processed_at <= ? AND (processed_at < ? OR (processed_at = ? AND snapshot_id > ?))"
             params = [*params, when, when, when, sid]
-        sql = (f"SELECT {', '.join(_ROW_FIELDS)} FROM snapshots WHERE {where} "
+        sql = (f"SELECT {_ROW_SELECT} FROM snapshots WHERE {where} "
                f"ORDER BY {_ORDERS['processed_at']}, snapshot_id LIMIT ?")
         return [_snapshot_row(row) for row in self.store.execute(sql, [*params, int(limit)]).fetchall()]
 

@@ -42,7 +42,8 @@ BLOB_BATCH = 1000
 """Snapshots per keyset query of the write scan: about 23 MB of blobs, 100 MB decoded."""
 PROGRESS_EVERY_S = 0.1
 """Progress events at most ten times a second (a bar redraws no faster)."""
-ROW_COLUMNS = ("snapshot_id", *provenance.COLUMNS.values(), "snapshot_data")
+ROW_COLUMNS = ("snapshot_id", *provenance.COLUMNS.values(), "best_guess", "snapshot_data")
+_ROW_SELECT = ", ".join(provenance.BEST_GUESS_SQL if name == "best_guess" else name for name in ROW_COLUMNS)
 
 
 def decode_arrays(blob: bytes, views: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -143,6 +144,7 @@ class StreamExport:
         label = self.sel.label_names[int(self.sel.labels[pos])]
         meta = provenance.from_row(row)
         meta["confidence"] = None if np.isnan(confidence) else confidence
+        meta["best_guess"] = row["best_guess"] or ""  # beside an ``unknown`` label; "" otherwise
         shape = self.layout.view_shape
         if self.layout.views and shape and (views is None or tuple(views.shape) != shape):
             meta["has_views"] = False
@@ -160,8 +162,7 @@ class StreamExport:
         return self.cancel is not None and self.cancel.is_set()
 
     def _scan(self, after: Any = None) -> Any:
-        columns = ", ".join(ROW_COLUMNS)
-        return keyset(self.store, columns, self.where, self.params, self.batch, after=after)
+        return keyset(self.store, _ROW_SELECT, self.where, self.params, self.batch, after=after)
 
     # ------------------------------------------------------------------ record-by-record formats
 

@@ -97,6 +97,14 @@ class Selection:
         i = int(np.searchsorted(self.hashes, h))
         return i if i < self.hashes.size and self.hashes[i] == h else None
 
+    def positions(self, snapshot_ids: list[str]) -> np.ndarray:
+        """:meth:`position` of a batch at once: (n,) int64, -1 where the export leaves one out."""
+        if not snapshot_ids or not self.hashes.size:
+            return np.full(len(snapshot_ids), -1, np.int64)
+        h = np.fromiter(map(id_hash, snapshot_ids), np.uint64, len(snapshot_ids))
+        i = np.minimum(np.searchsorted(self.hashes, h), self.hashes.size - 1)
+        return np.where(self.hashes[i] == h, i, -1).astype(np.int64)
+
     def save(self, path: Path) -> None:
         facts = {"matched": self.matched, "label_names": self.label_names, "points": self.points,
                  "skipped": dict(self.skipped), "label_sources": dict(self.label_sources),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 import time
 from collections import Counter
@@ -43,6 +44,8 @@ BLOB_BATCH = 1000
 PROGRESS_EVERY_S = 0.1
 """Progress events at most ten times a second (a bar redraws no faster)."""
 ROW_COLUMNS = ("snapshot_id", *provenance.COLUMNS.values(), "best_guess", "snapshot_data")
+_DATA, _GUESS = len(ROW_COLUMNS), ROW_COLUMNS.index("best_guess") + 1  # positions in a scanned row (key first)
+_PROVENANCE = [(name, ROW_COLUMNS.index(column) + 1) for name, column in provenance.COLUMNS.items()]
 _ROW_SELECT = ", ".join(provenance.BEST_GUESS_SQL if name == "best_guess" else name for name in ROW_COLUMNS)
 
 
@@ -120,38 +123,42 @@ class StreamExport:
     # ------------------------------------------------------------------ shared
 
     def _records(self, rows: list[tuple]) -> list[tuple[Any, ExportRecord]]:
-        """(scan key, record) for the rows of a batch that the selection takes, in key order."""
+        """(scan key, record) for the rows of a batch that the selection takes, in key order.
+
+        The selection's arrays are looked up once per batch (hashes, labels, splits, confidences
+        as lists), so a row costs its decode and a few dict and list operations."""
+        sel = self.sel
+        positions = sel.positions([row[1] for row in rows]).tolist()
+        found = [(row, pos) for row, pos in zip(rows, positions, strict=True) if pos >= 0]
+        if not found:
+            return []
+        at = np.fromiter((pos for _, pos in found), np.int64, len(found))
+        splits = [common.SPLIT_NAMES[code] for code in sel.splits[at].tolist()]
+        labels, confidences = sel.labels[at].tolist(), sel.confidence[at].tolist()
+        views, shape = self.layout.views, self.layout.view_shape
         out = []
-        for row in rows:
-            key, values = row[0], dict(zip(ROW_COLUMNS, row[1:], strict=True))
-            pos = self.sel.position(values["snapshot_id"])
-            if pos is None or not self._wanted(key, pos):
+        for (row, _), split, label_index, confidence in zip(found, splits, labels, confidences, strict=True):
+            key = row[0]
+            if not self._wanted(key, split):
                 continue
             try:
-                points, normals, views = decode_arrays(values["snapshot_data"], self.layout.views)
+                points, normals, shown = decode_arrays(row[_DATA], views)
             except SnapshotFormatError:
                 self.unreadable += 1  # counted and left out: one damaged blob never stops an export
                 continue
-            out.append((key, self._record(values, pos, points, normals, views)))
+            meta = {name: row[at_] or "" for name, at_ in _PROVENANCE}  # provenance.from_row, by position
+            meta["confidence"] = None if math.isnan(confidence) else confidence
+            meta["best_guess"] = row[_GUESS] or ""  # beside an ``unknown`` label; "" otherwise
+            if views and shape and (shown is None or tuple(shown.shape) != shape):
+                meta["has_views"] = False
+                shown = np.zeros(shape, np.uint8)
+            out.append((key, ExportRecord(snapshot_id=row[1], points=points, normals=normals,
+                                          label=sel.label_names[label_index], label_index=label_index, split=split,
+                                          metadata=meta, views=shown if views else None)))  # fmt: skip
         return out
 
-    def _wanted(self, key: Any, pos: int) -> bool:
+    def _wanted(self, key: Any, split: str) -> bool:
         return True
-
-    def _record(self, row: dict[str, Any], pos: int, points: np.ndarray, normals: np.ndarray,
-                views: np.ndarray | None) -> ExportRecord:  # fmt: skip
-        confidence = float(self.sel.confidence[pos])
-        label = self.sel.label_names[int(self.sel.labels[pos])]
-        meta = provenance.from_row(row)
-        meta["confidence"] = None if np.isnan(confidence) else confidence
-        meta["best_guess"] = row["best_guess"] or ""  # beside an ``unknown`` label; "" otherwise
-        shape = self.layout.view_shape
-        if self.layout.views and shape and (views is None or tuple(views.shape) != shape):
-            meta["has_views"] = False
-            views = np.zeros(shape, np.uint8)
-        return ExportRecord(snapshot_id=row["snapshot_id"], points=points, normals=normals, label=label,
-                            label_index=int(self.sel.labels[pos]), split=common.SPLIT_NAMES[self.sel.splits[pos]],
-                            metadata=meta, views=views if self.layout.views else None)  # fmt: skip
 
     def _report(self, done: int, final: bool = False) -> None:
         if self.progress and (final or time.monotonic() - self._last_progress >= PROGRESS_EVERY_S):
@@ -216,8 +223,7 @@ class ShardedRun(StreamExport):
         total = self.state.totals[split]
         return [self.sharded.shard_name(split, i, total) for i in range(total)]
 
-    def _wanted(self, key: Any, pos: int) -> bool:
-        split = common.SPLIT_NAMES[self.sel.splits[pos]]
+    def _wanted(self, key: Any, split: str) -> bool:
         if self.state.completed(split) >= self.state.totals[split]:
             return False
         through = self.state.done_through(split)

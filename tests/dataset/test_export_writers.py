@@ -1,0 +1,107 @@
+"""The shard writers' threads: the bytes they write, and a failure on a writer thread reaching the
+export (which then resumes to the uninterrupted result)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import tarfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from destill3d_tui.engine.services.dataset import DatasetService
+from destill3d_tui.engine.store.db import Store
+from destill3d_tui.engine.store.export import webdataset
+from destill3d_tui.engine.store.export.common import ExportRecord
+from destill3d_tui.engine.store.export.shards import STATE_FILE
+from destill3d_tui.engine.store.snapshot import Snapshot
+
+from .test_sharded_export import bulk_store
+
+N, SHARD = 500, 120
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory, family_snapshots: dict[str, list[Snapshot]]):
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('writers') / 'd3d.db'}")
+    bulk_store(store, [family_snapshots["teapot"][0], family_snapshots["socket"][0]], N)
+    yield DatasetService(store)
+    store.close()
+
+
+def _records() -> list[ExportRecord]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(40):
+        key = "é" + "x" * 120 if i == 3 else "y" * 95 if i == 4 else str(uuid.UUID(int=int(rng.integers(0, 2**62))))
+        views = rng.integers(0, 255, (2, 4, 4), dtype=np.uint8) if i == 5 else None
+        points = rng.random((64, 3), dtype=np.float32)
+        out.append(ExportRecord(key, points if i != 6 else points.astype(np.float64), rng.random((64, 3), np.float32),
+                                "chair", i % 3, "train", {"title": "tê" * i, "confidence": 0.5}, views))  # fmt: skip
+    return out
+
+
+def test_webdataset_shard_writes_the_bytes_of_sample_and_header(tmp_path: Path) -> None:
+    records = _records()
+    expected = b""
+    for record in records:
+        for name, data in webdataset.sample(record):
+            expected += webdataset.header(name, len(data)) + data + b"\0" * (-len(data) % webdataset.BLOCK)
+    expected += b"\0" * (2 * webdataset.BLOCK)
+    shard = webdataset.WebDatasetShard(tmp_path / "a.tar", None, "train", len(records))  # type: ignore[arg-type]
+    shard.write(records[:17])
+    shard.write(records[17:])
+    shard.close()
+    assert (tmp_path / "a.tar").read_bytes() == expected
+    with tarfile.open(tmp_path / "a.tar") as tar:
+        assert len(tar.getmembers()) == 4 * len(records) + 1  # one object has views
+
+
+def test_write_all_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = webdataset.os.writev
+    monkeypatch.setattr(webdataset.os, "writev", lambda fd, bufs: real(fd, [bytes(bufs[0])[:3]]))  # 3 bytes a call
+    fd = webdataset.os.open(tmp_path / "f", webdataset.os.O_WRONLY | webdataset.os.O_CREAT)
+    webdataset.write_all(fd, [b"abcdefgh", np.arange(4, dtype=np.uint8), b"", b"xy"])
+    webdataset.os.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"abcdefgh\0\1\2\3xy"
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_a_writer_thread_failure_stops_the_export_and_it_resumes(
+    small: DatasetService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    whole = small.export(fmt, tmp_path / "whole", shard_rows=SHARD, batch=50)
+    calls = {"n": 0}
+
+    def full_disk(real):
+        def fail(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > 12:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(*args, **kwargs)
+
+        return fail
+
+    if fmt == "webdataset":
+        monkeypatch.setattr(webdataset, "write_all", full_disk(webdataset.write_all))
+    else:
+        monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk(pq.ParquetWriter.write_table))
+    with pytest.raises(OSError, match="No space left"):
+        small.export(fmt, tmp_path / "part", shard_rows=SHARD, batch=50)
+    assert not list((tmp_path / "part").rglob("*.partial"))  # the open shards were removed
+    assert json.loads((tmp_path / "part" / STATE_FILE).read_text())["done"]  # shards before the failure stay
+    monkeypatch.undo()
+    second = small.export(fmt, tmp_path / "part", shard_rows=SHARD, batch=50)
+    assert second.count == whole.count == N and second.split_counts == whole.split_counts
+    files = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "part") for p in (tmp_path / "part").rglob("*") if p.is_file())
+    for rel in files:
+        a, b = tmp_path / "whole" / rel, tmp_path / "part" / rel
+        if rel.suffix == ".parquet":
+            assert pq.read_table(a).equals(pq.read_table(b))
+        elif rel.name != "README.md":
+            assert a.read_bytes() == b.read_bytes(), rel

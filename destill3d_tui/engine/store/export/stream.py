@@ -46,6 +46,8 @@ PROGRESS_EVERY_S = 0.1
 ROW_COLUMNS = ("snapshot_id", *provenance.COLUMNS.values(), "best_guess", "snapshot_data")
 _DATA, _GUESS = len(ROW_COLUMNS), ROW_COLUMNS.index("best_guess") + 1  # positions in a scanned row (key first)
 _PROVENANCE = [(name, ROW_COLUMNS.index(column) + 1) for name, column in provenance.COLUMNS.items()]
+_JSON = json.JSONEncoder(ensure_ascii=False)
+"""``json.dumps(..., ensure_ascii=False)`` without building an encoder per call (the same text, half the time)."""
 _ROW_SELECT = ", ".join(provenance.BEST_GUESS_SQL if name == "best_guess" else name for name in ROW_COLUMNS)
 
 
@@ -188,7 +190,7 @@ class StreamExport:
                     item = exporter.write(record)
                     self.tally.add(record.split, record.label, _licence(record))
                     if handle:
-                        handle.write(json.dumps(common.attribution_entry(record, item), ensure_ascii=False) + "\n")
+                        handle.write(_JSON.encode(common.attribution_entry(record, item)) + "\n")
                 self._report(sum(self.tally.written.values()))
             self.files = exporter.finish()
         except BaseException:
@@ -263,7 +265,7 @@ class ShardedRun(StreamExport):
         licence = _licence(record)
         shard.labels[record.label] += 1
         shard.licences[licence] += 1
-        shard.attribution.write(json.dumps(common.attribution_entry(record, item), ensure_ascii=False) + "\n")
+        shard.attribution.write(_JSON.encode(common.attribution_entry(record, item)) + "\n")
         if shard.rows >= shard.writer.capacity:
             self._close(record.split, key)
 

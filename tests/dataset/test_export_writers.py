@@ -105,3 +105,15 @@ def test_a_writer_thread_failure_stops_the_export_and_it_resumes(
             assert pq.read_table(a).equals(pq.read_table(b))
         elif rel.name != "README.md":
             assert a.read_bytes() == b.read_bytes(), rel
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 2047, 2048])
+def test_compiled_decode_equals_the_codec_on_any_bits(n: int) -> None:
+    from destill3d_tui.engine.store import quantize as q
+    from destill3d_tui.engine.store.export import kernels
+
+    rng = np.random.default_rng(n)
+    points = rng.integers(0, 256, (n * 3 * 12 + 7) // 8, dtype=np.uint8).tobytes()
+    normals = rng.integers(0, 256, n * 3, dtype=np.uint8).tobytes()
+    assert np.array_equal(kernels.points(points, n), q.dequantize(points, -1.0, 1.0, 12, n * 3).reshape(n, 3))
+    assert np.array_equal(kernels.normals(normals, n), q.decode_normals(normals, n))

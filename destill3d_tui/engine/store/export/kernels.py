@@ -20,29 +20,40 @@ from .. import quantize as q
 
 @kernel
 def _dequantize12(data: np.ndarray, count: int, lo: float, hi: float) -> np.ndarray:
-    """12-bit little-endian bit stream -> ``count`` float32 values over [lo, hi] (as q.dequantize)."""
+    """12-bit little-endian bit stream -> ``count`` float32 values over [lo, hi] (as q.dequantize).
+
+    Two values are three bytes: read a pair at a time (no per-value bounds checks or shifts by a
+    variable amount); the caller checks that ``data`` holds ``count`` values."""
     out = np.empty(count, np.float32)
-    size = data.shape[0]
-    for j in range(count):
-        bit = j * 12
-        byte = bit >> 3
-        word = np.uint32(data[byte])
-        if byte + 1 < size:
-            word |= np.uint32(data[byte + 1]) << np.uint32(8)
-        if byte + 2 < size:
-            word |= np.uint32(data[byte + 2]) << np.uint32(16)
-        raw = (word >> np.uint32(bit & 7)) & np.uint32(0xFFF)
-        out[j] = np.float32(float(raw) / 4095.0 * (hi - lo) + lo)
+    span = hi - lo
+    for p in range(count // 2):
+        b0 = np.uint32(data[3 * p])
+        b1 = np.uint32(data[3 * p + 1])
+        b2 = np.uint32(data[3 * p + 2])
+        out[2 * p] = np.float32(float(b0 | ((b1 & np.uint32(0xF)) << np.uint32(8))) / 4095.0 * span + lo)
+        out[2 * p + 1] = np.float32(float((b1 >> np.uint32(4)) | (b2 << np.uint32(4))) / 4095.0 * span + lo)
+    if count % 2:  # the last value starts on a byte (its index is even)
+        b = 3 * (count // 2)
+        word = np.uint32(data[b])
+        if b + 1 < data.shape[0]:
+            word |= (np.uint32(data[b + 1]) & np.uint32(0xF)) << np.uint32(8)
+        out[count - 1] = np.float32(float(word) / 4095.0 * span + lo)
     return out
 
 
 @kernel
-def _oct_decode(flat: np.ndarray, n: int) -> np.ndarray:
-    """(2n,) float32 octahedral coordinates -> (n, 3) float32 unit normals (as q.oct_decode)."""
+def _normals12(data: np.ndarray, n: int) -> np.ndarray:
+    """12-bit octahedral pairs (three bytes a normal) -> (n, 3) float32 unit normals.
+
+    As ``q.decode_normals``: each coordinate dequantized over [-1, 1] and rounded to float32,
+    then unfolded in float64 (q.oct_decode), in one pass with no temporaries."""
     out = np.empty((n, 3), np.float32)
     for i in range(n):
-        x = float(flat[2 * i])
-        y = float(flat[2 * i + 1])
+        b0 = np.uint32(data[3 * i])
+        b1 = np.uint32(data[3 * i + 1])
+        b2 = np.uint32(data[3 * i + 2])
+        x = float(np.float32(float(b0 | ((b1 & np.uint32(0xF)) << np.uint32(8))) / 4095.0 * 2.0 + -1.0))
+        y = float(np.float32(float((b1 >> np.uint32(4)) | (b2 << np.uint32(4))) / 4095.0 * 2.0 + -1.0))
         z = 1.0 - abs(x) - abs(y)
         t = max(-z, 0.0)
         x = x - (t if x >= 0 else -t)
@@ -67,6 +78,6 @@ def points(data: bytes, n: int) -> np.ndarray:
 def normals(data: bytes, n: int) -> np.ndarray:
     """(n, 3) float32 unit normals of a compact snapshot."""
     raw = np.frombuffer(data, np.uint8)
-    if q.NORMAL_BITS != 12 or raw.size * 8 < n * 2 * 12:
+    if q.NORMAL_BITS != 12 or raw.size < n * 3:
         return q.decode_normals(data, n)
-    return _oct_decode(_dequantize12(raw, n * 2, -1.0, 1.0), n)
+    return _normals12(raw, n)

@@ -187,9 +187,6 @@ def bench_exports(db: Path, n: int, formats: list[str], baseline: str) -> None:
     print(f"\nexport of {n:,} snapshots (fresh process each; peak RSS = its VmHWM)")
     print("(per CPU-s: snapshots per second of CPU time, the rate when the export has its cores to itself;")
     print(" on a shared machine the wall-clock rate is lower by the load)")
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'format':<11}{'exporter':<13}{'snapshots/s':>12}{'per CPU-s':>10}{'seconds':>9}{'peak MB':>9}"
-          f"{'files':>7}   goal")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="d3d-scale-") as tmp:
         old_code = baseline_tree(baseline, Path(tmp) / "old") if baseline else None
         old_db = db
@@ -199,6 +196,9 @@ def bench_exports(db: Path, n: int, formats: list[str], baseline: str) -> None:
             print(f"(old {baseline[:7]} understands schema version {version}: it reads a copy of the database whose "
                   f"stored version is set to {version};\n the later versions add columns, tables and triggers "
                   "its export queries never read)")  # fmt: skip
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"{'format':<11}{'exporter':<13}{'snapshots/s':>12}{'per CPU-s':>10}{'seconds':>9}{'peak MB':>9}"
+              f"{'files':>7}   goal")  # fmt: skip
         for fmt in formats:
             runs = [("new", ROOT)] + ([("old " + baseline[:7], old_code)] if old_code and fmt != "webdataset" else [])
             new_rates = None

@@ -6,10 +6,13 @@ slab, or a NumPy shard), never by the collection: the selection is compact array
 (:mod:`.selection`), attribution lines go to a file per shard as they are written, and the card
 is tallied from per-shard counts.
 
-Decoding stays in this process: with the compiled decode (:mod:`.kernels`) a snapshot costs
-about 0.1-0.3 ms to read and decode (bench/scale.py prints both), comparable to what shipping
-its 48 KB of arrays back from a worker process would cost, so worker processes were not added
-(not measured separately: on the 2-core development machine there is no idle core to give them).
+Decoding stays in this process: with the compiled decode (:mod:`.kernels`) and the geometry
+read alone, a snapshot costs about 0.1 ms to read and decode (bench/scale.py prints both),
+comparable to what shipping its 48 KB of arrays back from a worker process would cost. The
+shard files are written by threads of their own (:mod:`.parquet`, :mod:`.webdataset`), so on
+the 2-core development machine the export's thread and the writers already keep both cores
+busy (30,000 snapshots to Parquet: 3.9 CPU-s here, 5.7 in the writers) and a worker process
+would have no idle core to run on.
 """
 
 from __future__ import annotations

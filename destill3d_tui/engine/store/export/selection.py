@@ -147,6 +147,21 @@ class _Gather:
         if self.ids is not None:
             self.ids.append(sid)
 
+    def extend(self, rows: list[tuple[str, str, int, float | None, str, bool]]) -> None:
+        """:meth:`add` for a batch of (sid, label, points, confidence, source, reviewed) tuples."""
+        if not rows:
+            return
+        sids, labels, points, confidences, sources, reviewed = zip(*rows, strict=True)
+        self.sources.extend(map(LABEL_SOURCES.index, sources))
+        self.reviewed.extend(map(int, reviewed))
+        self.hashes.extend(map(id_hash, sids))
+        codes = self.codes
+        self.labels.extend([codes.setdefault(label, len(codes)) for label in labels])
+        self.points.extend(points)
+        self.confidence.extend([np.nan if c is None else float(c) for c in confidences])
+        if self.ids is not None:
+            self.ids.extend(sids)
+
 
 class _Policy:
     """The licence policy, remembered per distinct licence (a collection has few)."""
@@ -206,6 +221,7 @@ def select(
             for row in rows:
                 if row["label_source"] not in ("human", "few_shot"):
                     row["label"], row["confidence"] = relabel.get(row["snapshot_id"], (None, None))
+        kept = []
         for row in rows:
             refusal = rules.refusal(row)
             if row["review"] == "rejected" and not keep_rejected:
@@ -215,8 +231,9 @@ def select(
             elif taxonomy and not row["label"]:
                 skipped["no label in the chosen taxonomy"] += 1
             else:
-                gather.add(row["snapshot_id"], row["label"] or common.UNLABELLED, int(row["point_count"] or 0),
-                           row["confidence"], label_source(row, taxonomy), row["review"] is not None)  # fmt: skip
+                kept.append((row["snapshot_id"], row["label"] or common.UNLABELLED, int(row["point_count"] or 0),
+                             row["confidence"], label_source(row, taxonomy), row["review"] is not None))  # fmt: skip
+        gather.extend(kept)
     return _finish(gather, matched, skipped, fractions, groups)
 
 

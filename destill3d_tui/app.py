@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import sys
 import time
@@ -81,6 +82,7 @@ class Destill3DApp(App[int]):
     # ------------------------------------------------------------ lifecycle
 
     def on_mount(self) -> None:
+        settle_heap()
         self.bridge.attach()
         if self.start_pipeline and self.bridge.has("pipeline"):
             self.bridge.request("Could not start the pipeline", lambda d3d: d3d.pipeline.start(), on_reply=None,
@@ -197,8 +199,11 @@ class Destill3DApp(App[int]):
 
 
 def _ours(node: Any) -> bool:
-    """Whether ``node`` is one of this app's screens or widgets (not a Textual built-in)."""
-    return type(node).__module__.startswith(__package__ or "destill3d_tui")
+    """Whether ``node``'s keys are this app's: the class its ``BINDINGS`` come from is ours (a
+    subclass of a Textual built-in, such as ``widgets.table.PageTable``, keeps the built-in's
+    "Cursor down" keys, which are not commands)."""
+    owner = next((cls for cls in type(node).__mro__ if "BINDINGS" in vars(cls)), type(node))
+    return owner.__module__.startswith(__package__ or "destill3d_tui")
 
 
 def _bindings(items: Iterable[Any]) -> list[Binding]:
@@ -224,6 +229,19 @@ def _switch_and_run(app: App, mode: str, action: str) -> Callable[[], Any]:
         screen.call_after_refresh(screen.run_action, action)
 
     return run
+
+
+def settle_heap() -> None:
+    """Take what exists now (the imported libraries, the engine, the app) out of the cyclic collector's sweeps.
+
+    A full collection walks every tracked object, and it stops every thread (the UI's and the
+    pipeline's alike): with the engine's libraries loaded and a busy pipeline allocating, one came
+    every few seconds and took 200-400 ms on a loaded machine, the slowest key presses of all.
+    ``gc.freeze`` after one collection leaves those long-lived objects out of later sweeps;
+    what is freed by reference counting is still freed, and what comes later is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run_app(settings: Settings) -> int:

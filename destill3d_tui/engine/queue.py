@@ -314,19 +314,37 @@ class Queue:
     def page(self, after: tuple[int, int] | None = None, limit: int = 100, stage: str | None = None) -> list[QueueRow]:
         """The rows after ``after`` ((priority, queue_id) of the last shown) in ``list``'s priority order.
 
-        Keyset, not OFFSET: page 500 costs what page 1 costs (with a stage, ``idx_queue_stage`` serves it).
+        Keyset, not OFFSET: page 500 costs what page 1 costs. ``idx_queue_stage`` (stage, priority
+        DESC, then the row id) serves one stage's page as an index range; every stage's page merges
+        one such range per stage in one statement (so one snapshot of the table: an item moving
+        from stage to stage is read once), then reads the chosen rows by id. Ordering the whole
+        table instead sorted every row: 30 ms a page at 100,000 items, the F3 board's read.
         """
-        query = self.Q.select()
         if stage:
             if stage not in STAGES:
                 raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
-            query = query.where(self.Q.stage == stage)
+            query = self.Q.select().where(self.Q.stage == stage)
+            if after is not None:
+                priority, queue_id = after
+                query = query.where((self.Q.priority < priority)
+                                    | ((self.Q.priority == priority) & (self.Q.queue_id > queue_id)))
+            return [_row(m) for m in query.order_by(self.Q.priority.desc(), self.Q.queue_id).limit(limit)]
+        keyset, key_params = "", []
         if after is not None:
-            priority, queue_id = after
-            query = query.where((self.Q.priority < priority)
-                                | ((self.Q.priority == priority) & (self.Q.queue_id > queue_id)))
-        query = query.order_by(self.Q.priority.desc(), self.Q.queue_id).limit(limit)
-        return [_row(m) for m in query]
+            keyset = " AND (priority < ? OR (priority = ? AND queue_id > ?))"
+            key_params = [after[0], after[0], after[1]]
+        ranges, params = [], []
+        for n, one in enumerate(STAGES):
+            ranges.append(f"SELECT * FROM (SELECT priority, queue_id FROM processing_queue WHERE stage = ?{keyset} "
+                          f"ORDER BY priority DESC, queue_id LIMIT ?) AS s{n}")
+            params += [one, *key_params, limit]
+        ids = [row[1] for row in self.store.execute(
+            f"SELECT priority, queue_id FROM ({' UNION ALL '.join(ranges)}) AS every_stage "
+            "ORDER BY priority DESC, queue_id LIMIT ?", [*params, limit]).fetchall()]
+        if not ids:
+            return []
+        by_id = {m.queue_id: m for m in self.Q.select().where(self.Q.queue_id.in_(ids))}
+        return [_row(by_id[i]) for i in ids if i in by_id]  # a row deleted in between is left out
 
     def get(self, queue_id: int) -> QueueRow:
         m = self.Q.get_or_none(self.Q.queue_id == queue_id)

@@ -15,7 +15,8 @@ from textual.widgets import DataTable, Header, Input, Label, Static, TabbedConte
 from ..engine.api import FilterError, SnapshotFilter
 from ..engine.text import label_with_guess
 from ..widgets.bars import BarChart
-from ..widgets.text import human_bytes, plain
+from ..widgets.table import PageTable
+from ..widgets.text import human_bytes, plain, set_line
 from .base import EngineScreen, fill_table, mode_footer, row_key
 from .review import REVIEW_BINDINGS, ReviewKeys
 
@@ -67,7 +68,7 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
         yield Static("", id="db-status", markup=False)
         with TabbedContent(id="db-tabs"):
             with TabPane("1 Results", id="tab-results"):
-                yield DataTable(id="db-results", cursor_type="row", zebra_stripes=True)
+                yield PageTable(id="db-results", cursor_type="row", zebra_stripes=True)
             with TabPane("2 Statistics", id="tab-stats"), Vertical():
                 yield Static("", id="db-totals", markup=False)
                 with Grid(id="db-charts"):
@@ -114,10 +115,10 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
 
     def fetch_page(self) -> None:
         if not self.bridge.has("db"):
-            self.query_one("#db-status", Static).update("The database is not available in this engine yet.")
+            set_line(self.query_one("#db-status", Static), "The database is not available in this engine yet.")
             return
         flt, offset = self.filters, self.page * PAGE_SIZE
-        self.query_one("#db-status", Static).update("querying…")
+        set_line(self.query_one("#db-status", Static), "querying…")
         self.ask("Could not count the results", lambda d3d: d3d.db.count(flt), on_reply=self.show_count,
                  modal=True)
         after = self.page_after[self.page]
@@ -154,7 +155,7 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
         first = self.page * PAGE_SIZE
         shown = getattr(self, "rows_shown", 0)
         where = self.filters.describe()
-        self.query_one("#db-status", Static).update(
+        set_line(self.query_one("#db-status", Static),
             f"{self.total:,} match ({where}) · {first + 1 if shown else 0}–{first + shown} · "
             f"page {self.page + 1}/{pages} · [ ] page")
 
@@ -221,7 +222,7 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
         total = totals.get("snapshots", totals) if isinstance(totals, dict) else totals
         coverage = stats.get("classification_coverage")
         ratio = stats.get("compression_ratio")
-        self.query_one("#db-totals", Static).update(
+        set_line(self.query_one("#db-totals", Static),
             f"{total} snapshots · storage {human_bytes(stats.get('storage_bytes'))} · "
             f"classified {coverage:.0%}" if isinstance(coverage, float) else f"{total} snapshots · "
             f"storage {human_bytes(stats.get('storage_bytes'))}"

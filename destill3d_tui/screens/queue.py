@@ -25,7 +25,8 @@ from textual.widgets.data_table import RowDoesNotExist
 
 from ..widgets.rate_panel import RatePanel
 from ..widgets.stage_board import STAGE_ORDER, StageBoard
-from ..widgets.text import age, human_bytes, plain
+from ..widgets.table import PageTable
+from ..widgets.text import age, human_bytes, plain, set_line
 from .base import EngineScreen, fill_table, mode_footer
 
 if TYPE_CHECKING:
@@ -98,11 +99,11 @@ class QueueScreen(EngineScreen):
         with TabbedContent(id="queue-tabs", initial="tab-queue"):
             with TabPane("1 Queue", id="tab-queue"):
                 yield Static("", id="queue-page", markup=False)
-                yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
+                yield PageTable(id="queue-table", cursor_type="row", zebra_stripes=True)
             with TabPane("2 Active", id="tab-active"):
-                yield DataTable(id="active-table", cursor_type="row")
+                yield PageTable(id="active-table", cursor_type="row")
             with TabPane("3 Failures", id="tab-failures"):
-                yield DataTable(id="failures-table", cursor_type="row", zebra_stripes=True)
+                yield PageTable(id="failures-table", cursor_type="row", zebra_stripes=True)
             with TabPane("4 Rates", id="tab-rates"):
                 yield RatePanel(id="rates", clock=self.d3d_app.clock)
         yield mode_footer()
@@ -131,7 +132,7 @@ class QueueScreen(EngineScreen):
         self._last_refresh = time.monotonic()
         self._refresh_pending = False
         if not self.bridge.has("queue"):
-            self.query_one("#queue-page", Static).update("The queue is not available in this engine yet.")
+            set_line(self.query_one("#queue-page", Static), "The queue is not available in this engine yet.")
             return
         self.ask("Could not read the queue", read_board, self.page_after[self.page], self.stage_filter,
                  self.bridge.has("acquire"), on_reply=self.show_board)
@@ -159,10 +160,11 @@ class QueueScreen(EngineScreen):
         last = min((self.page + 1) * PAGE_SIZE, self.total_in_view)
         stage = self.stage_filter or "all stages"
         if self.total_in_view == 0 and self.stage_filter is None:
-            self.query_one("#queue-page", Static).update("The queue is empty: F2 Search finds models or local files.")
+            set_line(self.query_one("#queue-page", Static),
+                     "The queue is empty: F2 Search finds models or local files.")
             return
         label = f"{stage} · rows {first:,}–{last:,} of {self.total_in_view:,} · page {self.page + 1}/{pages}"
-        self.query_one("#queue-page", Static).update(label + " · t filter · [ ] page · enter details")
+        set_line(self.query_one("#queue-page", Static), label + " · t filter · [ ] page · enter details")
 
     def show_page(self, rows: list[Any]) -> None:
         del self.page_after[self.page + 1:]
@@ -197,7 +199,7 @@ class QueueScreen(EngineScreen):
             text.append(f" · {human_bytes(downloaded)} downloaded", style="dim")
         text.append(f"\nsession: {live.session_stored} stored · {live.session_failed} failed · "
                     f"{live.session_duplicates} dup")
-        self.query_one("#bytes-label", Static).update(text)
+        set_line(self.query_one("#bytes-label", Static), text)
 
     def show_rates(self, rates: dict[str, Any]) -> None:
         self.query_one(RatePanel).set_budgets(rates)
@@ -219,7 +221,7 @@ class QueueScreen(EngineScreen):
         label = f"{minutes[-1]:.0f}/min · {sum(minutes):.0f} in {len(minutes)} min · {live.pipeline_state}"
         if label != self._throughput_label:
             self._throughput_label = label
-            self.query_one("#throughput-label", Static).update(label)
+            set_line(self.query_one("#throughput-label", Static), label)
         if events:
             self._refresh_soon()
 

@@ -20,7 +20,8 @@ from ..engine.text import display, label_with_guess
 from ..widgets.bars import confidence_line
 from ..widgets.depth_view import DepthView
 from ..widgets.pointcloud import PointCloudView
-from ..widgets.text import human_bytes, plain
+from ..widgets.table import PageTable
+from ..widgets.text import human_bytes, plain, set_line
 from .base import EngineScreen, fill_table, mode_footer, row_key
 from .review import REVIEW_BINDINGS, ReviewKeys, label_cell
 
@@ -74,7 +75,7 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
                 with Horizontal(classes="field-row"):
                     yield Label("filter", classes="field-label")
                     yield Input(placeholder="title, label, platform, tag:x", id="snap-filter", compact=True)
-                yield DataTable(id="snap-list", cursor_type="row", zebra_stripes=True)
+                yield PageTable(id="snap-list", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="snap-count", markup=False)
             with TabbedContent(id="snap-tabs"):
                 with TabPane("1 Cloud", id="tab-cloud"):
@@ -106,12 +107,12 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
 
     def load_list(self) -> None:
         if not self.bridge.has("db"):
-            self.query_one("#snap-count", Static).update("The database is not available in this engine yet.")
+            set_line(self.query_one("#snap-count", Static), "The database is not available in this engine yet.")
             return
         try:  # "vase", or terms as on the CLI: "vase format:stl tag:kitchen"
             flt, offset = SnapshotFilter.parse(self.filter_text), self.page * LIST_PAGE
         except FilterError as exc:
-            self.query_one("#snap-count", Static).update(f"filter: {exc}")
+            set_line(self.query_one("#snap-count", Static), f"filter: {exc}")
             return
 
         if self.review_order:
@@ -142,7 +143,7 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
 
     def _show_count(self) -> None:
         first, shown, total = self.page * LIST_PAGE, self.shown, self.total
-        self.query_one("#snap-count", Static).update(
+        set_line(self.query_one("#snap-count", Static),
             f"{first + 1 if shown else 0}–{first + shown} of {total:,} · [ ] page" if total else "no snapshots yet")
 
     def show_list(self, result: tuple[list[Any], int]) -> None:
@@ -316,7 +317,7 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
             table.add_row(label_cell(r["label"], None), plain(_percent(r["confidence"])),
                           plain(f"{r['why']} · {r['title']}"), key=r["snapshot_id"])
         self.shown = self.total = len(rows)
-        self.query_one("#snap-count", Static).update(
+        set_line(self.query_one("#snap-count", Static),
             f"review order: {len(rows)} to look at · o: back to the list" if rows else "nothing left to review")
         if self.order_focus in self.rows:
             table.move_cursor(row=table.get_row_index(self.order_focus))

@@ -58,9 +58,12 @@ class BarChart(Static):
         self._items: list[tuple[str, float]] = []
 
     def set_data(self, items: Iterable[tuple[str, float]]) -> None:
-        ranked = sorted(((str(k) or "(none)", float(v)) for k, v in items), key=lambda kv: -kv[1])
-        self._items = ranked[: self.limit]
-        self.refresh(layout=True)
+        ranked = sorted(((str(k) or "(none)", float(v)) for k, v in items), key=lambda kv: -kv[1])[: self.limit]
+        if ranked == self._items:
+            return  # the same bars: nothing to draw (the statistics tab re-reads them on every visit)
+        lines_before = max(len(self._items), 1)  # height: auto, one line per bar ("no data yet" is one)
+        self._items = ranked
+        self.refresh(layout=max(len(ranked), 1) != lines_before)  # same height: a repaint, no relayout
 
     @property
     def items(self) -> list[tuple[str, float]]:

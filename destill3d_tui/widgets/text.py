@@ -8,7 +8,10 @@ escaped (``\x1b``), as everywhere else (:func:`destill3d_tui.engine.text.display
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
+from textual.widgets import Static
 
 from ..engine.text import display
 
@@ -16,6 +19,16 @@ from ..engine.text import display
 def plain(value: object, style: str = "") -> Text:
     """The value's text, shown literally and escaped; ``None`` shows as an empty cell."""
     return Text(display(value), style=style, no_wrap=True, overflow="ellipsis")
+
+
+def set_line(widget: Static, content: str | Text) -> None:
+    """Show ``content`` in a Static whose size its CSS fixes (``height: 1``, a width from its
+    container): nothing when it shows that already, else a repaint of that widget without a
+    relayout of the screen (``Static.update`` lays the whole screen out again by default)."""
+    shown: Any = widget.content
+    if type(shown) is type(content) and shown == content:
+        return
+    widget.update(content, layout=False)
 
 
 def human_bytes(count: float | None) -> str:

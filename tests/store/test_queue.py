@@ -251,3 +251,30 @@ def test_local_paths(tmp_path: Path, db_url: str) -> None:
     assert len(q.add_paths([tmp_path], recursive=True, pattern="*.txt")) == 1
     row = q.list(order="id")[0]
     assert row.model_id == f"local:{tmp_path / 'a.stl'}" and row.platform == "local" and row.source_url.startswith("file://")
+
+
+def test_pages_of_every_stage_merge_the_stage_ranges_in_list_order(queue: Queue) -> None:
+    """page() without a stage (the F3 board) reads one index range per stage: the same rows, in
+    the same order, as the whole table ordered by priority, page after page."""
+    ids = queue.add_entries(entries(23) + entries(9, priority=2) + entries(7, priority=-1))
+    stages = {"acquired": ids[1:30:4], "stored": ids[2:39:5], "failed": ids[3:12:3]}
+    for stage, chosen in stages.items():
+        queue.store.execute(f"UPDATE processing_queue SET stage = ? WHERE queue_id IN ({', '.join('?' * len(chosen))})",
+                            (stage, *chosen))
+    expected = [r.queue_id for r in queue.list(limit=1000)]
+    assert len(expected) == 39 and len({r.stage for r in queue.list(limit=1000)}) == 4
+    for size in (1, 5, 13, 39, 50):
+        seen, after = [], None
+        while True:
+            rows = queue.page(after, size)
+            seen += [r.queue_id for r in rows]
+            if len(rows) < size:
+                break
+            after = (rows[-1].priority, rows[-1].queue_id)
+        assert seen == expected, size
+    assert [r.queue_id for r in queue.page(None, 7, "stored")] == [r.queue_id for r in queue.list("stored", limit=7)]
+    if not queue.store.is_postgres:
+        plan = " ".join(r[-1] for r in queue.store.execute(
+            "EXPLAIN QUERY PLAN SELECT priority, queue_id FROM processing_queue WHERE stage = 'queued' "
+            "ORDER BY priority DESC, queue_id LIMIT 60").fetchall())
+        assert "idx_queue_stage" in plan and "TEMP B-TREE" not in plan, plan

@@ -61,11 +61,15 @@ def test_webdataset_shard_writes_the_bytes_of_sample_and_header(tmp_path: Path) 
         assert len(tar.getmembers()) == 4 * len(records) + 1  # one object has views
 
 
-def test_write_all_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = webdataset.os.writev
-    monkeypatch.setattr(webdataset.os, "writev", lambda fd, bufs: real(fd, [bytes(bufs[0])[:3]]))  # 3 bytes a call
+@pytest.mark.parametrize("short", ["three bytes a call", "one buffer a call (no writev)"])
+def test_write_all_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short: str) -> None:
+    real = webdataset.os.write
+    if short.startswith("three"):
+        monkeypatch.setattr(webdataset, "_writev", lambda fd, bufs: real(fd, bytes(bufs[0])[:3]))
+    else:
+        monkeypatch.setattr(webdataset, "_writev", webdataset._write_one)
     fd = webdataset.os.open(tmp_path / "f", webdataset.os.O_WRONLY | webdataset.os.O_CREAT)
-    webdataset.write_all(fd, [b"abcdefgh", np.arange(4, dtype=np.uint8), b"", b"xy"])
+    webdataset.write_all(fd, [b"", b"abcdefgh", np.arange(4, dtype=np.uint8), b"", b"xy", b""])
     webdataset.os.close(fd)
     assert (tmp_path / "f").read_bytes() == b"abcdefgh\0\1\2\3xy"
 

@@ -78,7 +78,8 @@ class WebDatasetShard(ShardWriter):
 
     def __init__(self, path: Path, layout: ExportLayout, split: str, capacity: int) -> None:
         super().__init__(path, layout, split, capacity)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # closed in close()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+        self._fd = os.open(path, flags, 0o666)  # closed in close()
         self._batches: queue.Queue[list | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="webdataset-shard", daemon=True)
@@ -129,7 +130,7 @@ def write_all(fd: int, buffers: list[Any]) -> None:
         run = [memoryview(b).cast("B") for b in buffers[start : start + IOV_MAX]]
         left = sum(len(b) for b in run)
         while left:
-            written = os.writev(fd, run)
+            written = _writev(fd, run)
             left -= written
             while run and written >= len(run[0]):  # drop what went out, keep the rest of a part
                 written -= len(run[0])
@@ -138,6 +139,15 @@ def write_all(fd: int, buffers: list[Any]) -> None:
                 run[0] = run[0][written:]
 
 
+def _write_one(fd: int, buffers: list[memoryview]) -> int:
+    """``os.writev`` where there is none (Windows): the first buffer that is not empty, one call."""
+    for buffer in buffers:
+        if len(buffer):
+            return os.write(fd, buffer)
+    return 0
+
+
+_writev = getattr(os, "writev", None) or _write_one
 IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)
 _ZEROS = bytes(BLOCK)
 

@@ -66,6 +66,7 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
         self.review_order = False  # the list shows the review order instead of the newest first
         self.order_focus: str | None = None  # the row to put the cursor on when the order is read again
         self.order_clusters: dict[str, int] = {}  # review order: snapshot id -> its near-duplicate cluster
+        self.order_why: dict[str, str] = {}  # review order: snapshot id -> why it is there (unknown, duplicate...)
         self.list_cells: dict[str, tuple[Text, ...]] = {}  # what the list shows, by snapshot id
 
     def compose(self) -> ComposeResult:
@@ -184,6 +185,8 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
         if key == table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value \
                 and self.pending_select in (None, key):
             self.select(key)
+        if self.review_order:
+            self._show_order_count()
 
     def select(self, snapshot_id: str) -> None:
         if self.current is not None and self.current.snapshot_id == snapshot_id:
@@ -313,14 +316,24 @@ class SnapshotsScreen(ReviewKeys, EngineScreen):
         self.order_clusters = {r["snapshot_id"]: r["cluster"] for r in rows if r["cluster"] is not None}
         table.clear()
         getattr(self, "list_cells", {}).clear()  # the plain list's cells are gone: its next read rebuilds
-        for r in rows:
+        self.order_why = {r["snapshot_id"]: r["why"] for r in rows}
+        for r in rows:  # the title first: a narrow pane crops the reason, never the title (issue 19)
             table.add_row(label_cell(r["label"], None), plain(_percent(r["confidence"])),
-                          plain(f"{r['why']} · {r['title']}"), key=r["snapshot_id"])
+                          plain(f"{r['title']} · {r['why']}"), key=r["snapshot_id"])
         self.shown = self.total = len(rows)
-        set_line(self.query_one("#snap-count", Static),
-            f"review order: {len(rows)} to look at · o: back to the list" if rows else "nothing left to review")
         if self.order_focus in self.rows:
             table.move_cursor(row=table.get_row_index(self.order_focus))
+        self._show_order_count()
+
+    def _show_order_count(self) -> None:
+        """The review order's line under the list: how many, and why the row under the cursor is there."""
+        table = self.query_one("#snap-list", DataTable)
+        if not self.rows:
+            set_line(self.query_one("#snap-count", Static), "nothing left to review")
+            return
+        why = self.order_why.get(self._cursor_id() or "") if table.row_count else None
+        set_line(self.query_one("#snap-count", Static),
+                 f"{len(self.rows)} to review" + (f" · this: {why}" if why else "") + " · o: the list")
 
     def action_review_keep_one(self) -> None:
         """In the review order, on a near-duplicate: reject the other members of its cluster in one go."""

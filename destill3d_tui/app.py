@@ -231,17 +231,24 @@ def _switch_and_run(app: App, mode: str, action: str) -> Callable[[], Any]:
     return run
 
 
-def settle_heap() -> None:
-    """Take what exists now (the imported libraries, the engine, the app) out of the cyclic collector's sweeps.
+GC_THRESHOLDS = (10_000, 10, 100)
+"""Young collections every 10,000 allocations (not 700), a full one considered every 100 middle ones (not 10)."""
 
-    A full collection walks every tracked object, and it stops every thread (the UI's and the
-    pipeline's alike): with the engine's libraries loaded and a busy pipeline allocating, one came
-    every few seconds and took 200-400 ms on a loaded machine, the slowest key presses of all.
-    ``gc.freeze`` after one collection leaves those long-lived objects out of later sweeps;
-    what is freed by reference counting is still freed, and what comes later is collected as before.
+
+def settle_heap() -> None:
+    """Keep the cyclic collector's full sweeps rare and short: they stop every thread, the UI's too.
+
+    A full collection walks every tracked object while holding the GIL. With the engine's libraries
+    loaded and a busy pipeline allocating in this process, one came every few seconds and took
+    200-400 ms on a loaded machine: the slowest key presses of all. ``gc.freeze`` after one
+    collection leaves what exists now (imported libraries, the engine, the app) out of later
+    sweeps (screens freeze their widgets the same way once built: ``screens.base.Settles``);
+    higher thresholds make every kind of collection rarer. What reference counting frees is freed
+    at once as before; only cyclic garbage waits longer.
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run_app(settings: Settings) -> int:

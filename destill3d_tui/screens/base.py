@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
@@ -91,6 +92,11 @@ class Settles:
         # only repeats what is there.
         if self._css_update_count == self.app._css_update_count:  # type: ignore[attr-defined]
             event.refresh_styles = False
+        if not getattr(self, "_heap_settled", False):
+            # built once and kept: the widgets leave the cyclic collector's full sweeps (as the app's
+            # start does, app.settle_heap), which stop every thread for as long as they walk
+            self._heap_settled = True
+            self.call_after_refresh(gc.freeze)  # type: ignore[attr-defined]
         self.settled("resumed")
 
     def _stamp(self, what: str, token: Any) -> None:

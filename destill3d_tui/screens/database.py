@@ -201,14 +201,19 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
 
     def action_show_stats(self) -> None:
         tabs = self.query_one(TabbedContent)
-        if tabs.active == "tab-stats":
-            self.load_stats()  # already shown: s reads them again
-        tabs.active = "tab-stats"
+        # asked at the key, not when the tab's activation comes round: the read runs while the tab is laid out
+        self.load_stats()  # (already shown: s reads them again)
+        if tabs.active != "tab-stats":
+            self._stats_asked = True
+            tabs.active = "tab-stats"
 
     @on(TabbedContent.TabActivated, "#db-tabs")
     def _tab_shown(self) -> None:
         """The charts are read when their tab is shown (by key or mouse), not on every visit to F5."""
         if self.query_one(TabbedContent).active == "tab-stats":
+            if getattr(self, "_stats_asked", False):
+                self._stats_asked = False  # the key asked already
+                return
             self.load_stats()
 
     def load_stats(self) -> None:

@@ -23,6 +23,9 @@ from destill3d_tui.engine.store.snapshot import Snapshot
 from .test_sharded_export import bulk_store
 
 N, SHARD = 500, 120
+FAIL_AFTER = 20
+"""Writes that succeed before the disk is full: past the first train shard (closed in the fourth
+batch of 50, so by the twelfth write whichever thread makes it), well before the last of ~30."""
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +87,7 @@ def test_a_writer_thread_failure_stops_the_export_and_it_resumes(
     def full_disk(real):
         def fail(*args, **kwargs):
             calls["n"] += 1
-            if calls["n"] > 12:
+            if calls["n"] > FAIL_AFTER:
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real(*args, **kwargs)
 

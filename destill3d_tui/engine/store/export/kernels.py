@@ -19,41 +19,40 @@ from .. import quantize as q
 
 
 @kernel
-def _dequantize12(data: np.ndarray, count: int, lo: float, hi: float) -> np.ndarray:
-    """12-bit little-endian bit stream -> ``count`` float32 values over [lo, hi] (as q.dequantize).
+def _dequantize12(data: np.ndarray, count: int, table: np.ndarray) -> np.ndarray:
+    """12-bit little-endian bit stream -> ``count`` float32 values, ``table[raw]`` each.
 
     Two values are three bytes: read a pair at a time (no per-value bounds checks or shifts by a
     variable amount); the caller checks that ``data`` holds ``count`` values."""
     out = np.empty(count, np.float32)
-    span = hi - lo
     for p in range(count // 2):
         b0 = np.uint32(data[3 * p])
         b1 = np.uint32(data[3 * p + 1])
         b2 = np.uint32(data[3 * p + 2])
-        out[2 * p] = np.float32(float(b0 | ((b1 & np.uint32(0xF)) << np.uint32(8))) / 4095.0 * span + lo)
-        out[2 * p + 1] = np.float32(float((b1 >> np.uint32(4)) | (b2 << np.uint32(4))) / 4095.0 * span + lo)
+        out[2 * p] = table[b0 | ((b1 & np.uint32(0xF)) << np.uint32(8))]
+        out[2 * p + 1] = table[(b1 >> np.uint32(4)) | (b2 << np.uint32(4))]
     if count % 2:  # the last value starts on a byte (its index is even)
         b = 3 * (count // 2)
         word = np.uint32(data[b])
         if b + 1 < data.shape[0]:
             word |= (np.uint32(data[b + 1]) & np.uint32(0xF)) << np.uint32(8)
-        out[count - 1] = np.float32(float(word) / 4095.0 * span + lo)
+        out[count - 1] = table[word]
     return out
 
 
 @kernel
-def _normals12(data: np.ndarray, n: int) -> np.ndarray:
+def _normals12(data: np.ndarray, n: int, table: np.ndarray) -> np.ndarray:
     """12-bit octahedral pairs (three bytes a normal) -> (n, 3) float32 unit normals.
 
-    As ``q.decode_normals``: each coordinate dequantized over [-1, 1] and rounded to float32,
-    then unfolded in float64 (q.oct_decode), in one pass with no temporaries."""
+    As ``q.decode_normals``: each coordinate dequantized (``table``, float32), then unfolded in
+    float64 (q.oct_decode), in one pass with no temporaries."""
     out = np.empty((n, 3), np.float32)
     for i in range(n):
         b0 = np.uint32(data[3 * i])
         b1 = np.uint32(data[3 * i + 1])
         b2 = np.uint32(data[3 * i + 2])
-        x = float(np.float32(float(b0 | ((b1 & np.uint32(0xF)) << np.uint32(8))) / 4095.0 * 2.0 + -1.0))
-        y = float(np.float32(float((b1 >> np.uint32(4)) | (b2 << np.uint32(4))) / 4095.0 * 2.0 + -1.0))
+        x = float(table[b0 | ((b1 & np.uint32(0xF)) << np.uint32(8))])
+        y = float(table[(b1 >> np.uint32(4)) | (b2 << np.uint32(4))])
         z = 1.0 - abs(x) - abs(y)
         t = max(-z, 0.0)
         x = x - (t if x >= 0 else -t)
@@ -67,12 +66,17 @@ def _normals12(data: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+UNIT12 = (np.arange(4096, dtype=np.float64) / 4095 * 2.0 + -1.0).astype(np.float32)
+"""Every 12-bit level's value over [-1, 1]: q.dequantize's own arithmetic (``raw / levels * (hi -
+lo) + lo`` in float64, then float32), once, so a value costs a table read, not a division."""
+
+
 def points(data: bytes, n: int) -> np.ndarray:
     """(n, 3) float32 points of a compact snapshot."""
     raw = np.frombuffer(data, np.uint8)
     if q.POINT_BITS != 12 or raw.size * 8 < n * 3 * 12:
         return q.dequantize(data, -1.0, 1.0, q.POINT_BITS, n * 3).reshape(n, 3)
-    return _dequantize12(raw, n * 3, -1.0, 1.0).reshape(n, 3)
+    return _dequantize12(raw, n * 3, UNIT12).reshape(n, 3)
 
 
 def normals(data: bytes, n: int) -> np.ndarray:
@@ -80,4 +84,4 @@ def normals(data: bytes, n: int) -> np.ndarray:
     raw = np.frombuffer(data, np.uint8)
     if q.NORMAL_BITS != 12 or raw.size < n * 3:
         return q.decode_normals(data, n)
-    return _normals12(raw, n)
+    return _normals12(raw, n, UNIT12)

@@ -41,18 +41,19 @@ def _dequantize12(data: np.ndarray, count: int, table: np.ndarray) -> np.ndarray
 
 
 @kernel
-def _normals12(data: np.ndarray, n: int, table: np.ndarray) -> np.ndarray:
+def _normals12(data: np.ndarray, n: int) -> np.ndarray:
     """12-bit octahedral pairs (three bytes a normal) -> (n, 3) float32 unit normals.
 
-    As ``q.decode_normals``: each coordinate dequantized (``table``, float32), then unfolded in
-    float64 (q.oct_decode), in one pass with no temporaries."""
+    As ``q.decode_normals``: each coordinate dequantized over [-1, 1] and rounded to float32,
+    then unfolded in float64 (q.oct_decode), in one pass with no temporaries. (Reading the
+    coordinates from :data:`UNIT12` measured slower here: 18 against 12 us.)"""
     out = np.empty((n, 3), np.float32)
     for i in range(n):
         b0 = np.uint32(data[3 * i])
         b1 = np.uint32(data[3 * i + 1])
         b2 = np.uint32(data[3 * i + 2])
-        x = float(table[b0 | ((b1 & np.uint32(0xF)) << np.uint32(8))])
-        y = float(table[(b1 >> np.uint32(4)) | (b2 << np.uint32(4))])
+        x = float(np.float32(float(b0 | ((b1 & np.uint32(0xF)) << np.uint32(8))) / 4095.0 * 2.0 + -1.0))
+        y = float(np.float32(float((b1 >> np.uint32(4)) | (b2 << np.uint32(4))) / 4095.0 * 2.0 + -1.0))
         z = 1.0 - abs(x) - abs(y)
         t = max(-z, 0.0)
         x = x - (t if x >= 0 else -t)
@@ -84,4 +85,4 @@ def normals(data: bytes, n: int) -> np.ndarray:
     raw = np.frombuffer(data, np.uint8)
     if q.NORMAL_BITS != 12 or raw.size < n * 3:
         return q.decode_normals(data, n)
-    return _normals12(raw, n, UNIT12)
+    return _normals12(raw, n)

@@ -97,7 +97,6 @@ class ExportModal(Settles, ModalScreen[None]):
             field.cursor_blink = cursor_blink
         self._recall()
         self.query_one("#export-path", Input).focus()
-        self.call_after_refresh(self.count_plan)  # the fields first: counting competes with their paint
 
     def _filters_line(self) -> str:
         return f"filters: {self.filters.describe() if self.filters else 'none (everything)'}"
@@ -113,8 +112,10 @@ class ExportModal(Settles, ModalScreen[None]):
             self.query_one(ProgressBar).update(total=None, progress=0)
         self._recall()
         self.query_one("#export-path", Input).focus()
-        # the fields come up first, then the count: the engine's pass over the matching rows is a
-        # Python thread that shares the interpreter with the UI and slowed the dialog's paint
+
+    def on_screen_resume(self) -> None:
+        # the fields come up first, then the count (after the refresh that painted them): the
+        # engine's pass over the matching rows is a Python thread sharing the interpreter with the UI
         self.call_after_refresh(self.count_plan)
 
     @property

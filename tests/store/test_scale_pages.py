@@ -98,3 +98,28 @@ def test_the_writers_single_insert_still_raises_peewees_integrity_error(db_url: 
     with pytest.raises(pw.IntegrityError), store.atomic():
         service.insert_snapshot(store, first, template)
     store.close()
+
+
+def test_db_query_after_an_id_lists_the_next_page_as_offset_does(tmp_path, template: bytes, capsys) -> None:  # noqa: F811
+    """`db query --after ID`: the keyset page a script asks for a million rows down (issue 18)."""
+    import json
+
+    from destill3d_tui.cli import main
+
+    db = tmp_path / "d3d.db"
+    store = Store(f"sqlite:///{db}")
+    insert(store, template, 0, 30)
+    store.close()
+
+    def ids(*args: str) -> list[str]:
+        assert main(["--db", str(db), "db", "query", "--json", *args]) == 0
+        return [json.loads(line)["snapshot_id"] for line in capsys.readouterr().out.splitlines()]
+
+    first = ids("--limit", "7")
+    assert ids("--limit", "7", "--after", first[-1]) == ids("--limit", "7", "--offset", "7")
+    assert ids("--limit", "50", "--after", first[-1][:12]) == ids("--limit", "50", "--offset", "7")  # a prefix
+    chair = ids("--label", "chair", "--limit", "3")
+    assert ids("--label", "chair", "--limit", "3", "--after", chair[-1]) == ids("--label", "chair", "--limit", "3",
+                                                                                "--offset", "3")  # fmt: skip
+    assert main(["--db", str(db), "db", "query", "--after", first[0], "--offset", "2"]) != 0
+    assert "give one" in capsys.readouterr().err

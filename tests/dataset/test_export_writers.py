@@ -18,11 +18,13 @@ from destill3d_tui.engine.store.db import Store
 from destill3d_tui.engine.store.export import webdataset
 from destill3d_tui.engine.store.export.common import ExportRecord
 from destill3d_tui.engine.store.export.shards import STATE_FILE
+from destill3d_tui.engine.store.export.stream import decode_arrays
 from destill3d_tui.engine.store.snapshot import Snapshot
 
 from .test_sharded_export import bulk_store
 
 N, SHARD = 500, 120
+KNOWN: dict = {}  # what the fixture stored: owners (snapshot id -> template), truth (template -> arrays)
 FAIL_AFTER = 20
 """Writes that succeed before the disk is full: past the first train shard (closed in the fourth
 batch of 50, so by the twelfth write whichever thread makes it), well before the last of ~30."""
@@ -31,9 +33,32 @@ batch of 50, so by the twelfth write whichever thread makes it), well before the
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory, family_snapshots: dict[str, list[Snapshot]]):
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('writers') / 'd3d.db'}")
-    bulk_store(store, [family_snapshots["teapot"][0], family_snapshots["socket"][0]], N)
+    templates = [family_snapshots["teapot"][0], family_snapshots["socket"][0]]
+    KNOWN["owners"] = bulk_store(store, templates, N)  # snapshot id -> template index
+    KNOWN["truth"] = [decode_arrays(t.to_bytes(), False)[:2] for t in templates]
     yield DatasetService(store)
     store.close()
+
+
+def test_parquet_row_groups_keep_their_clouds_when_buffers_are_reused(
+    small: DatasetService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row groups of 7 rows: the cloud buffers go round many times; every row still has its own cloud."""
+    from destill3d_tui.engine.store.export import parquet
+
+    monkeypatch.setattr(parquet, "ROWS_PER_GROUP", 7)
+    small.export("parquet", tmp_path / "p", shard_rows=SHARD, batch=50)
+    seen = 0
+    for path in sorted((tmp_path / "p" / "data").glob("*.parquet")):
+        assert pq.ParquetFile(path).metadata.num_row_groups > 2
+        table = pq.read_table(path, columns=["snapshot_id", "points", "normals"])
+        points = table.column("points").combine_chunks().flatten().flatten().to_numpy().reshape(-1, 2048, 3)
+        normals = table.column("normals").combine_chunks().flatten().flatten().to_numpy().reshape(-1, 2048, 3)
+        for sid, p, n in zip(table.column("snapshot_id").to_pylist(), points, normals, strict=True):
+            want = KNOWN["truth"][KNOWN["owners"][sid]]
+            assert np.array_equal(p, want[0]) and np.array_equal(n, want[1]), sid
+            seen += 1
+    assert seen == N
 
 
 def _records() -> list[ExportRecord]:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 EXPORT_SCREEN = "export"
 """The dialog is built once and installed under this name; each ``e`` reopens it (mounting its
 fields again cost more than half a second on a busy machine)."""
+IDLE_TOTAL = 1
+"""The progress bar's total while no export runs: a still, empty bar."""
 FORMATS = ("hdf5", "numpy", "parquet", "webdataset", "tfrecord", "modelnet")
 POLICIES = ("research", "commercial", "any")
 
@@ -85,7 +87,8 @@ class ExportModal(Settles, ModalScreen[None]):
                 yield Label("licences", classes="export-label")
                 yield Select([(p, p) for p in POLICIES], value="research", allow_blank=False, id="export-policy")
                 yield Checkbox("depth views", id="export-views")
-            yield ProgressBar(total=None, id="export-progress", show_eta=False)
+            # idle: an empty bar; indeterminate (animated, 15 repaints a second) only while exporting
+            yield ProgressBar(total=IDLE_TOTAL, id="export-progress", show_eta=False)
             yield Static("ctrl+s starts · escape closes", id="export-status", markup=False)
             with Horizontal(classes="export-row"):
                 yield Button("Export", id="export-start", variant="primary")
@@ -109,7 +112,7 @@ class ExportModal(Settles, ModalScreen[None]):
         if not self.running:
             self.cancel = threading.Event()
             self.query_one("#export-status", Static).update("ctrl+s starts · escape closes")
-            self.query_one(ProgressBar).update(total=None, progress=0)
+            self.query_one(ProgressBar).update(total=IDLE_TOTAL, progress=0)
         self._recall()
         self.query_one("#export-path", Input).focus()
 
@@ -170,6 +173,7 @@ class ExportModal(Settles, ModalScreen[None]):
         bridge.remember("export.path", output)
         bridge.remember("export.format", fmt)
         self.running, cancel = True, self.cancel
+        self.query_one(ProgressBar).update(total=None, progress=0)  # moving until the first progress event
         self.query_one("#export-status", Static).update(f"exporting {fmt} to {output}… (escape cancels)")
 
         def export(d3d: Any) -> Any:

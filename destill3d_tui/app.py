@@ -66,6 +66,10 @@ class Destill3DApp(App[int]):
 
         self.MODES = dict(MODE_SCREENS)
         super().__init__()
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            # no animations unless asked for: a tab's sliding underline repainted the tab bar every
+            # frame for 0.3 s after each tab key, on the same thread (and cores) as the key's answer
+            self.animation_level = "none"
         self.bridge = EngineBridge(self, engine)
         self.live = LiveState(clock=clock)
         self.clock = clock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
+from textual.worker import WorkerCancelled
 
 from destill3d_tui.app import Destill3DApp
 from destill3d_tui.engine.api import Destill3D
@@ -31,6 +33,19 @@ async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float =
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await pilot.pause(0.05)
+
+
+async def settle(app: Destill3DApp) -> None:
+    """Wait for every worker of the app; one the app cancelled is not a failure.
+
+    Textual's ``workers.wait_for_complete()`` raises ``WorkerCancelled`` when a worker was
+    cancelled while it waited, and screens cancel their own requests when a newer one replaces
+    them (an exclusive group), so that wait failed a test at random under load.
+    """
+    outcomes = await asyncio.gather(*(worker.wait() for worker in list(app.workers)), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, WorkerCancelled):
+            raise outcome
 
 
 def make_app(engine: Destill3D, **kw: object) -> Destill3DApp:
@@ -58,7 +73,7 @@ async def test_function_keys_switch_modes_and_titles_name_them(seeded: Destill3D
         await pilot.pause()
         assert isinstance(app.screen, CommandPalette)
         await pilot.press("escape")
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_command_palette_offers_every_screen_action(seeded: Destill3D) -> None:
@@ -74,7 +89,7 @@ async def test_command_palette_offers_every_screen_action(seeded: Destill3D) -> 
         await command.callback()
         await wait_for(pilot, lambda: isinstance(app.screen, DatabaseScreen))
         await wait_for(pilot, lambda: app.screen.query_one("#db-tabs").active == "tab-stats")
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_rotating_the_point_cloud_with_arrow_keys(seeded: Destill3D) -> None:
@@ -97,7 +112,7 @@ async def test_rotating_the_point_cloud_with_arrow_keys(seeded: Destill3D) -> No
         table = app.screen.query_one("#snap-list", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1)
         assert str(table.get_row_at(0)[2]) == "rabbit"
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_running_a_database_query_from_the_form(seeded: Destill3D) -> None:
@@ -122,7 +137,7 @@ async def test_running_a_database_query_from_the_form(seeded: Destill3D) -> None
         await wait_for(pilot, lambda: isinstance(app.screen, SnapshotsScreen))
         shown = app.screen
         await wait_for(pilot, lambda: shown.current is not None and shown.current.provenance.title == "rabbit")
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_queueing_local_files_they_reach_stored_on_the_board(engine: Destill3D, model_folder: Path) -> None:
@@ -145,7 +160,7 @@ async def test_queueing_local_files_they_reach_stored_on_the_board(engine: Desti
         await pilot.press("f3")
         board = app.screen.query_one(StageBoard)
         await wait_for(pilot, lambda: board.counts.get("stored") == 2, timeout=90)
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_exporting_a_dataset_from_the_database_screen(seeded: Destill3D, tmp_path: Path) -> None:
@@ -170,7 +185,7 @@ async def test_exporting_a_dataset_from_the_database_screen(seeded: Destill3D, t
         assert str(out) in str(status.render()) and "4 snapshots" in str(status.render())
         bar = dialog.query_one(ProgressBar)
         assert bar.total and bar.progress == bar.total
-        await app.workers.wait_for_complete()
+        await settle(app)
     assert out.is_dir() and any(out.iterdir())
 
 
@@ -193,7 +208,7 @@ async def test_similar_models_and_enter_jumps_to_one(seeded: Destill3D) -> None:
         assert screen.query_one(TabbedContent).active == "tab-cloud"
         listing = screen.query_one("#snap-list", DataTable)
         assert listing.coordinate_to_cell_key(listing.cursor_coordinate).row_key.value == target
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_predictions_and_depth_views(engine: Destill3D, corpus_dir: Path) -> None:
@@ -220,4 +235,4 @@ async def test_predictions_and_depth_views(engine: Destill3D, corpus_dir: Path) 
         await pilot.press("n")
         assert views.index == 1
         assert "view 2/12" in views.render().plain
-        await app.workers.wait_for_complete()
+        await settle(app)

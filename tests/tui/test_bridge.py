@@ -15,7 +15,7 @@ from destill3d_tui.engine.api import Destill3D
 from destill3d_tui.screens.database import DatabaseScreen
 
 from .conftest import frozen_clock
-from .test_app_pilot import SIZE, wait_for
+from .test_app_pilot import SIZE, settle, wait_for
 
 UI_PACKAGES = ("destill3d_tui.app", "destill3d_tui.bridge", "destill3d_tui.screens", "destill3d_tui.widgets",
                "destill3d_tui.live")
@@ -84,7 +84,7 @@ async def test_a_reply_for_a_dismissed_screen_is_dropped(engine: Destill3D) -> N
         modal.dismiss()
         await pilot.pause()
         release.set()
-        await app.workers.wait_for_complete()
+        await settle(app)
         await pilot.pause(0.1)
         assert modal.answers == []  # dropped, and no error on the screen below
         assert not app._notifications  # nothing went wrong, nothing to say

@@ -25,7 +25,7 @@ from tests.fakes.server import Reply
 from tests.fakes.sketchfab import FakeSketchfab
 
 from .conftest import frozen_clock, seed_snapshots
-from .test_app_pilot import make_app, wait_for
+from .test_app_pilot import make_app, settle, wait_for
 
 MAIN_LIST = {"search": "results", "queue": "queue-table", "snapshots": "snap-list", "database": "db-results"}
 """Each mode's main list: where focus starts and where Escape brings it back."""
@@ -62,7 +62,7 @@ async def test_every_screen_fits_and_escape_returns_to_the_list(seeded: Destill3
             await wait_for(pilot, lambda: table.row_count == 4)
             assert [str(c.label) for c in table.ordered_columns][:2] == ["label", "conf"]
             assert table.region.width >= sum(c.get_render_width(table) for c in table.ordered_columns[:2])
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_f4_tabs_and_arrows_move_the_list_not_the_cloud(seeded: Destill3D) -> None:
@@ -79,7 +79,7 @@ async def test_f4_tabs_and_arrows_move_the_list_not_the_cloud(seeded: Destill3D)
         assert "esc" in {k.key_display for k in app.screen.query_one(Footer).query(FooterKey)}
         await pilot.press("escape")
         assert app.focused is table
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_help_and_palette_name_keys_not_internals(seeded: Destill3D, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,7 +105,7 @@ async def test_help_and_palette_name_keys_not_internals(seeded: Destill3D, monke
         await pilot.press("4")
         rates = str(app.screen.query_one("#rates").render())
         assert "no platform has been used" not in rates and "local files need none" in rates
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_export_dialog_starts_on_the_path_and_remembers_it(seeded: Destill3D, tmp_path: Path) -> None:
@@ -132,7 +132,7 @@ async def test_export_dialog_starts_on_the_path_and_remembers_it(seeded: Destill
         await wait_for(pilot, lambda: "written to" in str(status.render()), timeout=60)
         assert str(out) in str(status.render())
         await pilot.press("escape")
-        await app.workers.wait_for_complete()
+        await settle(app)
     assert (out / "train.npz").exists() or any(out.iterdir())
     # a new session on the same database opens the dialog with that path and format
     again = make_app(seeded, initial_mode="database")
@@ -144,7 +144,7 @@ async def test_export_dialog_starts_on_the_path_and_remembers_it(seeded: Destill
         assert again.screen.query_one("#export-path", Input).value == str(out)
         assert again.screen.query_one("#export-format", Select).value == "numpy"
         await pilot.press("escape")
-        await again.workers.wait_for_complete()
+        await settle(again)
 
 
 async def test_folder_picker_starts_at_the_typed_folder_and_goes_up(engine: Destill3D, model_folder: Path) -> None:
@@ -179,7 +179,7 @@ async def test_folder_picker_starts_at_the_typed_folder_and_goes_up(engine: Dest
         await wait_for(pilot, lambda: isinstance(app.screen, FolderPicker))
         assert app.screen.folder == inner
         await pilot.press("escape")
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 def test_folder_completion() -> None:
@@ -204,7 +204,7 @@ async def test_live_counts_follow_stored_events(engine: Destill3D, corpus_dir: P
         added = seed_snapshots(engine, corpus_dir, files=("obj/rabbit.obj",))[0]
         engine.events.emit(ItemStored(queue_id=2, model_id="local:rabbit", snapshot_id=added))
         await wait_for(pilot, lambda: app.screen.total == 3, timeout=5)
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 @pytest.fixture
@@ -243,7 +243,7 @@ async def test_a_running_search_says_so_and_escape_cancels_it(slow_search: Desti
         await pilot.press("escape")
         assert "search cancelled" in str(status.render()) and not screen.searching
         assert app.focused is screen.query_one("#results", DataTable)
-        await app.workers.wait_for_complete()  # the answer came after the cancel: dropped
+        await settle(app)  # the answer came after the cancel: dropped
         await pilot.pause(0.1)
         assert screen.query_one("#results", DataTable).row_count == 0
 
@@ -285,4 +285,4 @@ async def test_pages_are_read_by_key_in_the_query_order(seeded: Destill3D) -> No
         assert [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(50)] == third
         await pilot.press("right_square_bracket", "left_square_bracket")
         await wait_for(pilot, lambda: app.screen.page == 1 and table.row_count == 100)
-        await app.workers.wait_for_complete()
+        await settle(app)

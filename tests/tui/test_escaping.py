@@ -13,7 +13,7 @@ from destill3d_tui.screens.errors import ErrorModal
 from destill3d_tui.widgets.text import plain
 
 from .conftest import frozen_clock, seed_snapshots
-from .test_app_pilot import SIZE, wait_for
+from .test_app_pilot import SIZE, settle, wait_for
 
 
 def test_plain_keeps_brackets() -> None:
@@ -45,7 +45,7 @@ async def test_titles_and_errors_with_markup_render_literally(engine: Destill3D,
         await wait_for(pilot, lambda: bool(app._notifications))
         note = list(app._notifications)[-1]
         assert note.message.endswith("[WIP] toast") and note.markup is False and note.title == "Refresh failed"
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 CONTROL = "\x1b]0;pwned\x07\x1b[2J\x9b\u202e"  # would retitle and clear the terminal, reorder the line
@@ -72,4 +72,4 @@ async def test_titles_with_terminal_escapes_render_escaped(engine: Destill3D, co
         app.post_message(EngineFailed("Query failed", FormatError(f"cannot read {CONTROL}x.stl"), modal=True))
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
         assert app.screen.query_one(TextArea).text.endswith("cannot read \\x1b]0;pwned\\x07\\x1b[2J\\x9b\\u202ex.stl")
-        await app.workers.wait_for_complete()
+        await settle(app)

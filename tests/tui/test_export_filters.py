@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Input, Static
 from destill3d_tui.engine.api import Destill3D
 from destill3d_tui.screens.export_dialog import ExportModal
 
-from .test_app_pilot import SIZE, make_app, wait_for
+from .test_app_pilot import SIZE, make_app, settle, wait_for
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ async def test_export_dialog_writes_what_f5_counted(varied: Destill3D, tmp_path:
         status = dialog.query_one("#export-status", Static)
         await wait_for(pilot, lambda: "written to" in str(status.render()), timeout=60)
         assert str(status.render()).startswith(f"{expected} snapshots written to {out}")
-        await app.workers.wait_for_complete()
+        await settle(app)
     assert len(json.loads((out / "attribution.json").read_text())["objects"]) == expected
 
 
@@ -81,7 +81,7 @@ async def test_export_dialog_counts_the_licence_policy(varied: Destill3D) -> Non
         app.screen.query_one("#export-policy").value = "commercial"
         await wait_for(pilot, lambda: "3 will be written" in str(count.render()))
         assert "1 left out (1 licence (commercial): CC-BY-NC-4.0" in str(count.render())
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_snapshot_filter_finds_labels_and_terms(varied: Destill3D) -> None:
@@ -98,4 +98,4 @@ async def test_snapshot_filter_finds_labels_and_terms(varied: Destill3D) -> None
         app.screen.query_one("#snap-filter", Input).value = "since:someday"
         count = app.screen.query_one("#snap-count", Static)
         await wait_for(pilot, lambda: str(count.render()).startswith("filter: since must be a date"))
-        await app.workers.wait_for_complete()
+        await settle(app)

@@ -15,7 +15,7 @@ from destill3d_tui.screens.queue_detail import QueueItemModal
 from destill3d_tui.widgets.stage_board import StageBoard
 
 from .conftest import frozen_clock
-from .test_app_pilot import SIZE, wait_for
+from .test_app_pilot import SIZE, settle, wait_for
 
 
 def bulk_queue(engine: Destill3D, total: int) -> None:
@@ -62,7 +62,7 @@ async def test_priority_cancel_and_details(engine: Destill3D, model_folder: Path
         shown = str(app.screen.query_one("#item-text").render())
         assert "cancelled by the user" in shown and "attempts" in shown
         await pilot.press("escape")
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_failures_retry_pause_resume_and_quit_drains(engine: Destill3D, tmp_path: Path) -> None:
@@ -104,4 +104,4 @@ async def test_a_large_queue_is_paged_not_loaded(engine: Destill3D) -> None:
         elapsed = time.monotonic() - started
         assert table.row_count == PAGE_SIZE
         assert elapsed < 10, f"paging a {total}-item queue took {elapsed:.1f}s"
-        await app.workers.wait_for_complete()
+        await settle(app)

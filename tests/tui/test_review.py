@@ -13,7 +13,7 @@ from destill3d_tui.screens.database import DatabaseScreen
 from destill3d_tui.screens.review import Confirm, ReasonPicker, SuggestionPicker, TextPrompt
 from destill3d_tui.screens.snapshots import SnapshotsScreen
 
-from .test_app_pilot import SIZE, make_app, wait_for
+from .test_app_pilot import SIZE, make_app, settle, wait_for
 
 
 def _decisions(d3d: Destill3D) -> dict[str, str | None]:
@@ -62,7 +62,7 @@ async def test_accept_reject_label_on_f4_move_on_and_undo(seeded: Destill3D) -> 
         await pilot.press("u")
         await wait_for(pilot, lambda: _decisions(seeded)[second] is None)
         assert _decisions(seeded)[first] == "accepted"
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 def _id(d3d: Destill3D, title: str) -> str:
@@ -92,7 +92,7 @@ async def test_marked_selection_and_tags_on_f5(seeded: Destill3D) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, ReasonPicker))
         await pilot.press("tab", *"scanned upside down", "enter")
         await wait_for(pilot, lambda: seeded.review.state(_id(seeded, titles[3])).reason == "scanned upside down")
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_whole_query_asks_with_the_count(seeded: Destill3D) -> None:
@@ -117,7 +117,7 @@ async def test_whole_query_asks_with_the_count(seeded: Destill3D) -> None:
         await pilot.press("y")
         await wait_for(pilot, lambda: sorted(map(str, _decisions(seeded).values())) == ["None"] + ["accepted"] * 3)
         await wait_for(pilot, lambda: all(str(table.get_row_at(i)[0]).startswith("✓") for i in range(3)))
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_review_order_view(seeded: Destill3D) -> None:
@@ -139,7 +139,7 @@ async def test_review_order_view(seeded: Destill3D) -> None:
         await wait_for(pilot, lambda: table.row_count == 3 and "rabbit" not in str(table.get_row_at(0)[2]))
         await pilot.press("o")  # back to the plain list
         await wait_for(pilot, lambda: not screen.review_order and table.row_count == 4)
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_keep_one_of_a_near_duplicate_cluster(seeded: Destill3D) -> None:
@@ -166,7 +166,7 @@ async def test_keep_one_of_a_near_duplicate_cluster(seeded: Destill3D) -> None:
         assert seeded.review.state(_id(seeded, kept)).decision is None
         await wait_for(pilot, lambda: not any(str(table.get_row_at(i)[2]).endswith(" · duplicate")
                                               for i in range(table.row_count)))
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 async def test_teach_a_class_from_examples_and_label_the_nearest(seeded: Destill3D) -> None:
@@ -190,7 +190,7 @@ async def test_teach_a_class_from_examples_and_label_the_nearest(seeded: Destill
         await wait_for(pilot, lambda: sum(seeded.review.state(s).label_source == "few_shot" for s in offered) == 2)
         assert seeded.review.state(offered[0]).label_source == "model"
         assert seeded.review.state(offered[1]).label == "boat-toy"
-        await app.workers.wait_for_complete()
+        await settle(app)
 
 
 
@@ -221,11 +221,11 @@ async def test_unknown_shows_the_models_best_guess_beside_it(seeded: Destill3D) 
             await wait_for(pilot, lambda: labels().get("teapot") == "unknown · cup?")
             assert len(labels()) == 4, labels()
             assert not any("?" in text for title, text in labels().items() if title != "teapot")
-            await app.workers.wait_for_complete()
+            await settle(app)
     seeded.review.set_label([sid], "teapot")
     app = make_app(seeded, initial_mode="snapshots")
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one("#snap-list", DataTable)
         await wait_for(pilot, lambda: table.row_count == 4)
         await wait_for(pilot, lambda: "teapot*" in [str(table.get_row_at(i)[0]) for i in range(4)])
-        await app.workers.wait_for_complete()
+        await settle(app)

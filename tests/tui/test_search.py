@@ -16,7 +16,7 @@ from destill3d_tui.screens.search import SearchScreen
 from tests.fakes.sketchfab import FakeSketchfab
 
 from .conftest import frozen_clock
-from .test_app_pilot import SIZE, wait_for
+from .test_app_pilot import SIZE, settle, wait_for
 
 
 @pytest.fixture
@@ -66,4 +66,4 @@ async def test_search_page_select_and_queue(remote_engine: Destill3D) -> None:
         assert counts["queued"] >= 3
         rows = remote_engine.queue.list(stage="queued", limit=50)
         assert {r.platform for r in rows} == {"sketchfab"}
-        await app.workers.wait_for_complete()
+        await settle(app)

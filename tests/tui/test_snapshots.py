@@ -17,6 +17,7 @@ from destill3d_tui.widgets.bars import BarChart
 from destill3d_tui.widgets.pointcloud import PointCloudView
 
 from .conftest import frozen_clock
+from .test_app_pilot import settle as settle_workers
 from .test_app_pilot import wait_for
 
 SIZE = (100, 30)
@@ -27,7 +28,7 @@ def make_app(engine: Destill3D, mode: str) -> Destill3DApp:
 
 
 async def settle(pilot: Pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
+    await settle_workers(pilot.app)
     await pilot.pause()
 
 

@@ -1,13 +1,14 @@
 """One provenance mapping: the ``snapshots`` columns an exported object carries, and their keys.
 
-The export's write scan reads :data:`COLUMNS` into each record's metadata (:func:`from_row`);
+The export's write scan reads :data:`COLUMNS` into each record's metadata (:func:`from_row`,
+or :func:`tuple_reader` for its tuple rows);
 the attribution manifest takes its credit fields from that metadata (:func:`attribution`). A
 provenance field added here reaches both, under one name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 COLUMNS: dict[str, str] = {
@@ -44,6 +45,13 @@ ATTRIBUTION = ("title", "author", "source_url", "platform", "license", "license_
 def from_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """An exported object's provenance from its ``snapshots`` row (missing values as "")."""
     return {key: row[column] or "" for key, column in COLUMNS.items()}
+
+
+def tuple_reader(columns: Sequence[str], first: int = 0) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """:func:`from_row` for rows fetched as tuples whose values from position ``first`` on are
+    ``columns``: the positions are found once, so a row costs no dict of its columns."""
+    at = [(key, columns.index(column) + first) for key, column in COLUMNS.items()]
+    return lambda row: {key: row[i] or "" for key, i in at}
 
 
 def attribution(metadata: Mapping[str, Any]) -> dict[str, str]:

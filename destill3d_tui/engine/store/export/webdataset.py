@@ -28,14 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from .common import ExportLayout, ExportRecord
+from .common import JSON_TEXT, ExportLayout, ExportRecord
 from .shards import ShardedExporter, ShardWriter
 
 MTIME = 0
 """Members carry a fixed time, so the same export writes the same bytes."""
 BLOCK = 512
-META_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
-"""What ``json.dumps(meta, ensure_ascii=False, default=str)`` writes, without an encoder built per call."""
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -169,7 +167,7 @@ def members(record: ExportRecord, out: list[Any]) -> None:
     meta = {"snapshot_id": key, "label": record.label, "label_id": record.label_index, "split": record.split,
             **record.metadata}  # fmt: skip
     for suffix, data in ((b".cls", str(record.label_index).encode()),
-                         (b".json", META_JSON.encode(meta).encode())):  # fmt: skip
+                         (b".json", JSON_TEXT.encode(meta).encode())):  # fmt: skip
         out += (_fast_header(raw, keysum, suffix, len(data)), data, _ZEROS[: -len(data) % BLOCK])
 
 

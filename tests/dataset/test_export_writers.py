@@ -25,9 +25,11 @@ from .test_sharded_export import bulk_store
 
 N, SHARD = 500, 120
 KNOWN: dict = {}  # what the fixture stored: owners (snapshot id -> template), truth (template -> arrays)
-FAIL_AFTER = 20
-"""Writes that succeed before the disk is full: past the first train shard (closed in the fourth
-batch of 50, so by the twelfth write whichever thread makes it), well before the last of ~30."""
+FAIL_AFTER = 9
+"""Writes that succeed before the disk is full: past the first completed shard (train 0, closed
+after the 5th or 6th) and before the last of the 12 (Parquet: a row group a batch of 50) or 18
+(WebDataset: a batch, and the end marker at each close) the export makes, with shards written
+two at a time."""
 
 
 @pytest.fixture(scope="module")

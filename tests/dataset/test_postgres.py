@@ -36,3 +36,13 @@ def test_postgres_similar_duplicates_export(pg_store: Store, family_snapshots: d
     result = service.export("parquet", tmp_path / "pq", split="1:0:0")
     table = pq.read_table(tmp_path / "pq" / "data" / "train-00000-of-00001.parquet")
     assert result.count == 11 and table.num_rows == 11 and set(table.column("license_spdx").to_pylist()) == {"MIT"}
+
+    # two shards in flight, keyed by snapshot id: each shard a block of the ids in order, every object once
+    sharded = service.export("webdataset", tmp_path / "wd", split="1:0:0", shard_rows=3)
+    import webdataset as wds
+
+    shards = [[s["__key__"] for s in wds.WebDataset(str(p), shardshuffle=False)]
+              for p in sorted((tmp_path / "wd").glob("train-*.tar"))]  # fmt: skip
+    ids = [sid for shard in shards for sid in shard]
+    assert sharded.count == 11 and [len(s) for s in shards] == [3, 3, 3, 2] and ids == sorted(ids)
+    assert set(ids) == set(table.column("snapshot_id").to_pylist())

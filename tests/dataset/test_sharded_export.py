@@ -162,14 +162,109 @@ def test_interrupted_export_resumes_to_the_uninterrupted_result(big, tmp_path: P
     assert not list((tmp_path / "part").rglob("*.partial"))  # the open shards were removed, not left half
     second = service.export(fmt, tmp_path / "part", shard_rows=SHARD, batch=200)
     assert not second.interrupted and second.split_counts == whole.split_counts
-    files = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(tmp_path / "part") for p in (tmp_path / "part").rglob("*") if p.is_file())
+    _same_export(tmp_path / "whole", tmp_path / "part")
+
+
+def _same_export(whole: Path, part: Path) -> None:
+    """The same files with the same contents (Parquet: the same rows; the card aside)."""
+    files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(part) for p in part.rglob("*") if p.is_file())
     for rel in files:
-        a, b = tmp_path / "whole" / rel, tmp_path / "part" / rel
+        a, b = whole / rel, part / rel
         if rel.suffix == ".parquet":  # row groups follow the batches, so compare the rows
             assert pq.read_table(a).equals(pq.read_table(b))
         elif rel.name != "README.md":  # the card's only difference would be the run's options
             assert a.read_bytes() == b.read_bytes(), rel
+
+
+def _shard_ids(out: Path) -> dict[str, list[list[str]]]:
+    """split -> its shards in index order -> their snapshot ids in file order (read by pyarrow / webdataset)."""
+    import webdataset as wds
+
+    got: dict[str, list[list[str]]] = {}
+    for split, shards in json.loads((out / "index.json").read_text())["splits"].items():
+        for shard in shards:
+            path = out / shard["file"]
+            if path.suffix == ".parquet":
+                ids = pq.read_table(path, columns=["snapshot_id"]).column("snapshot_id").to_pylist()
+            else:
+                ids = [sample["__key__"] for sample in wds.WebDataset(str(path), shardshuffle=False)]
+            assert len(ids) == shard["rows"]
+            got.setdefault(split, []).append(ids)
+    return got
+
+
+def _completed(out: Path) -> dict[str, tuple[int, int]]:
+    """The shard files an interrupted export completed: name -> (inode, mtime), to see them untouched."""
+    return {str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in out.rglob("*") if p.suffix in (".parquet", ".tar")}  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_two_shards_in_flight_each_hold_a_block_of_their_split_in_key_order(big, tmp_path: Path, fmt: str) -> None:
+    """Two shards of a split are written at once; shard i still holds the i-th block of the split in key order."""
+    service, owners, _ = big
+    shard = 130  # train: 1,280 objects in 10 shards, the last of 110; val, test: 160 in 2
+    result = service.export(fmt, tmp_path / "out", shard_rows=shard, batch=50)
+    rowid = dict(service.store.execute("SELECT snapshot_id, rowid FROM snapshots").fetchall())
+    seen: list[str] = []
+    for split, shards in _shard_ids(tmp_path / "out").items():
+        assert [len(ids) for ids in shards[:-1]] == [shard] * (len(shards) - 1) and 0 < len(shards[-1]) <= shard
+        keys = [rowid[sid] for ids in shards for sid in ids]
+        assert keys == sorted(keys), split  # ascending within each shard and from one shard to the next
+        assert len(shards) == -(-result.split_counts[split] // shard)
+        seen += [sid for ids in shards for sid in ids]
+    assert len(seen) == N and set(seen) == set(owners)  # every object once
+
+
+def _interrupted(service: DatasetService, out: Path, fmt: str, shard: int, checks: int) -> dict:
+    first = service.export(fmt, out, shard_rows=shard, batch=200, cancel=CancelAfter(checks))
+    assert first.interrupted and not list(out.rglob("*.partial"))  # the open shards were removed
+    return json.loads((out / STATE_FILE).read_text())
+
+
+def _done(state: dict) -> dict[str, list[int]]:
+    return {split: sorted(d["index"] for d in shards) for split, shards in state["done"].items()}
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_resume_writes_exactly_the_missing_shards_when_a_later_one_completed(big, tmp_path: Path, fmt: str) -> None:
+    """Train: 450, 450 and 380 objects. Shard 1 is written beside shard 0, then beside shard 2, which is
+    smaller and completes first; cancelled then, the resumed export writes the missing shards and
+    nothing else, and equals an uninterrupted export."""
+    service, _, _ = big
+    whole = service.export(fmt, tmp_path / "whole", shard_rows=450, batch=200)
+    state = _interrupted(service, tmp_path / "part", fmt, shard=450, checks=7)
+    assert _done(state)["train"] == [0, 2]  # a gap: shard 2 complete, shard 1 was partial
+    kept = _completed(tmp_path / "part")
+    second = service.export(fmt, tmp_path / "part", shard_rows=450, batch=200)
+    assert not second.interrupted and second.split_counts == whole.split_counts
+    after = _completed(tmp_path / "part")
+    assert {name: after[name] for name in kept} == kept  # completed shards were not written again
+    missing = {s: sorted(set(range(n)) - set(_done(state).get(s, []))) for s, n in state["totals"].items()}
+    written = {n for n in after if n not in kept}
+    assert len(written) == sum(map(len, missing.values())) and any("train-00001" in n for n in written)
+    _same_export(tmp_path / "whole", tmp_path / "part")
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_a_state_file_of_the_earlier_layout_still_resumes(big, tmp_path: Path, fmt: str) -> None:
+    """Completed shards as a list from shard 0, no indexes and no key ranges (what exports wrote before
+    two shards of a split were written at once): the missing shards are planned after the last one."""
+    service, _, _ = big
+    whole = service.export(fmt, tmp_path / "whole", shard_rows=400, batch=200)
+    state = _interrupted(service, tmp_path / "part", fmt, shard=400, checks=3)
+    assert _done(state) == {"train": [0]}
+    del state["ranges"]
+    for shards in state["done"].values():
+        for d in shards:
+            del d["index"]
+    (tmp_path / "part" / STATE_FILE).write_text(json.dumps(state))
+    kept = _completed(tmp_path / "part")
+    second = service.export(fmt, tmp_path / "part", shard_rows=400, batch=200)
+    assert not second.interrupted and second.split_counts == whole.split_counts
+    assert {name: _completed(tmp_path / "part")[name] for name in kept} == kept
+    _same_export(tmp_path / "whole", tmp_path / "part")
 
 
 def test_resume_refuses_other_options(big, tmp_path: Path) -> None:

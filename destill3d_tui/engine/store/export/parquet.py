@@ -176,6 +176,7 @@ class ParquetExporter(ShardedExporter):
     name = "parquet"
     description = "Parquet shards in data/ (pyarrow, Hugging Face datasets)"
     suffix = ".parquet"
+    in_flight = 2  # each shard has its writer thread: two share a split's rows
 
     def shard_name(self, split: str, index: int, total: int) -> str:
         return f"data/{split}-{index:05d}-of-{total:05d}.parquet"

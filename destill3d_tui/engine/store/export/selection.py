@@ -46,13 +46,16 @@ def scan_key(store: Store) -> str:
 
 
 def keyset(store: Store, columns: str, where: str, params: list[Any], batch: int,
-           after: Any = None) -> Iterator[list[tuple]]:  # fmt: skip
-    """Batches of ``(key, *columns)`` rows matching ``where``, in key order, after ``after``."""
+           after: Any = None, through: Any = None) -> Iterator[list[tuple]]:  # fmt: skip
+    """Batches of ``(key, *columns)`` rows matching ``where``, in key order, after ``after`` and up
+    to ``through`` (None: no bound)."""
     key = scan_key(store)
     while True:
         cond, args = f"({where})", list(params)
         if after is not None:
             cond, args = f"{cond} AND {key} > ?", [*args, after]
+        if through is not None:
+            cond, args = f"{cond} AND {key} <= ?", [*args, through]
         sql = f"SELECT {key}, {columns} FROM snapshots WHERE {cond} ORDER BY {key} LIMIT ?"
         rows = store.execute(sql, [*args, batch]).fetchall()
         if not rows:
@@ -61,6 +64,15 @@ def keyset(store: Store, columns: str, where: str, params: list[Any], batch: int
         if len(rows) < batch:
             return
         after = rows[-1][0]
+
+
+def rows_by_key(store: Store, columns: str, where: str, params: list[Any], keys: list[Any]) -> list[tuple]:
+    """The ``(key, *columns)`` rows of ``keys`` that still match ``where``, in key order (one query;
+    on SQLite a rowid lookup per key, as fast a row as the keyset scan's)."""
+    key = scan_key(store)
+    marks = ",".join("?" * len(keys))
+    sql = f"SELECT {key}, {columns} FROM snapshots WHERE ({where}) AND {key} IN ({marks}) ORDER BY {key}"
+    return store.execute(sql, [*params, *keys]).fetchall() if keys else []
 
 
 def id_hash(snapshot_id: str) -> int:

@@ -1,18 +1,32 @@
-"""The write scan of an export: snapshots in key order, in large batches, decoded and routed
-to their split's open shard; completed shards are recorded so an interrupted export resumes.
+"""The write scan of an export: snapshots in key order, in batches, decoded and handed to the
+writer of their shard; completed shards are recorded so an interrupted export resumes.
 
-Memory is bounded by one batch of blobs plus what the open shards buffer (a row group, an HDF5
-slab, or a NumPy shard), never by the collection: the selection is compact arrays
-(:mod:`.selection`), attribution lines go to a file per shard as they are written, and the card
-is tallied from per-shard counts.
+Sharded formats (:class:`ShardedRun`): before the first write, a key-only pass (:mod:`.ranges`)
+fixes each shard's key range, shard ``i`` of a split being the ``i``-th block of
+``rows_per_shard`` of that split's selected records in key order, and the state file keeps them.
+A format whose shards have writer threads of their own (Parquet, WebDataset: ``in_flight = 2``)
+then writes two shards of each split at once, so two threads share the largest split's rows; each
+open shard reads its own keys (key-only pages of its range, kept to its split) and its blobs by
+key, so every record is read once and each shard is written in key order. One thread does all
+the reading and decoding (its Python work holds the interpreter lock, so a second reader would
+not run beside it) and hands the next batch to the open shard whose writer has the most rows
+left, counting its share of its split's shards not yet opened: the writers of all splits finish
+together, where served in turn the last train shard was written alone. A shard completes when
+its range is read; a kill can leave any set of shards complete, and the resumed export writes
+exactly the missing ones from their recorded ranges. Formats without shards (ModelNet folders,
+in-memory arrays) read one keyset scan, record by record (:meth:`StreamExport.run_records`).
+
+Memory is bounded by one batch of blobs plus what the open shards buffer (a few row groups per
+Parquet shard, an HDF5 slab, or a NumPy shard), never by the collection: the selection is compact
+arrays (:mod:`.selection`), the ranges one pair of keys per shard, attribution lines go to a file
+per shard as they are written, and the card is tallied from per-shard counts.
 
 Decoding stays in this process: with the compiled decode (:mod:`.kernels`) and the geometry
 read alone, a snapshot costs about 0.1 ms to read and decode (bench/scale.py prints both),
-comparable to what shipping its 48 KB of arrays back from a worker process would cost. The
-shard files are written by threads of their own (:mod:`.parquet`, :mod:`.webdataset`), so on
-the 2-core development machine the export's thread and the writers already keep both cores
-busy (30,000 snapshots to Parquet: 3.9 CPU-s here, 5.7 in the writers) and a worker process
-would have no idle core to run on.
+comparable to what shipping its 48 KB of arrays back from a worker process would cost. With two
+shards of a split written at once, the export's thread and the writers keep both cores of the
+2-core development machine busy (30,000 snapshots to Parquet in 5.1 s: 4.2 CPU-s here, 4.6 in
+the writers), so a worker process would have no idle core to run on.
 """
 
 from __future__ import annotations
@@ -33,16 +47,19 @@ import numpy as np
 
 from .. import provenance
 from ..snapshot import FORMAT_MAJOR, MAGIC, Snapshot, SnapshotFormatError, _unarray
-from . import common, kernels
+from . import common, kernels, ranges
 from .common import ExportLayout, ExportRecord
-from .selection import Selection, keyset
+from .selection import Selection, keyset, rows_by_key
 from .shards import PARTIAL, ExportState, ShardDone, ShardedExporter, ShardWriter
 
 if TYPE_CHECKING:
     from ..db import Store
 
-BLOB_BATCH = 1000
-"""Snapshots per keyset query of the write scan: about 23 MB of blobs, 100 MB decoded."""
+BLOB_BATCH = 250
+"""Snapshots per read of the write scan (about 6 MB of blobs, 12 MB decoded): a Parquet row group, so
+each open shard's writer is handed one row group at a time and the export's thread never waits long
+on one writer while another idles (30,000 to Parquet, in-process at load 1.0-1.4: 5,700-5,900/s;
+in batches of 1,000: 4,400-5,100)."""
 PROGRESS_EVERY_S = 0.1
 """Progress events at most ten times a second (a bar redraws no faster)."""
 ROW_COLUMNS = ("snapshot_id", *provenance.COLUMNS.values(), "best_guess", "snapshot_data")
@@ -115,19 +132,18 @@ class Tally:
 
 @dataclass
 class _Open:
-    """An open shard of one split, its pending records and its attribution lines."""
+    """An open shard: its writer, its keys still to read, its attribution lines, what it holds."""
 
     writer: ShardWriter
+    split: str
     index: int
     name: str
     attribution: Any  # text file
-    pending: list[ExportRecord] = field(default_factory=list)
+    keys: ranges.ShardKeys
+    capacity: int
+    last_key: Any = None
     labels: Counter[str] = field(default_factory=Counter)
     licences: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def rows(self) -> int:
-        return self.writer.rows + len(self.pending)
 
 
 class StreamExport:
@@ -166,8 +182,6 @@ class StreamExport:
         out = []
         for (row, _), split, label_index, confidence in zip(found, splits, labels, confidences, strict=True):
             key = row[0]
-            if not self._wanted(key, split):
-                continue
             try:
                 points, normals, shown = decode_arrays(row[_DATA], views)
             except SnapshotFormatError:
@@ -183,9 +197,6 @@ class StreamExport:
                                           label=sel.label_names[label_index], label_index=label_index, split=split,
                                           metadata=meta, views=shown if views else None)))  # fmt: skip
         return out
-
-    def _wanted(self, key: Any, split: str) -> bool:
-        return True
 
     def _report(self, done: int, final: bool = False) -> None:
         if self.progress and (final or time.monotonic() - self._last_progress >= PROGRESS_EVERY_S):
@@ -229,13 +240,15 @@ class StreamExport:
 
 
 class ShardedRun(StreamExport):
-    """The write scan of a sharded format, resumable from ``state``."""
+    """The write scan of a sharded format, resumable from ``state`` (see the module docstring)."""
 
     def __init__(self, *args: Any, state: ExportState, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.state = state
         self.sharded: ShardedExporter = self.exporter  # type: ignore[assignment]
-        self.open: dict[str, _Open] = {}
+        self.open: list[_Open] = []
+        self._waiting: dict[str, list[int]] = {}  # split -> missing shards not opened yet, ascending
+        self._counts = self.sel.split_counts()
         for split, shards in state.done.items():  # what a previous run completed
             for done in shards:
                 self.tally.labels.setdefault(split, Counter()).update(done.labels)
@@ -250,101 +263,120 @@ class ShardedRun(StreamExport):
         total = self.state.totals[split]
         return [self.sharded.shard_name(split, i, total) for i in range(total)]
 
-    def _wanted(self, key: Any, split: str) -> bool:
-        if self.state.completed(split) >= self.state.totals[split]:
-            return False
-        through = self.state.done_through(split)
-        # keys compare here as the scan ordered them: rowids, or (PostgreSQL) snapshot ids, which
-        # are UUID strings of one shape, so Python's order and the collation's agree
-        return through is None or key > through
-
     def run(self) -> bool:
         """Writes every missing shard; False when cancelled (completed shards stay recorded)."""
         self.sharded.begin(self.layout)
-        incomplete = [s for s in self.state.totals if self.state.completed(s) < self.state.totals[s]]
-        starts = [self.state.done_through(s) for s in incomplete]
-        after = None if not starts or None in starts else min(starts)
-        last_key = after
         try:
-            for rows in self._scan(after):
+            self._plan()
+            self._waiting = {s: self.state.missing(s) for s in self.state.totals}
+            while self._open_next():
                 if self._cancelled():
                     self._discard_open()
                     self.interrupted = True
                     return False
-                for key, record in self._records(rows):
-                    self._add(key, record)
-                last_key = rows[-1][0]
-                self._flush_pending()
-                self._report(self.state.rows_done() + sum(o.rows for o in self.open.values()))
-            self._close_remaining(last_key)
+                self._step(max(self.open, key=self._work_left))
+                self._report(self.state.rows_done() + sum(o.writer.rows for o in self.open))
         except BaseException:
             self._discard_open()
             raise
         self._report(self.state.rows_done(), final=True)
         return True
 
-    def _add(self, key: Any, record: ExportRecord) -> None:
-        shard = self.open.get(record.split) or self._open(record.split)
-        item = f"{shard.name}#{shard.rows}"
-        shard.pending.append(record)
-        licence = _licence(record)
-        shard.labels[record.label] += 1
-        shard.licences[licence] += 1
-        shard.attribution.write(common.JSON_TEXT.encode(common.attribution_entry(record, item)) + "\n")
-        if shard.rows >= shard.writer.capacity:
-            self._close(record.split, key)
+    def _plan(self) -> None:
+        """Key ranges for the missing shards that have none (a new export, or a state file of the earlier layout)."""
+        starts = {}
+        for split in self.state.totals:
+            missing = self.state.missing(split)
+            if any(self.state.key_range(split, i) is None for i in missing):
+                starts[split] = (missing[0], self.state.done_through(split))
+        if not starts:
+            return
+        planned = ranges.plan(self.store, self.sel, self.where, self.params, starts, self.state.rows_per_shard,
+                              self.state.totals)  # fmt: skip
+        for split, by_index in planned.items():
+            known = self.state.ranges.get(split) or []
+            self.state.ranges[split] = [by_index.get(i, known[i] if i < len(known) else None)
+                                        for i in range(self.state.totals[split])]  # fmt: skip
+        self.state.save(self.output)
 
-    def _open(self, split: str) -> _Open:
-        index = self.state.completed(split)
+    def _open_next(self) -> bool:
+        """Opens the next missing shards of each split, up to the format's ``in_flight``; False: none left."""
+        for split, waiting in self._waiting.items():
+            while waiting and sum(o.split == split for o in self.open) < self.sharded.in_flight:
+                self.open.append(self._open(split, waiting.pop(0)))
+        return bool(self.open)
+
+    def _work_left(self, shard: _Open) -> int:
+        """Rows its writer has still to write: its own, and its share of its split's shards not yet opened.
+
+        The next batch goes to the shard with the most, so the writers of all splits finish together
+        (served in turn, the last shard of the largest split would be written alone at the end)."""
+        lanes = sum(o.split == shard.split for o in self.open)
+        later = sum(self._capacity(shard.split, i) for i in self._waiting[shard.split])
+        return shard.capacity - shard.writer.rows + later // lanes
+
+    def _capacity(self, split: str, index: int) -> int:
+        """Records planned for shard ``index`` of ``split`` (fewer where some were deleted or are damaged)."""
+        count = self._counts.get(split, 0)
+        return max(0, min(self.state.rows_per_shard, count - index * self.state.rows_per_shard))
+
+    def _open(self, split: str, index: int) -> _Open:
         name = self.shard_names(split)[index]
-        count = self.sel.split_counts().get(split, 0)
-        capacity = max(0, min(self.state.rows_per_shard, count - index * self.state.rows_per_shard))
+        capacity = self._capacity(split, index)
+        key_range = self.state.key_range(split, index)
+        assert key_range is not None  # planned before any shard opens
+        keys = ranges.ShardKeys(self.store, self.sel, self.where, self.params, split, key_range)
         path = self.output / (name + PARTIAL)
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = self.sharded.open_shard(path, split, max(capacity, 1))
         handle = attribution_part(self.output, split, index).open("w", encoding="utf-8")
-        self.open[split] = _Open(writer=writer, index=index, name=name, attribution=handle)
-        return self.open[split]
+        return _Open(writer=writer, split=split, index=index, name=name, attribution=handle, keys=keys,
+                     capacity=capacity)  # fmt: skip
 
-    def _flush_pending(self) -> None:
-        for shard in self.open.values():
-            if shard.pending:
-                shard.writer.write(shard.pending)
-                shard.pending = []
+    def _step(self, shard: _Open) -> None:
+        """The shard's next batch: read by key, decoded, handed to its writer; closed after its last."""
+        keys = shard.keys.take(self.batch)
+        if keys:
+            rows = rows_by_key(self.store, _ROW_SELECT, self.where, self.params, keys)
+            records = [record for _, record in self._records(rows)]
+            for offset, record in enumerate(records):
+                self._add(shard, record, f"{shard.name}#{shard.writer.rows + offset}")
+            if records:
+                shard.writer.write(records)
+            shard.last_key = keys[-1]
+        if shard.keys.exhausted():
+            self._close(shard)
 
-    def _close(self, split: str, last_key: Any) -> None:
+    @staticmethod
+    def _add(shard: _Open, record: ExportRecord, item: str) -> None:
+        licence = _licence(record)
+        shard.labels[record.label] += 1
+        shard.licences[licence] += 1
+        shard.attribution.write(common.JSON_TEXT.encode(common.attribution_entry(record, item)) + "\n")
+
+    def _close(self, shard: _Open) -> None:
         """The shard is complete: close it, give it its final name, record it in the state file."""
-        shard = self.open.pop(split)
-        if shard.pending:
-            shard.writer.write(shard.pending)
-        shard.writer.close()
+        shard.writer.close()  # may raise a writer thread's error: the shard is still open, and discarded
         shard.attribution.close()
         (self.output / (shard.name + PARTIAL)).replace(self.output / shard.name)
-        rows = shard.writer.rows
+        self.open.remove(shard)
+        rows, split = shard.writer.rows, shard.split
         for label, n in shard.labels.items():
             self.tally.labels.setdefault(split, Counter())[label] += n
         self.tally.licences.update(shard.licences)
         self.tally.written[split] += rows
-        done = ShardDone(rows=rows, last_key=last_key, labels=dict(shard.labels), licences=dict(shard.licences))
-        self.state.done.setdefault(split, []).append(done)
+        self.state.record(split, ShardDone(rows=rows, last_key=shard.last_key, labels=dict(shard.labels),
+                                           licences=dict(shard.licences), index=shard.index))  # fmt: skip
         self.state.save(self.output)
 
-    def _close_remaining(self, last_key: Any) -> None:
-        """End of the scan: close open shards; planned shards left empty (rows deleted since) are written empty."""
-        for split in list(self.state.totals):
-            while self.state.completed(split) < self.state.totals[split]:
-                if split not in self.open:
-                    self._open(split)
-                self._close(split, last_key)
-
     def _discard_open(self) -> None:
-        for split, shard in list(self.open.items()):
+        for shard in self.open:
             shard.writer.discard()
             shard.attribution.close()
             with contextlib.suppress(OSError):
                 (self.output / (shard.name + PARTIAL)).unlink()
             with contextlib.suppress(OSError):
-                attribution_part(self.output, split, shard.index).unlink()
+                attribution_part(self.output, shard.split, shard.index).unlink()
         self.open.clear()
 
 

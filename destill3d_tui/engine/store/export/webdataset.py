@@ -211,6 +211,7 @@ class WebDatasetExporter(ShardedExporter):
     name = "webdataset"
     description = "WebDataset .tar shards (per-object .npy/.json members; PyTorch streaming loaders)"
     suffix = ".tar"
+    in_flight = 2  # each shard has its writer thread: two share a split's rows
 
     def open_shard(self, path: Path, split: str, capacity: int) -> ShardWriter:
         assert self.layout is not None

@@ -90,15 +90,22 @@ def judged(model_id: str, pts: np.ndarray, geo: np.ndarray, truth: np.ndarray) -
     from destill3d_tui.engine.classify.registry import ModelRegistry
 
     clf = OnnxClassifier(ModelRegistry().get(model_id), device="cpu")
+    # a model with an upright head is judged by it, on a longer shortlist, as the engine does
+    upright = bool(clf.model.upright_name)
+    judge, n_short = (clf._judge_upright, upaxis.UPRIGHT_SHORTLIST) if upright else (clf._judge_up, upaxis.SHORTLIST)
     rng, rots = np.random.default_rng(2), cube_rotations()  # the same draws as features_and_truth(seed=2)
-    short = np.argsort(-geo, axis=1, kind="stable")[:, : upaxis.SHORTLIST]
+    short = np.argsort(-geo, axis=1, kind="stable")[:, :n_short]
     conf = np.full(geo.shape, -np.inf)
     for i, p in enumerate(pts):
         laid, _ = lay(p, rng, rots)
-        conf[i, short[i]] = clf._judge_up(laid, [upaxis.SIGNED[k] for k in short[i]])
-    return {f"weight {w}": round(float(((geo + np.where(np.isinf(conf), -np.inf, w * conf)).argmax(1) == truth).mean()),
-                                   4)
-            for w in (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)}  # fmt: skip
+        conf[i, short[i]] = judge(laid, [upaxis.SIGNED[k] for k in short[i]])
+    found: dict = {}
+    for w in (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0):
+        total = geo + np.where(np.isinf(conf), -np.inf, w * conf)
+        found[f"weight {w}"] = round(float((total.argmax(1) == truth).mean()), 4)
+    found["judge"] = "upright head" if upright else "class confidence"
+    found["truth_in_shortlist"] = round(float((short == truth[:, None]).any(1).mean()), 4)
+    return found
 
 
 def main() -> None:

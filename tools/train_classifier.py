@@ -140,7 +140,8 @@ class SetAbstraction(nn.Module):
 class PN2KNN(nn.Module):
     """Compact PointNet++ (kNN grouping). forward(points (B,N,3)) -> (logits (B,C), embedding (B,E))."""
 
-    def __init__(self, n_classes: int = 40, width: int = 1, s1: int = 128, s2: int = 32, k: int = 16) -> None:
+    def __init__(self, n_classes: int = 40, width: int = 1, s1: int = 128, s2: int = 32, k: int = 16,
+                 upright: bool = False) -> None:  # fmt: skip
         super().__init__()
         w = width
         self.sa1 = SetAbstraction(s1, k, [3, 32 * w, 32 * w, 64 * w])
@@ -150,15 +151,21 @@ class PN2KNN(nn.Module):
         self.head = nn.Sequential(nn.Linear(512 * w, emb, bias=False), nn.BatchNorm1d(emb), nn.ReLU(inplace=True))
         self.drop = nn.Dropout(0.5)
         self.fc = nn.Linear(emb, n_classes)
+        # "is this cloud the right way up?" (one logit), from the same embedding: what the up-axis
+        # estimate asks of each candidate axis (engine/classify/upaxis.py)
+        self.up = nn.Linear(emb, 1) if upright else None
         self.ordered = False  # training sets True (precomputed FPS order); export leaves False
 
-    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(logits, embedding), and the upright logit (B, 1) when the model has that head."""
         xyz1, f1 = self.sa1(points, None, self.ordered)
         # FPS of an FPS-prefix is its own prefix, so the ordered shortcut stays valid one level down
         xyz2, f2 = self.sa2(xyz1, f1, self.ordered)
         g = self.glob(torch.cat([xyz2, f2], dim=-1)).amax(dim=1)
         emb = self.head(g)
-        return self.fc(self.drop(emb)), emb
+        if self.up is None:
+            return self.fc(self.drop(emb)), emb
+        return self.fc(self.drop(emb)), emb, self.up(emb)
 
 
 # ----------------------------------------------------------------------------- data
@@ -204,6 +211,42 @@ def augment_turn_only(pts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.stack([rotate_z(p, a) for p, a in zip(pts, rng.uniform(0, 2 * np.pi, len(pts)), strict=True)])
 
 
+# rotations taking a shape's up (+z) to each wrong signed axis: upside down (-z) half the time,
+# laid on a side (+-x, +-y) otherwise, what the up-axis estimate's wrong candidates look like
+_WRONG_UP = [
+    np.array([[1, 0, 0], [0, -1, 0], [0, 0, -1]], np.float32),  # up -> -z
+    np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], np.float32),  # up -> -y
+    np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float32),  # up -> +y
+    np.array([[0, 0, 1], [0, 1, 0], [-1, 0, 0]], np.float32),  # up -> +x
+    np.array([[0, 0, -1], [0, 1, 0], [1, 0, 0]], np.float32),  # up -> -x
+]
+
+
+def laid_wrong(pts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each (B, N, 3) z-up cloud turned about its up axis at random, then laid the wrong way up.
+
+    Upside down for half of them, on one of its four sides for the rest. Rotations keep the FPS
+    order valid (distances are unchanged).
+    """
+    out = np.empty_like(pts)
+    for i, p in enumerate(pts):
+        k = 0 if rng.random() < 0.5 else int(rng.integers(1, len(_WRONG_UP)))
+        out[i] = rotate_z(p, float(rng.uniform(0, 2 * np.pi))) @ _WRONG_UP[k].T
+    return out
+
+
+def upright_accuracy(model: PN2KNN, right: np.ndarray, wrong: np.ndarray, bs: int = 128) -> float:
+    """Share of clouds whose upright logit has the right sign (right-way-up > 0, wrong-way < 0)."""
+    model.eval()
+    hits = 0
+    with torch.no_grad():
+        for pts, sign in ((right, 1.0), (wrong, -1.0)):
+            for i in range(0, len(pts), bs):
+                up = model(torch.from_numpy(pts[i : i + bs]))[2][:, 0].numpy()
+                hits += int((sign * up > 0).sum())
+    return hits / (len(right) + len(wrong))
+
+
 # ----------------------------------------------------------------------------- train / eval
 def resume(
     path: Path, model: nn.Module, opt: torch.optim.Optimizer, rng: np.random.Generator
@@ -222,7 +265,7 @@ def predict(model: PN2KNN, pts: np.ndarray, bs: int = 128) -> tuple[np.ndarray, 
     model.eval()
     logits, embs = [], []
     for i in range(0, len(pts), bs):
-        lo, em = model(torch.from_numpy(pts[i : i + bs]))
+        lo, em = model(torch.from_numpy(pts[i : i + bs]))[:2]
         logits.append(lo.numpy())
         embs.append(em.numpy())
     return np.concatenate(logits), np.concatenate(embs)
@@ -232,6 +275,22 @@ def accuracy(logits: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[fl
     pred = logits.argmax(1)
     per = [float((pred[labels == c] == c).mean()) for c in range(n_classes) if (labels == c).any()]
     return float((pred == labels).mean()), float(np.mean(per))
+
+
+def step_loss(model: PN2KNN, xtr: np.ndarray, ytr: np.ndarray, sel: np.ndarray, rng: np.random.Generator,
+              args: argparse.Namespace) -> torch.Tensor:  # fmt: skip
+    """One batch's loss: the class loss on right-way-up clouds, plus (with ``--upright``) the upright
+    head's loss over them and as many wrong-way-up clouds as ``args.upright`` asks (drawn at random)."""
+    right = augment(xtr[sel], rng, args.rot_deg, args.canonical)
+    if not args.upright:
+        logits, _ = model(torch.from_numpy(right))
+        return F.cross_entropy(logits, torch.from_numpy(ytr[sel]), label_smoothing=args.smoothing)
+    n_wrong = max(1, round(len(sel) * args.upright))
+    wrong = augment(laid_wrong(xtr[rng.choice(len(xtr), n_wrong)], rng), rng, args.rot_deg, args.canonical)
+    logits, _, up = model(torch.from_numpy(np.concatenate([right, wrong])))
+    target = torch.cat([torch.ones(len(sel)), torch.zeros(n_wrong)])
+    cls = F.cross_entropy(logits[: len(sel)], torch.from_numpy(ytr[sel]), label_smoothing=args.smoothing)
+    return cls + 0.5 * F.binary_cross_entropy_with_logits(up[:, 0], target)
 
 
 def main() -> None:
@@ -260,6 +319,9 @@ def main() -> None:
     ap.add_argument("--init", type=Path, default=None, help="warm start from a checkpoint (same widths)")
     ap.add_argument("--fps-cache", type=Path, default=None, help="where the precomputed FPS order is cached")
     ap.add_argument("--bench", action="store_true", help="time a few steps and exit")
+    ap.add_argument("--upright", type=float, default=0.0,
+                    help="train an upright head too: this many wrong-way-up clouds per right one in a batch "
+                    "(0.5 = 16 extra per 32), its loss weighted 0.5")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -311,9 +373,16 @@ def main() -> None:
     if args.canonical:
         xva, xva_turned = canonicalise(xva), canonicalise(xva_turned)
 
-    model = PN2KNN(n_classes, args.width, args.s1, args.s2, args.k)
+    if args.upright:
+        # wrong-way-up validation clouds, a fixed draw, prepared as inference prepares a candidate
+        xva_wrong = laid_wrong(pts_fps[va_idx_k], np.random.default_rng(args.seed + 2))
+        xva_wrong = canonicalise(xva_wrong) if args.canonical else xva_wrong
+
+    model = PN2KNN(n_classes, args.width, args.s1, args.s2, args.k, upright=args.upright > 0)
     if args.init:
-        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
+        # strict=False: a warm start from a model without the upright head starts that head fresh
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"],
+                              strict=not args.upright)  # fmt: skip
     model.ordered = True
     n_par = sum(p.numel() for p in model.parameters())
     say(f"params {n_par} train {len(xtr)} val {len(xva)} classes {n_classes} args {vars(args)}")
@@ -326,7 +395,7 @@ def main() -> None:
             if i == 1:
                 t0 = time.time()
             sel = rng.choice(len(xtr), args.batch)
-            logits, _ = model(torch.from_numpy(augment(xtr[sel], rng)))
+            logits = model(torch.from_numpy(augment(xtr[sel], rng)))[0]
             loss = F.cross_entropy(logits, torch.from_numpy(ytr[sel]), label_smoothing=0.2)
             opt.zero_grad()
             loss.backward()
@@ -366,8 +435,7 @@ def main() -> None:
             for g in opt.param_groups:
                 g["lr"] = lr
             sel = perm[s * args.batch : (s + 1) * args.batch]
-            logits, _ = model(torch.from_numpy(augment(xtr[sel], rng, args.rot_deg, args.canonical)))
-            loss = F.cross_entropy(logits, torch.from_numpy(ytr[sel]), label_smoothing=args.smoothing)
+            loss = step_loss(model, xtr, ytr, sel, rng, args)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -377,15 +445,17 @@ def main() -> None:
         ep_min = (time.time() - t_ep) / 60
         oa, macc = accuracy(predict(model, xva)[0], yva, n_classes)
         oa_t, macc_t = accuracy(predict(model, xva_turned)[0], yva, n_classes)
+        up_acc = upright_accuracy(model, xva_turned, xva_wrong) if args.upright else float("nan")
         say(f"epoch {epoch + 1} steps {n_steps} loss {tot_loss / max(n_steps, 1):.3f} lr {lr:.2e} "
-            f"val {oa:.4f} mAcc {macc:.4f} turned {oa_t:.4f} mAcc {macc_t:.4f} ({ep_min:.2f} min, "
+            f"val {oa:.4f} mAcc {macc:.4f} turned {oa_t:.4f} mAcc {macc_t:.4f} upright {up_acc:.4f} "
+            f"({ep_min:.2f} min, "
             f"{(time.time() - t_start) / 60:.1f} total, progress {progress_now():.2f})")
         # selection on the turned split: real files face any way
         score = oa_t if args.canonical or args.rot_deg >= 180 else oa
         best = max(best, score)
         state = {"model": model.state_dict(), "epoch": epoch, "args": vars(args), "classes": classes,
                  "keep_classes": keep_classes, "val_oa": oa, "val_macc": macc, "val_oa_turned": oa_t,
-                 "val_macc_turned": macc_t, "steps": step, "best": best, "opt": opt.state_dict(),
+                 "val_macc_turned": macc_t, "val_upright": up_acc, "steps": step, "best": best, "opt": opt.state_dict(),
                  "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}  # fmt: skip
         if score >= best:
             torch.save(state, args.out / "best.pt.tmp")

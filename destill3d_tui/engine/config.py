@@ -64,7 +64,7 @@ class ExtractionSettings:
 @dataclass
 class ClassificationSettings:
     enabled: bool = True
-    default_model: str = "destill3d_pointnet_mn40_v2"  # azimuth-invariant; the first model stays listed
+    default_model: str = "destill3d_pointnet_mn40_v3"  # azimuth-invariant, upright head; older ones stay listed
     batch_size: int = 32
     max_wait_ms: int = 200
     device: str = "auto"  # auto | cuda | cpu

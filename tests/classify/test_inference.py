@@ -167,7 +167,7 @@ def test_calibrated_confidence_uses_card_temperature(shipped, snapshots) -> None
 
 def test_stage_classifier_fills_snapshots(snapshots) -> None:
     stage = load_stage_classifier(Settings())
-    assert stage is not None and stage.model_id == "destill3d_pointnet_mn40_v2"  # the default
+    assert stage is not None and stage.model_id == "destill3d_pointnet_mn40_v3"  # the default
     stage.classify_batch(snapshots)
     for s in snapshots:
         assert s.top_prediction() is not None and s.embedding is not None

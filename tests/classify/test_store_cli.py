@@ -13,7 +13,7 @@ from destill3d_tui.engine import Destill3D
 from destill3d_tui.engine.store.service import insert_snapshot
 from destill3d_tui.engine.store.snapshot import Snapshot
 
-MODEL_ID = "destill3d_pointnet_mn40_v2"  # the default model classifies here
+MODEL_ID = "destill3d_pointnet_mn40_v3"  # the default model classifies here
 
 
 def _lines(text: str) -> list[dict]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +13,8 @@ from destill3d_tui.engine.classify.registry import ModelRegistry
 from destill3d_tui.engine.config import Settings
 from destill3d_tui.engine.store.snapshot import Snapshot
 
+from .conftest import as_snapshots
+
 V2 = "destill3d_pointnet_mn40_v2"
 
 
@@ -22,32 +23,10 @@ def v2() -> OnnxClassifier:
     return OnnxClassifier(ModelRegistry().get(V2), device="cpu")
 
 
-@pytest.fixture(scope="module")
-def subset(shared_dir) -> tuple[np.ndarray, list[str]]:
-    """Two validation shapes per class (the training script's split: stratified, seed 0, 10 %)."""
-    data = np.load(shared_dir / "datasets" / "modelnet40_train_1024.npz")
-    labels = data["labels"].astype(np.int64)
-    rng = np.random.default_rng(0)
-    picks = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        picks += sorted(idx[: max(1, round(len(idx) * 0.1))])[:2]
-    classes = [str(c) for c in data["classes"]]
-    return data["points"][picks].astype(np.float32), [classes[labels[i]] for i in picks]
-
-
-def as_snapshots(points: np.ndarray, up: str = "z", platform: str = "local", fmt: str = "XYZ") -> list:
-    """Duck-typed snapshots: what OnnxClassifier.classify reads."""
-    return [SimpleNamespace(geometry=SimpleNamespace(points=p), processing=SimpleNamespace(up_axis=up),
-                            provenance=SimpleNamespace(platform=platform, original_format=fmt))
-            for p in points]  # fmt: skip
-
-
-def test_default_model_is_v2_and_the_old_one_stays_listed() -> None:
-    assert Settings().classification.default_model == V2
+def test_v2_and_the_first_model_stay_listed() -> None:
     ids = [m.model_id for m in ModelRegistry().list()]
     assert V2 in ids and "destill3d_pointnet_mn40" in ids
+    assert Settings().classification.default_model != V2  # v3 replaced it as the default
 
 
 def test_canonical_frame_ignores_turns_about_up() -> None:

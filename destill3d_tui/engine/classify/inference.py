@@ -230,6 +230,11 @@ class OnnxClassifier:
         if stated or self.model.kind != "classifier":
             return upaxis.UpEstimate(stated or self.model.up_axis, "from the file" if stated else "as given", 1.0)
         cloud = snap.geometry.points.astype(np.float32)
+        if self.model.upright_name:
+            return upaxis.estimate(cloud, "", snap.provenance.platform, snap.provenance.original_format,
+                                   judge=lambda axes: self._judge_upright(cloud, axes),
+                                   judge_weight=self.model.upright_weight, judge_name="the upright head",
+                                   shortlist=upaxis.UPRIGHT_SHORTLIST)  # fmt: skip
         return upaxis.estimate(cloud, "", snap.provenance.platform, snap.provenance.original_format,
                                judge=lambda axes: self._judge_up(cloud, axes))  # fmt: skip
 
@@ -238,6 +243,21 @@ class OnnxClassifier:
         cands = self._prepare_many([upaxis.convert(cloud, a, self.model.up_axis) for a in axes])
         probs, _, _ = self.predict_arrays(cands, tta=1)
         return np.log(probs[0].max(axis=1) + 1e-12)
+
+    def _judge_upright(self, cloud: np.ndarray, axes: list[str]) -> np.ndarray:
+        """(len(axes),) log-probability from the model's upright head that each candidate is up.
+
+        The head was trained on the same canonical input against the same shapes laid upside
+        down or on a side, so it answers the question the estimate asks, where the class
+        confidence only hints at it (a shape upside down can still look like some class).
+        """
+        m = self.model
+        cands = self._prepare_many([upaxis.convert(cloud, a, m.up_axis) for a in axes])
+        try:
+            (up,) = self.session.run([m.upright_name], {m.input_name: cands})
+        except Exception as exc:
+            raise InferenceError(f"{m.model_id}: inference failed: {exc}") from exc
+        return -np.logaddexp(0.0, -up.reshape(-1).astype(np.float64))  # log sigmoid
 
     def prepare_snapshots(self, snapshots: list[Snapshot]) -> tuple[np.ndarray, list[upaxis.UpEstimate]]:
         """Model-ready (B, P, 3) points and the up-axis decision for each."""

@@ -57,6 +57,10 @@ class RegisteredModel:
     input_name: str = "points"
     logits_name: str = "logits"
     embedding_name: str = "embedding"
+    # the upright head (one logit: "this candidate up axis is right"), "" when the model has none;
+    # the up-axis estimate weighs its log-sigmoid by ``upright_weight`` (card [up_axis] weight)
+    upright_name: str = ""
+    upright_weight: float = 0.0
     kind: str = "classifier"  # classifier | point_encoder (OpenShape-style, zero-shot)
     source: str = "shipped"  # shipped | user
     card_path: Path | None = None
@@ -81,6 +85,7 @@ def load_card(card_path: Path, source: str = "user") -> RegisteredModel:
         raise ModelIntegrityError(f"model card {card_path} unreadable: {exc}", reason="model_card_mismatch") from exc
     try:
         inp, out, cal = card.get("input", {}), card.get("output", {}), card.get("calibration", {})
+        up_judge = card.get("up_axis", {})
         model_id = str(card["model_id"])
         return RegisteredModel(
             model_id=model_id,
@@ -104,6 +109,8 @@ def load_card(card_path: Path, source: str = "user") -> RegisteredModel:
             input_name=str(inp.get("name", "points")),
             logits_name=str(out.get("logits", "logits")),
             embedding_name=str(out.get("embedding", "embedding")),
+            upright_name=str(out.get("upright", "")),
+            upright_weight=float(up_judge.get("weight", 0.0)),
             kind=str(card.get("kind", "classifier")),
             source=source,
             card_path=card_path,
@@ -184,6 +191,8 @@ def check_graph(model: RegisteredModel, session: Any) -> None:
         n_cls = outputs[model.logits_name][-1]
         if isinstance(n_cls, int) and n_cls != len(model.labels):
             raise mismatch(f"card lists {len(model.labels)} labels, graph outputs {n_cls} logits")
+    if model.upright_name and model.upright_name not in outputs:
+        raise mismatch(f"no output named {model.upright_name!r} (the card's upright head)")
     if model.embedding_name in outputs:
         dim = outputs[model.embedding_name][-1]
         if model.embedding_dim and isinstance(dim, int) and dim != model.embedding_dim:

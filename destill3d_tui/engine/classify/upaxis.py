@@ -11,7 +11,10 @@ When the file does not say, :func:`estimate` decides among the six signed axes f
   stands (its side silhouette: share of points and spread per height band; a support face:
   the convex hull area of the lowest slab against the footprint and whether the centroid
   projects inside it; the skew and extent along the candidate), fitted on ModelNet training
-  shapes laid on random axes (``tools/fit_upaxis.py``, weights in ``models/upaxis_scorer.npz``), and
+  shapes laid on random axes (``tools/fit_upaxis.py``, weights in ``models/upaxis_scorer.npz``),
+- the classifier: a model with an upright head (``destill3d_pointnet_mn40_v3``) is asked of
+  each of the geometry's best candidates whether the shape is the right way up in it; other
+  models lend their class confidence instead, and
 - a prior per platform and format: files from print-bed platforms (Thingiverse, Printables,
   MyMiniFactory, Cults3D) and STL files are laid out z-up on a build plate, which adds
   :data:`PRINT_BED_PRIOR` to the +z candidate's score; scanners and DCC exports (OBJ, PLY,
@@ -46,6 +49,7 @@ PRINT_BED_PRIOR = 2.0  # logit bonus of +z for print-bed files: the geometry ove
 
 JUDGE_WEIGHT = 3.0  # the classifier's log-confidence against the geometry's score (fit_upaxis --judge: 0.876 vs 0.852)
 SHORTLIST = 3  # candidates the classifier judges (the geometry's best): 3 extra passes, not 6
+UPRIGHT_SHORTLIST = 4  # candidates a model's upright head judges (one batched pass of 4 clouds)
 BINS = 10  # height bins of the profile cue
 SCORER_FILE = Path(__file__).resolve().parent / "models" / "upaxis_scorer.npz"  # tools/fit_upaxis.py writes it
 _SCORER: dict[str, np.ndarray] = {}
@@ -170,14 +174,16 @@ Judge = Callable[[list[str]], np.ndarray]  # candidate axes -> log of the classi
 
 
 def estimate(points: np.ndarray, file_axis: str = "", platform: str = "", fmt: str = "",
-             judge: Judge | None = None) -> UpEstimate:  # fmt: skip
+             judge: Judge | None = None, judge_weight: float = JUDGE_WEIGHT,
+             judge_name: str = "the classifier's confidence", shortlist: int = SHORTLIST) -> UpEstimate:  # fmt: skip
     """Decide the up axis of ``points`` (N, 3).
 
     The file's own statement wins (glTF y, 3MF z, FBX's header). Otherwise the geometry's
-    score of each signed axis plus the per-platform/format prior; with a ``judge`` (the
-    classifier), its log-confidence on the :data:`SHORTLIST` best candidates is added too
-    (weighted by :data:`JUDGE_WEIGHT`): a shape upright looks like its class, upside down it
-    looks like nothing. The largest sum wins.
+    score of each signed axis plus the per-platform/format prior; with a ``judge``, its score
+    of the ``shortlist`` best candidates is added too, weighted by ``judge_weight``: the
+    classifier's log-confidence (a shape upright looks like its class, upside down it looks
+    like nothing; :data:`JUDGE_WEIGHT`), or a model's upright head, trained for exactly this
+    question (its log-probability, weighted as its card says). The largest sum wins.
     """
     if file_axis in AXES:
         return UpEstimate(file_axis, "from the file", 1.0)
@@ -186,11 +192,11 @@ def estimate(points: np.ndarray, file_axis: str = "", platform: str = "", fmt: s
     total = geo + prior
     cues = "support face, silhouette"
     if judge is not None:
-        short = np.argsort(-total, kind="stable")[:SHORTLIST]
+        short = np.argsort(-total, kind="stable")[:shortlist]
         bonus = np.full(len(SIGNED), -np.inf)
-        bonus[short] = JUDGE_WEIGHT * np.asarray(judge([SIGNED[i] for i in short]), dtype=np.float64)
+        bonus[short] = judge_weight * np.asarray(judge([SIGNED[i] for i in short]), dtype=np.float64)
         total = total + bonus
-        cues += " and the classifier's confidence"
+        cues += f" and {judge_name}"
     best = int(total.argmax())
     share = np.exp(total - total.max())
     confidence = float(share[best] / share.sum())

@@ -16,9 +16,10 @@ holds out (stratified, seed 0, 10 %), the same split the model card reports.
 engine's own classify path (OnnxClassifier.classify: up axis, FPS, canonical frame, int8 on
 CPU, the card's unknown rule) on the same shapes in three poses: aligned (z up given), turned
 at random about z (z up given), and turned then laid on a random signed axis with no up axis
-given (the estimate decides, as for an .xyz file). Run::
+given (the estimate decides, as for an .xyz file); ``--xyz`` adds that last case written out as
+``.xyz`` files and extracted by the engine (``extract_file``) before classification. Run::
 
-    .venv/bin/python bench/classify.py [--limit 985] [--repeat 3] [--cases-only]
+    .venv/bin/python bench/classify.py [--limit 985] [--repeat 3] [--cases-only] [--xyz]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from destill3d_tui.engine.classify import canonical
 from destill3d_tui.engine.classify.inference import fps, normalise
 from destill3d_tui.engine.classify.registry import ModelRegistry
 
@@ -75,7 +77,7 @@ def accuracy(sess: ort.InferenceSession, x: np.ndarray, y: np.ndarray) -> float:
     return float((pred == y).mean())
 
 
-MODELS = ("destill3d_pointnet_mn40", "destill3d_pointnet_mn40_v2")
+MODELS = ("destill3d_pointnet_mn40", "destill3d_pointnet_mn40_v2", "destill3d_pointnet_mn40_v3")
 
 
 def cube_rotations() -> list[np.ndarray]:
@@ -125,15 +127,48 @@ def run_case(clf: object, pts: np.ndarray, stated: str, labels: list[str]) -> tu
     return results, (time.perf_counter() - t0) * 1000 / len(pts)
 
 
-def cases(model_ids: list[str], pts: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy (overall, mean per class), up axis found, share unknown, ms per sample; per model and case."""
+def xyz_snapshots(laid: np.ndarray) -> tuple[list, float]:
+    """Each cloud written as an ``.xyz`` file (no up axis in the format) and extracted by the
+    engine's own ``extract_file`` (oversampling + FPS to 2048 points, normals, unit sphere):
+    what the pipeline's extract stage hands the classifier. Returns the snapshots and ms each."""
+    from destill3d_tui.engine.extract import extract_file
+
+    snaps, t0 = [], time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, cloud in enumerate(laid):
+            path = Path(tmp) / f"shape_{i:04d}.xyz"
+            np.savetxt(path, cloud, fmt="%.6f")
+            snaps.append(extract_file(path))
+    return snaps, (time.perf_counter() - t0) * 1000 / max(len(laid), 1)
+
+
+def run_snapshots(clf: object, snaps: list) -> tuple[list, float]:
+    """The engine's classify on real snapshots, in batches of 32 as the pipeline's classify stage."""
+    results, t0 = [], time.perf_counter()
+    for i in range(0, len(snaps), 32):
+        results += clf.classify(snaps[i : i + 32])  # type: ignore[attr-defined]
+    return results, (time.perf_counter() - t0) * 1000 / max(len(snaps), 1)
+
+
+def cases(model_ids: list[str], pts: np.ndarray, y: np.ndarray, classes: list[str], xyz: bool = False) -> dict:
+    """Accuracy (overall, mean per class), up axis found, share unknown, ms per sample; per model and case.
+
+    With ``xyz`` a fourth case runs the unknown-up clouds through ``.xyz`` files and extraction.
+    """
     from destill3d_tui.engine.classify.inference import OnnxClassifier
 
     registry, out = ModelRegistry(), {}
+    posed = poses(pts)
+    snaps: list = []
+    if xyz:
+        snaps, extract_ms = xyz_snapshots(posed["unknown_up"][0])
+        print(f"extracted {len(snaps)} .xyz files, {extract_ms:.1f} ms each")
     for mid in model_ids:
         clf = OnnxClassifier(registry.get(mid), device="cpu")
-        for case, (x, stated, ups) in poses(pts).items():
-            res, ms = run_case(clf, x, stated, ups)
+        runs = {case: (*run_case(clf, x, stated, ups), ups) for case, (x, stated, ups) in posed.items()}
+        if xyz:
+            runs["unknown_up_xyz_files"] = (*run_snapshots(clf, snaps), posed["unknown_up"][2])
+        for case, (res, ms, ups) in runs.items():
             best = np.array([next(p.label for p in r.predictions if p.label != "unknown") for r in res])
             right = best == np.array([classes[c] for c in y])
             per = [float(right[y == c].mean()) for c in np.unique(y)]
@@ -152,6 +187,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--models", default=",".join(MODELS), help="model ids for the pose cases (old,new)")
     ap.add_argument("--cases-only", action="store_true", help="skip the graph latency table")
+    ap.add_argument("--xyz", action="store_true", help="also run the unknown-up case through .xyz files + extraction")
     args = ap.parse_args()
 
     model = ModelRegistry().get("destill3d_pointnet_mn40")
@@ -164,7 +200,7 @@ def main() -> None:
     dense = normalise(pts)  # the engine's preparation: normalise the dense cloud, then FPS
     x = np.take_along_axis(dense, fps(dense, model.input_points)[..., None], axis=1)
     y = labels[val]
-    table = cases(args.models.split(","), pts, y, [str(c) for c in data["classes"]])
+    table = cases(args.models.split(","), pts, y, [str(c) for c in data["classes"]], xyz=args.xyz)
     print(f"engine classify path, CPU, {len(y)} validation shapes (overall / mean per class / up found / unknown)")
     for name, r in table.items():
         print(f"{name:45s} {r['overall']:.4f} {r['mean_per_class']:.4f} {r['up_found']:.4f} {r['unknown_share']:.4f} "
@@ -179,22 +215,29 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     quantize_dynamic(str(fast_path), str(tmp / "int8.onnx"), weight_type=QuantType.QInt8)
     variants = {
-        "plain fp32 (shipped graph)": session(model.weights_path, plain=True),
-        "engine fp32 (ordered, BN)": session(fast_path, plain=False),
+        "plain fp32 (shipped graph)": (session(model.weights_path, plain=True), x),
+        "engine fp32 (ordered, BN)": (session(fast_path, plain=False), x),
     }
     if model.card.get("int8_file"):
-        variants["engine int8 (CPU default)"] = session(model.card_path.parent / model.card["int8_file"], plain=False)
-    variants["int8 dynamic (reference)"] = session(tmp / "int8.onnx", plain=False)
+        int8_path = model.card_path.parent / model.card["int8_file"]
+        variants["engine int8 (CPU default)"] = (session(int8_path, plain=False), x)
+    variants["int8 dynamic (reference)"] = (session(tmp / "int8.onnx", plain=False), x)
+    for mid in args.models.split(",")[1:]:  # the newer models' CPU default graphs, on their own input
+        newer = ModelRegistry().get(mid)
+        graph = newer.card_path.parent / (newer.card.get("int8_file") or newer.card["fast_file"])
+        x_new = canonical.canonicalise(x) if newer.canonical == canonical.METHOD else x
+        variants[f"{mid.removeprefix('destill3d_pointnet_')} {graph.suffixes[-2].strip('.')} (its default)"] = (
+            session(graph, plain=False), x_new)  # fmt: skip
     rows = {name: {"ms_per_sample_b1": float("inf"), "ms_per_sample_b32": float("inf")} for name in variants}
     for _ in range(args.repeat):
-        for name, sess in variants.items():
+        for name, (sess, xs) in variants.items():
             for b in (1, 32):
                 key = f"ms_per_sample_b{b}"
-                rows[name][key] = min(rows[name][key], per_sample_ms(sess, x, b, 1))
-    for name, sess in variants.items():
-        rows[name]["val_accuracy"] = accuracy(sess, x, y)
-        single = np.concatenate([sess.run(["logits"], {"points": x[i : i + 1]})[0] for i in range(32)])
-        rows[name]["batch_equals_single"] = bool(np.array_equal(single, sess.run(["logits"], {"points": x[:32]})[0]))
+                rows[name][key] = min(rows[name][key], per_sample_ms(sess, xs, b, 1))
+    for name, (sess, xs) in variants.items():
+        rows[name]["val_accuracy"] = accuracy(sess, xs, y)
+        single = np.concatenate([sess.run(["logits"], {"points": xs[i : i + 1]})[0] for i in range(32)])
+        rows[name]["batch_equals_single"] = bool(np.array_equal(single, sess.run(["logits"], {"points": xs[:32]})[0]))
     base = rows["plain fp32 (shipped graph)"]
     print(f"CPU, 1 intra-op thread, {len(y)} validation shapes, {model.input_points} points")
     print(f"{'variant':30s} {'b1 ms':>8s} {'b32 ms':>8s} {'x b1':>6s} {'x b32':>6s} {'acc':>7s} batch==single")

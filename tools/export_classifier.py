@@ -306,6 +306,8 @@ def card_markdown(card: dict, notes: str = "") -> str:
     """A human-readable card beside the machine-readable TOML (same figures)."""
     m, i, c, t = card["metrics"], card["input"], card["calibration"], card["training"]
     turned_note = " turned at random" if i.get("canonical") else ""
+    up_note = (", `upright` (1: the logit that the cloud is the right way up, judged by the up-axis estimate)"
+                    if "upright" in card["output"] else "")  # fmt: skip
     int8_row = (f"| int8 graph (CPU default) | {m['val_overall_accuracy_int8']:.4f} | "
                 f"{m['val_mean_class_accuracy_int8']:.4f} |")
     return f"""# {card["name"]} (`{card["model_id"]}`)
@@ -328,7 +330,7 @@ ModelNet40 training split as 1024-point clouds ({t["data"]}). {m["split"]}.
 - `{card["int8_file"]}`: static int8 of the ordered graph (per-channel weights, fixed activation scales from
   training shapes), what the engine runs on the CPU provider by default; a sample's outputs do not depend on
   its batch.
-- Outputs: `logits` ({len(card["labels"])}), `embedding` ({card["output"]["embedding_dim"]}, penultimate layer).
+- Outputs: `logits` ({len(card["labels"])}), `embedding` ({card["output"]["embedding_dim"]}, penultimate){up_note}.
 - {canonical_line(i)}
 
 ## Measured (validation split only; the official test split was never used)

@@ -230,18 +230,20 @@ class OnnxClassifier:
         if stated or self.model.kind != "classifier":
             return upaxis.UpEstimate(stated or self.model.up_axis, "from the file" if stated else "as given", 1.0)
         cloud = snap.geometry.points.astype(np.float32)
-        if self.model.upright_name:
-            return upaxis.estimate(cloud, "", snap.provenance.platform, snap.provenance.original_format,
-                                   judge=lambda axes: self._judge_upright(cloud, axes),
-                                   judge_weight=self.model.upright_weight, judge_name="the upright head",
-                                   shortlist=upaxis.UPRIGHT_SHORTLIST)  # fmt: skip
-        return upaxis.estimate(cloud, "", snap.provenance.platform, snap.provenance.original_format,
-                               judge=lambda axes: self._judge_up(cloud, axes))  # fmt: skip
+        if self.model.upright_name:  # a head trained for the question, on a longer shortlist
+            how = {"judge": lambda axes: self._judge_upright(cloud, axes), "judge_weight": self.model.upright_weight,
+                   "judge_name": "the upright head", "shortlist": upaxis.UPRIGHT_SHORTLIST}  # fmt: skip
+        else:
+            how = {"judge": lambda axes: self._judge_up(cloud, axes)}
+        return upaxis.estimate(cloud, "", snap.provenance.platform, snap.provenance.original_format, **how)
+
+    def _candidates(self, cloud: np.ndarray, axes: list[str]) -> np.ndarray:
+        """(len(axes), P, 3) model-ready clouds, each candidate axis of ``cloud`` taken as up."""
+        return self._prepare_many([upaxis.convert(cloud, a, self.model.up_axis) for a in axes])
 
     def _judge_up(self, cloud: np.ndarray, axes: list[str]) -> np.ndarray:
         """(len(axes),) log of the top calibrated probability with each candidate axis taken as up."""
-        cands = self._prepare_many([upaxis.convert(cloud, a, self.model.up_axis) for a in axes])
-        probs, _, _ = self.predict_arrays(cands, tta=1)
+        probs, _, _ = self.predict_arrays(self._candidates(cloud, axes), tta=1)
         return np.log(probs[0].max(axis=1) + 1e-12)
 
     def _judge_upright(self, cloud: np.ndarray, axes: list[str]) -> np.ndarray:
@@ -252,9 +254,8 @@ class OnnxClassifier:
         confidence only hints at it (a shape upside down can still look like some class).
         """
         m = self.model
-        cands = self._prepare_many([upaxis.convert(cloud, a, m.up_axis) for a in axes])
         try:
-            (up,) = self.session.run([m.upright_name], {m.input_name: cands})
+            (up,) = self.session.run([m.upright_name], {m.input_name: self._candidates(cloud, axes)})
         except Exception as exc:
             raise InferenceError(f"{m.model_id}: inference failed: {exc}") from exc
         return -np.logaddexp(0.0, -up.reshape(-1).astype(np.float64))  # log sigmoid

@@ -83,7 +83,8 @@ def _supervisor(ctx: CommandContext, workers: int) -> Any:
     from ..engine.extract.isolate import ExtractionSupervisor
 
     ex = ctx.settings.extraction
-    return ExtractionSupervisor(workers, timeout_s=ex.timeout_s, memory_limit_mb=ex.memory_limit_mb)
+    return ExtractionSupervisor(workers, timeout_s=ex.timeout_s, memory_limit_mb=ex.memory_limit_mb,
+                                nice=ex.worker_nice)
 
 
 # ---------------------------------------------------------------- extract file

@@ -58,6 +58,9 @@ class ExtractionSettings:
     max_faces: int = 2_000_000  # simplify above this (spec 13.2)
     timeout_s: float = 120.0  # wall clock per file, in the supervised child
     memory_limit_mb: int = 4096  # address-space cap of the child
+    # how far below the app the children run (os.nice): a parse takes what the app leaves, so the
+    # terminal app answers a key at once with every worker busy (bench/tui.py); 0 = same priority
+    worker_nice: int = 10
     tessellation: TessellationSettings = field(default_factory=TessellationSettings)
 
 
@@ -276,6 +279,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "extraction.max_faces": (1000, _ANY),
     "extraction.timeout_s": (1.0, 86_400.0),
     "extraction.memory_limit_mb": (0, 1 << 24),  # 0: no cap
+    "extraction.worker_nice": (0, 19),  # os.nice's range
     "extraction.tessellation.linear_deflection": (1e-9, _ANY),
     "extraction.tessellation.angular_deflection": (1e-6, 3.141592653589793),
     "extraction.tessellation.relative_linear": (1e-9, 1.0),

@@ -1,7 +1,8 @@
 """Child-process targets for test_isolate: a file's first word says how the child behaves.
 
 ``segfault`` kills the child with SIGSEGV, ``hang`` sleeps forever, ``allocate`` grows memory
-without end; anything else is loaded with ``load_geometry`` and returned as a small Snapshot.
+without end; anything else is loaded with ``load_geometry`` and returned as a small Snapshot
+(a file named ``niceness*`` reports the child's scheduling niceness in ``model_id``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def behave(path: str, *, options: Any = None, provenance: Any = None) -> Any:
             hoard.append(np.empty(256 * 1024 * 1024, dtype=np.uint8))
     if head.startswith(b"writefile"):
         Path("written_by_child.txt").write_text("inside the item temp dir")
-    return small_snapshot(path, options)
+    snap = small_snapshot(path, options)
+    if Path(path).name.startswith("niceness"):
+        snap.model_id = f"nice:{os.nice(0)}"  # os.nice(0) reads this process's niceness
+    return snap
 
 
 def small_snapshot(path: str, options: Any = None) -> Any:

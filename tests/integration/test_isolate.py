@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -46,6 +47,33 @@ def test_crash_hang_and_hog_fail_alone(files: dict[str, Path], tmp_path: Path) -
     for name, reason in expected.items():
         assert isinstance(outcomes[name], IsolationError), f"{name}: {outcomes[name]!r}"
         assert outcomes[name].reason == reason, f"{name}: {outcomes[name]!r}"
+
+
+def test_children_run_below_the_app(tmp_path: Path, corpus_dir: Path) -> None:
+    # the terminal app shares 2 cores with 2 busy workers: the children must yield the CPU to it
+    src = tmp_path / "niceness_cube.stl"
+    shutil.copy(corpus_dir / "stl/unit_cube.STL", src)
+    own = os.nice(0)
+    seen = {}
+    for nice in (0, 10):
+        with ExtractionSupervisor(1, timeout_s=60, memory_limit_mb=3072, target=TARGET, nice=nice,
+                                  temp_root=tmp_path / f"w{nice}") as sup:
+            seen[nice] = sup.submit("k", src).result(timeout=120).model_id
+    assert seen == {0: f"nice:{own}", 10: f"nice:{min(19, own + 10)}"}
+    assert os.nice(0) == own  # the supervisor's own priority is untouched
+
+
+def test_shipped_settings_lower_the_workers() -> None:
+    from destill3d_tui.engine.config import Settings
+    from destill3d_tui.engine.pipeline.extraction import make_supervisor
+
+    settings = Settings()
+    assert settings.extraction.worker_nice == 10
+    sup = make_supervisor(settings)
+    try:
+        assert sup.nice == 10
+    finally:
+        sup.close()
 
 
 def test_file_errors_keep_class_and_reason(tmp_path: Path) -> None:

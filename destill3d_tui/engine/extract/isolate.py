@@ -141,12 +141,16 @@ def _die_with_parent() -> None:
         os._exit(1)  # the supervisor died before the request took effect
 
 
-def _child_setup(memory_limit_mb: int, temp_root: str) -> None:
+def _child_setup(memory_limit_mb: int, temp_root: str, nice: int = 0) -> None:
     """Everything a worker does once before its first file."""
     import resource
 
     os.setsid()  # own process group: the supervisor kills the child and anything it started
     _die_with_parent()
+    if nice > 0:
+        # below the parent: the terminal app's keys and the pipeline's own threads (classify,
+        # store) get a CPU first; a parse still uses every cycle nothing else wants
+        os.nice(nice)
     for name in THREAD_ENV:
         os.environ[name] = "1"
     if memory_limit_mb > 0:
@@ -211,9 +215,9 @@ def _run_one(func, task: tuple[str, Any, Any], temp_root: str) -> tuple[str, Any
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _child_main(conn, target: str, memory_limit_mb: int, temp_root: str) -> None:
+def _child_main(conn, target: str, memory_limit_mb: int, temp_root: str, nice: int = 0) -> None:
     """Worker loop: receive (path, options, provenance), send ("ok", bytes) or ("error", info)."""
-    _child_setup(memory_limit_mb, temp_root)
+    _child_setup(memory_limit_mb, temp_root, nice)
     func = _resolve(target)
     if target == DEFAULT_TARGET:  # other targets (tests, tools) bring their own imports
         _warm_up(conn)
@@ -238,11 +242,11 @@ def _child_main(conn, target: str, memory_limit_mb: int, temp_root: str) -> None
 class _Worker:
     """One child process and the pipe to it; replaced whenever it dies or is killed."""
 
-    def __init__(self, ctx: Any, target: str, memory_limit_mb: int, temp_root: str) -> None:
+    def __init__(self, ctx: Any, target: str, memory_limit_mb: int, temp_root: str, nice: int = 0) -> None:
         self.conn, child_conn = ctx.Pipe()
         with _ENV_LOCK, _thread_env():
             self.proc = ctx.Process(
-                target=_child_main, args=(child_conn, target, memory_limit_mb, temp_root), daemon=True
+                target=_child_main, args=(child_conn, target, memory_limit_mb, temp_root, nice), daemon=True
             )
             self.proc.start()
         child_conn.close()
@@ -309,6 +313,7 @@ class ExtractionSupervisor:
     workers : number of child processes (each holds one file at a time)
     timeout_s : wall-clock limit per file; the child is killed when it passes
     memory_limit_mb : address-space cap of each child (``RLIMIT_AS``); 0 = none
+    nice : how far below this process the children run (``os.nice``; 0 = same priority)
     target : ``"module:function"`` run in the child; default ``engine.extract.extract_file``
     """
 
@@ -320,6 +325,7 @@ class ExtractionSupervisor:
         *,
         target: str = DEFAULT_TARGET,
         start_timeout_s: float = 120.0,
+        nice: int = 0,
         temp_root: str | Path | None = None,
     ) -> None:
         from .. import locations
@@ -327,6 +333,7 @@ class ExtractionSupervisor:
         self.workers = max(1, int(workers))
         self.timeout_s = float(timeout_s)
         self.memory_limit_mb = int(memory_limit_mb)
+        self.nice = max(0, int(nice))
         self.target = target
         self.start_timeout_s = start_timeout_s
         self._own_temp_root = temp_root is None  # removed on close when the supervisor made it
@@ -433,7 +440,7 @@ class ExtractionSupervisor:
             worker = None
         try:
             if worker is None:
-                worker = _Worker(self._ctx, self.target, self.memory_limit_mb, self.temp_root)
+                worker = _Worker(self._ctx, self.target, self.memory_limit_mb, self.temp_root, self.nice)
                 worker.wait_ready(self.start_timeout_s)
             outcome, worker = self._exchange(worker, task)
         except Destill3DError as exc:

@@ -47,4 +47,5 @@ def make_supervisor(settings: Settings) -> Any:
     # (tests use it to make a parser segfault, hang or allocate without end).
     target = os.environ.get("DESTILL3D_EXTRACT_TARGET")
     kwargs = {"target": target} if target else {}
-    return ExtractionSupervisor(settings.pipeline.workers, ex.timeout_s, ex.memory_limit_mb, **kwargs)
+    return ExtractionSupervisor(settings.pipeline.workers, ex.timeout_s, ex.memory_limit_mb, nice=ex.worker_nice,
+                                **kwargs)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -41,6 +41,13 @@ REDRAW_HZ = 10.0
 
 
 QUIT_FAILED = "Could not stop the pipeline cleanly"
+PREBUILD_AFTER_S = 0.3
+"""After the first screen is up, the other modes are built off-screen, one at a time, this long
+apart: a first visit then costs what any later switch costs (building a screen on its first key
+took 310-390 ms at 100,000 snapshots with 2 workers busy: composing, mounting and styling every
+widget, then the first layout)."""
+BUILD_WAIT_S = 10.0
+"""How long a shutdown waits for a screen being built off-screen to finish mounting."""
 
 
 class Destill3DApp(App[int]):
@@ -80,6 +87,7 @@ class Destill3DApp(App[int]):
         self._redraw_timer: Timer | None = None
         self._quitting = False
         self._error_open = False
+        self._building: asyncio.Event | None = None  # set when the screen being built off-screen is mounted
         if start_pipeline:
             start_resource_tracker()
 
@@ -92,9 +100,61 @@ class Destill3DApp(App[int]):
             self.bridge.request("Could not start the pipeline", lambda d3d: d3d.pipeline.start(), on_reply=None,
                                 group="lifecycle")
         self.switch_mode(self.initial_mode)
+        self.set_timer(PREBUILD_AFTER_S, self._prebuild_next_mode)
+
+    @property
+    def modes_built(self) -> bool:
+        """Whether every mode's screen is built and has been resumed once (shown, or off-screen by
+        :meth:`_prebuild_next_mode`)."""
+        stacks = [self._screen_stacks.get(mode) for mode in self.MODES]
+        return all(stack and "resumed" in getattr(stack[0], "stamps", {}) for stack in stacks)
+
+    async def _prebuild_next_mode(self) -> None:
+        """Build one mode's screen off-screen (not shown), then schedule the next.
+
+        Textual builds a mode's screen on the first ``switch_mode`` to it. Here the screen is
+        composed and mounted (every widget) first, then entered as its mode's stack and resumed,
+        as ``switch_mode`` would, so it is styled, laid out at the terminal's size and reads its
+        first page now; the first visit finds it built, as any later visit does. One screen per
+        turn, so a key pressed meanwhile waits for one build at most. (These are Textual's own
+        steps of ``switch_mode``; a Textual without them builds on the first visit, as before.)
+        """
+        pending = [mode for mode in self.MODES if mode not in self._screen_stacks]
+        mount = getattr(self, "_get_screen", None)
+        if mount is None or not pending or self._quitting or self._exit or not self.is_running:
+            return
+        mode = pending[0]
+        screen = self.MODES[mode]()
+        self._building = asyncio.Event()
+        styled_as = self._css_update_count  # the CSS state (theme) the screen is styled for as it mounts
+        try:
+            _, mounted = mount(screen)
+            # its mode's stack at once, as switch_mode does: a switch there meanwhile shows this screen
+            self._screen_stacks[mode] = [screen]
+            self._load_screen_css(screen)
+            await mounted
+        finally:
+            self._building.set()
+        if not self.is_running or self._exit:
+            return  # quitting: Textual's shutdown closes every screen in a stack, this one too
+        if not screen.is_current:  # (a switch there meanwhile resumed it already)
+            # styled as it mounted: the first visit restyles only after a theme change since (switch_mode
+            # compares the counts; otherwise it re-read the whole stylesheet on every first visit)
+            screen._css_update_count = styled_as
+            screen.post_message(events.ScreenResume())
+        self.call_after_refresh(self.set_timer, PREBUILD_AFTER_S, self._prebuild_next_mode)
 
     def on_unmount(self) -> None:
         self.bridge.detach()
+
+    async def _shutdown(self) -> None:
+        # The app's own exit waits for a build (a timer's callback runs to its end before the exit
+        # message), but Pilot's run_test shuts the app down from outside: without this wait, a
+        # screen still mounting off-screen ran its mount handlers after shutdown pruned its widgets.
+        if self._building is not None and not self._building.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._building.wait(), BUILD_WAIT_S)
+        await super()._shutdown()
 
     async def action_quit(self) -> None:
         """Drain in-flight items to a committed stage, then exit."""

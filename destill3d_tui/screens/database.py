@@ -57,6 +57,7 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
         self.marked: set[str] = set()  # result rows marked for a review decision
         self.whole_query = False  # the next decision applies to every row of the query
         self.result_cells: dict[str, tuple[Text, ...]] = {}  # what the results table shows, by snapshot id
+        self.stats: dict[str, Any] | None = None  # db.stats as last read (the statistics tab shows it)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -87,8 +88,9 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
     def on_screen_resume(self) -> None:
         self.filters, self.page, self.page_after = self.read_form(), 0, [None]
         self.fetch_page()
-        if self.query_one(TabbedContent).active == "tab-stats":  # a whole-table scan: only when shown
-            self.load_stats()
+        # read on every visit, whichever tab is up (the running totals, no table scan): the statistics
+        # tab shows them at its key and reads them again, instead of waiting for the read
+        self.load_stats()
 
     # ------------------------------------------------------------ query and paging
 
@@ -134,6 +136,7 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
         if self.bridge.has("db"):
             flt = self.filters
             self.ask("Could not count the results", lambda d3d: d3d.db.count(flt), on_reply=self.show_count)
+        self.load_stats()  # the charts follow the work too
 
     def show_count(self, total: int) -> None:
         self.total = total
@@ -201,7 +204,10 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
 
     def action_show_stats(self) -> None:
         tabs = self.query_one(TabbedContent)
-        # asked at the key, not when the tab's activation comes round: the read runs while the tab is laid out
+        # the figures read last (on this visit, or by the live recount at most LIVE_COUNT_S after the
+        # last stored item) go up with the tab; the read asked here replaces them if anything moved
+        if self.stats is not None:
+            self.show_stats(self.stats)
         self.load_stats()  # (already shown: s reads them again)
         if tabs.active != "tab-stats":
             self._stats_asked = True
@@ -209,7 +215,7 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
 
     @on(TabbedContent.TabActivated, "#db-tabs")
     def _tab_shown(self) -> None:
-        """The charts are read when their tab is shown (by key or mouse), not on every visit to F5."""
+        """The charts are read again when their tab is shown by mouse (the key asked already)."""
         if self.query_one(TabbedContent).active == "tab-stats":
             if getattr(self, "_stats_asked", False):
                 self._stats_asked = False  # the key asked already
@@ -221,6 +227,7 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
             self.ask("Could not read the statistics", lambda d3d: d3d.db.stats(), on_reply=self.show_stats)
 
     def show_stats(self, stats: dict[str, Any]) -> None:
+        self.stats = stats
         for key in ("platform", "format", "label", "stage"):
             self.query_one(f"#chart-{key}", BarChart).set_data((stats.get(f"by_{key}") or {}).items())
         totals = stats.get("totals")

@@ -204,6 +204,13 @@ async def test_live_counts_follow_stored_events(engine: Destill3D, corpus_dir: P
         added = seed_snapshots(engine, corpus_dir, files=("obj/rabbit.obj",))[0]
         engine.events.emit(ItemStored(queue_id=2, model_id="local:rabbit", snapshot_id=added))
         await wait_for(pilot, lambda: app.screen.total == 3, timeout=5)
+        await pilot.press("2")  # the statistics tab: up at once with what was read, then live as well
+        totals = app.screen.query_one("#db-totals", Static)
+        await wait_for(pilot, lambda: str(totals.render()).startswith("3 snapshots"))
+        added = seed_snapshots(engine, corpus_dir, files=("off/Cube.off",))[0]
+        engine.events.emit(ItemStored(queue_id=3, model_id="local:Cube", snapshot_id=added))
+        await wait_for(pilot, lambda: str(totals.render()).startswith("4 snapshots"), timeout=5)
+        assert app.screen.stats["total_count"] == 4
         await settle(app)
 
 

@@ -114,6 +114,24 @@ async def test_the_export_dialog_is_built_once_and_reopened_for_the_current_filt
         assert app.focused is first.query_one("#export-path", Input)
 
 
+async def test_the_other_modes_are_built_off_screen_after_the_first_is_up(seeded: Destill3D) -> None:
+    from destill3d_tui.screens.database import DatabaseScreen
+    from destill3d_tui.screens.search import SearchScreen
+
+    app = make_app(seeded, initial_mode="search")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.modes_built)
+        assert isinstance(app.screen, SearchScreen)  # built, not shown: the curator stays where they were
+        database = app._screen_stacks["database"][0]
+        assert isinstance(database, DatabaseScreen) and not database.is_current
+        table = database.query_one("#db-results", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)  # its first page was read before the first visit
+        rows_read = database.stamps["rows"][0]
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: database.stamps["rows"][0] > rows_read)  # the visit reads it again
+        assert app.screen is database and app.focused is table
+
+
 def test_the_rate_panel_repaints_on_a_change_only() -> None:
     from types import SimpleNamespace
 

@@ -218,7 +218,9 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
         """The charts are read again when their tab is shown by mouse (the key asked already)."""
         if self.query_one(TabbedContent).active == "tab-stats":
             if getattr(self, "_stats_asked", False):
-                self._stats_asked = False  # the key asked already
+                self._stats_asked = False  # the key asked already and put the last figures in
+                if self.stats is not None:
+                    self.settled("stats")  # the tab is up with them
                 return
             self.load_stats()
 
@@ -239,7 +241,8 @@ class DatabaseScreen(ReviewKeys, EngineScreen):
             f"classified {coverage:.0%}" if isinstance(coverage, float) else f"{total} snapshots · "
             f"storage {human_bytes(stats.get('storage_bytes'))}"
             + (f" · compression {ratio:.1f}×" if ratio else ""))
-        self.settled("stats")
+        if self.query_one(TabbedContent).active == "tab-stats":  # (read in the background: nothing shown yet)
+            self.settled("stats")
 
     # ------------------------------------------------------------ export
 

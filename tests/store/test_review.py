@@ -147,6 +147,9 @@ def test_bulk_action_runs_in_short_transactions_beside_a_writer(db_url: str, tem
                     service.insert_snapshot(store, snap, blob)
                     time.sleep(0.01)  # a writer transaction holding the lock a while
                 n += 1
+                # then a breath, as the pipeline's writer waits for its next batch between commits:
+                # SQLite's lock has no queue, so a writer that re-takes it at once can starve any other
+                time.sleep(0.002)
         except BaseException as exc:  # reported below
             errors.append(exc)
 

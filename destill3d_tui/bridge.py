@@ -84,16 +84,17 @@ def reply_owner(on_reply: Reply | None, owner: MessagePump | None) -> MessagePum
     return bound_to if isinstance(bound_to, MessagePump) else None
 
 
-def deliver(owner: MessagePump, callback: Reply, value: Any) -> bool:
+def deliver(owner: MessagePump, callback: Reply, value: Any, wanted: Callable[[], bool] | None = None) -> bool:
     """Call ``callback(value)`` on the UI thread through ``owner``'s queue, unless ``owner`` is gone.
 
     Safe from any thread. A dismissed screen's queue is closed: the reply is dropped there, and a
-    reply already queued when the screen closed is dropped when it comes up.
+    reply already queued when the screen closed is dropped when it comes up. ``wanted`` is asked
+    on the UI thread as the reply comes up: ``False`` drops it.
     """
 
     def run() -> None:
-        if owner.is_running and not owner._closing:  # Textual sets _closing as the screen is dismissed
-            callback(value)
+        if owner.is_running and not owner._closing and (wanted is None or wanted()):
+            callback(value)  # Textual sets _closing as the screen is dismissed
 
     return owner.call_later(run)
 
@@ -157,24 +158,33 @@ class EngineBridge:
         engine = self.engine
 
         def work() -> None:
+            worker = get_current_worker()
+
+            # asked again on the UI thread, where a newer request cancels this one: between a check
+            # here and the reply coming up, the newer request may have been made and even answered
+            # (an older snapshot's reply then replaced the newer one on screen)
+            def wanted() -> bool:
+                return not worker.is_cancelled
+
             try:
                 if engine is None:
                     raise RuntimeError("no engine is open")
                 result = job(engine, *args)
             except Exception as exc:  # reported to the user (or the requester), never swallowed
-                if not get_current_worker().is_cancelled:
-                    self._failed(pump, title, exc, modal, on_error)
+                if wanted():
+                    self._failed(pump, title, exc, modal, on_error, wanted)
                 return
-            if on_reply is not None and not get_current_worker().is_cancelled:
-                deliver(pump, on_reply, result)
+            if on_reply is not None and wanted():
+                deliver(pump, on_reply, result, wanted)
 
         name = getattr(on_reply, "__name__", None) or title
         self.app.run_worker(work, name=name, group=group or name, thread=True, exit_on_error=False,
                             exclusive=exclusive)
 
-    def _failed(self, pump: MessagePump, title: str, error: Exception, modal: bool, on_error: Reply | None) -> None:
+    def _failed(self, pump: MessagePump, title: str, error: Exception, modal: bool, on_error: Reply | None,
+                wanted: Callable[[], bool]) -> None:  # fmt: skip
         if on_error is not None:
-            deliver(pump, on_error, error)
+            deliver(pump, on_error, error, wanted)
         else:
             self.app.post_message(EngineFailed(title, error, modal))
 

@@ -4,6 +4,7 @@ reply is dropped, and no UI module imports the app (issue 17)."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -93,6 +94,35 @@ async def test_a_reply_for_a_dismissed_screen_is_dropped(engine: Destill3D) -> N
         await app.push_screen(live)
         app.bridge.request("Quick", lambda d3d: 7, on_reply=live.show_answer)
         await wait_for(pilot, lambda: live.answers == [7])
+
+
+async def test_an_older_reply_still_queued_when_a_newer_request_is_made_is_dropped(engine: Destill3D) -> None:
+    """The F4 list's arrow keys: the older snapshot's reply must not replace the newer one on screen.
+
+    The older job answers while the UI thread is busy, so its reply waits in the queue (it had passed
+    the worker thread's cancellation check); the newer request is made before the queue is read.
+    """
+    app = make_app(engine)
+    got: list[str] = []
+    started, go, answered = threading.Event(), threading.Event(), threading.Event()
+
+    def older(d3d: Destill3D) -> str:
+        started.set()
+        go.wait(10)
+        answered.set()
+        return "older"
+
+    async with app.run_test(size=SIZE) as pilot:
+        app.bridge.request("Older", older, on_reply=got.append, group="shown", exclusive=True)
+        await wait_for(pilot, started.is_set)
+        go.set()  # from here the UI thread is blocked until the newer request is made
+        assert answered.wait(10)
+        time.sleep(0.5)  # the worker thread passes its check and queues the reply meanwhile
+        app.bridge.request("Newer", lambda d3d: "newer", on_reply=got.append, group="shown", exclusive=True)
+        await wait_for(pilot, lambda: "newer" in got)
+        await settle(app)
+        await pilot.pause(0.1)
+    assert got == ["newer"]
 
 
 async def test_a_failure_goes_to_on_error_or_becomes_a_titled_toast(engine: Destill3D) -> None:

@@ -17,6 +17,7 @@ import gc
 import os
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -88,6 +89,8 @@ class Destill3DApp(App[int]):
         self._quitting = False
         self._error_open = False
         self._building: asyncio.Event | None = None  # set when the screen being built off-screen is mounted
+        self._rendered: weakref.WeakSet[Screen] = weakref.WeakSet()  # painted off-screen once (or shown)
+        self._styled_first_as = -1
         if start_pipeline:
             start_resource_tracker()
 
@@ -99,6 +102,7 @@ class Destill3DApp(App[int]):
         if self.start_pipeline and self.bridge.has("pipeline"):
             self.bridge.request("Could not start the pipeline", lambda d3d: d3d.pipeline.start(), on_reply=None,
                                 group="lifecycle")
+        self._styled_first_as = self._css_update_count
         self.switch_mode(self.initial_mode)
         self.set_timer(PREBUILD_AFTER_S, self._prebuild_next_mode)
 
@@ -107,7 +111,13 @@ class Destill3DApp(App[int]):
         """Whether every mode's screen is built and has been resumed once (shown, or off-screen by
         :meth:`_prebuild_next_mode`)."""
         stacks = [self._screen_stacks.get(mode) for mode in self.MODES]
-        return all(stack and "resumed" in getattr(stack[0], "stamps", {}) for stack in stacks)
+        return all(stack and "resumed" in getattr(stack[0], "stamps", {}) for stack in stacks) \
+            and not self._unrendered()
+
+    def _unrendered(self) -> list[Screen]:
+        """Built mode screens never shown nor rendered off-screen yet (their first paint is still to do)."""
+        return [stack[0] for stack in self._screen_stacks.values()
+                if stack and stack[0].is_attached and not stack[0].is_current and stack[0] not in self._rendered]
 
     async def _prebuild_next_mode(self) -> None:
         """Build one mode's screen off-screen (not shown), then schedule the next.
@@ -121,7 +131,13 @@ class Destill3DApp(App[int]):
         """
         pending = [mode for mode in self.MODES if mode not in self._screen_stacks]
         mount = getattr(self, "_get_screen", None)
-        if mount is None or not pending or self._quitting or self._exit or not self.is_running:
+        if mount is None or self._quitting or self._exit or not self.is_running:
+            return
+        self._note_first_screen_styled()
+        if self._render_off_screen():
+            self.call_after_refresh(self.set_timer, PREBUILD_AFTER_S, self._prebuild_next_mode)
+            return
+        if not pending:
             return
         mode = pending[0]
         screen = self.MODES[mode]()
@@ -143,6 +159,31 @@ class Destill3DApp(App[int]):
             screen._css_update_count = styled_as
             screen.post_message(events.ScreenResume())
         self.call_after_refresh(self.set_timer, PREBUILD_AFTER_S, self._prebuild_next_mode)
+
+    def _note_first_screen_styled(self) -> None:
+        """The first screen is styled as it mounts, but Textual counts it unstyled: mounting was still
+        to come when ``switch_mode`` compared the counts. Left so, the first return to it re-read the
+        whole stylesheet (80 ms at 100 columns); a theme change since is still picked up."""
+        for stack in self._screen_stacks.values():
+            screen = stack[0] if stack else None
+            if screen is not None and screen.is_attached and screen._css_update_count == -1 \
+                    and self._css_update_count == self._styled_first_as:
+                screen._css_update_count = self._styled_first_as
+
+    def _render_off_screen(self) -> bool:
+        """Paint one built, hidden screen into its compositor (not the terminal): the first paint of a
+        screen renders every widget's lines (a table's cells, ~35 ms for F3's at 100x30), which is
+        then cached, so the first visit costs what a later one does. Whether one was painted."""
+        self._rendered.add(self.screen)  # shown: painted already
+        for screen in self._unrendered():
+            self._rendered.add(screen)
+            try:
+                screen._refresh_layout(self.size)
+                screen._compositor.render_update(full=True)
+            except Exception as exc:  # a warm-up only: the visit paints it anyway
+                self.log.warning(f"off-screen paint of {screen!r} failed: {exc!r}")
+            return True
+        return False
 
     def on_unmount(self) -> None:
         self.bridge.detach()

@@ -126,10 +126,18 @@ async def test_the_other_modes_are_built_off_screen_after_the_first_is_up(seeded
         assert isinstance(database, DatabaseScreen) and not database.is_current
         table = database.query_one("#db-results", DataTable)
         await wait_for(pilot, lambda: table.row_count == 4)  # its first page was read before the first visit
+        # and painted off-screen: the visit's first paint finds the table's lines rendered already
+        assert any(key[0] == table._header_row_key for key in table._row_render_cache.keys())
         rows_read = database.stamps["rows"][0]
+        restyled: list[str] = []
+        refresh_css = app.refresh_css
+        app.refresh_css = lambda *a, **k: (restyled.append(type(app.screen).__name__), refresh_css(*a, **k))[1]
         await pilot.press("f5")
         await wait_for(pilot, lambda: database.stamps["rows"][0] > rows_read)  # the visit reads it again
         assert app.screen is database and app.focused is table
+        await pilot.press("f2")  # back to the first screen: styled as it mounted, not restyled on the way
+        await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen))
+        assert restyled == []
 
 
 def test_the_rate_panel_repaints_on_a_change_only() -> None:

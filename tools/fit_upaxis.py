@@ -57,8 +57,12 @@ def features_and_truth(pts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarr
     return np.stack(feats), np.asarray(truth)
 
 
-def fit(feats: np.ndarray, truth: np.ndarray, hidden: int = 64, epochs: int = 300, seed: int = 0) -> dict:
-    """A small MLP scoring each candidate; trained on the softmax over the six (full batch, Adam)."""
+def fit(feats: np.ndarray, truth: np.ndarray, hidden: int = 64, epochs: int = 400, seed: int = 0,
+        weight_decay: float = 1e-2) -> dict:  # fmt: skip
+    """A small MLP scoring each candidate; trained on the softmax over the six (full batch, Adam).
+
+    The weight decay keeps it from learning the training shapes (1e-4: 98 % up found on them,
+    88 % on validation; 1e-2: 93 % and 90 %, the richer cues of 16 bands)."""
     import torch
 
     torch.manual_seed(seed)
@@ -67,7 +71,7 @@ def fit(feats: np.ndarray, truth: np.ndarray, hidden: int = 64, epochs: int = 30
     x = torch.from_numpy(((feats - mean) / std).astype(np.float32))
     y = torch.from_numpy(truth)
     net = torch.nn.Sequential(torch.nn.Linear(x.shape[2], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=1e-4)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=weight_decay)
     for _ in range(epochs):
         loss = torch.nn.functional.cross_entropy(net(x)[..., 0], y)
         opt.zero_grad()

@@ -8,9 +8,9 @@ convention). Rotations here are proper (det = +1), so shapes are never mirrored.
 When the file does not say, :func:`estimate` decides among the six signed axes from
 
 - the geometry: every candidate "up" is scored by a small MLP over cues of how an object
-  stands (its side silhouette: share of points and spread per height band; a support face:
-  the convex hull area of the lowest slab against the footprint and whether the centroid
-  projects inside it; the skew and extent along the candidate), fitted on ModelNet training
+  stands (its side silhouette and cross-sections: share of points, spread and width per height
+  band; a support face: the convex hull area of the lowest slab against the footprint and
+  whether the centroid projects inside it; the skew and extent along the candidate), fitted on ModelNet training
   shapes laid on random axes (``tools/fit_upaxis.py``, weights in ``models/upaxis_scorer.npz``),
 - the classifier: a model with an upright head (``destill3d_pointnet_mn40_v3``) is asked of
   each of the geometry's best candidates whether the shape is the right way up in it; other
@@ -47,10 +47,11 @@ PRINT_BED_PLATFORMS = frozenset({"thingiverse", "printables", "myminifactory", "
 PRINT_BED_FORMATS = frozenset({"STL", "3MF"})
 PRINT_BED_PRIOR = 2.0  # logit bonus of +z for print-bed files: the geometry overrides it only when clearly surer
 
-JUDGE_WEIGHT = 3.0  # the classifier's log-confidence against the geometry's score (fit_upaxis --judge: 0.876 vs 0.852)
+JUDGE_WEIGHT = 1.0  # the classifier's log-confidence against the geometry's score (fit_upaxis --judge: see the v3 card)
 SHORTLIST = 3  # candidates the classifier judges (the geometry's best): 3 extra passes, not 6
 UPRIGHT_SHORTLIST = 4  # candidates a model's upright head judges (one batched pass of 4 clouds)
-BINS = 10  # height bins of the profile cue
+BINS = 16  # height bands of the profile cues
+END_SLABS = (0.01, 0.05, 0.1)  # the bottom and top slabs (share of the height) whose share of points is a cue
 SCORER_FILE = Path(__file__).resolve().parent / "models" / "upaxis_scorer.npz"  # tools/fit_upaxis.py writes it
 _SCORER: dict[str, np.ndarray] = {}
 
@@ -103,10 +104,14 @@ def _inside_hull(xy: np.ndarray, point: np.ndarray) -> float:
 def _profile(p: np.ndarray) -> np.ndarray:
     """Cues of one candidate frame (up = +z), all unchanged by a turn about z.
 
-    Per height bin: the share of points and their mean distance from the vertical line through
-    the centroid (the silhouette of the shape from the side); then the support cues: the hull
-    area of the lowest and highest 3 % slab over the footprint, whether the centroid projects
-    inside each, the skew of the heights and the extent along z over the largest extent.
+    Per height band (:data:`BINS`): the share of points, their mean and largest distance from
+    the vertical line through the centroid, the band's own spread as the square roots of its
+    ground-plane covariance's eigenvalues, and how far its centre sits off that line (the
+    silhouette and the cross-sections of the shape from the side); then the support cues: the
+    hull area of the lowest and highest 3 % slab over the footprint, whether the centroid projects
+    inside each, the skew of the heights, the extent along z over the largest extent, the share
+    of points within 1, 5 and 10 % of the bottom and of the top, the centroid's height and the
+    heights' kurtosis.
     """
     z, xy = p[:, 2], p[:, :2] - p[:, :2].mean(axis=0)
     span = max(float(np.ptp(z)), 1e-9)
@@ -114,17 +119,34 @@ def _profile(p: np.ndarray) -> np.ndarray:
     radius = np.sqrt((xy**2).sum(axis=1))
     rmax = max(float(radius.max()), 1e-9)
     bins = np.minimum((z01 * BINS).astype(int), BINS - 1)
-    share = np.bincount(bins, minlength=BINS) / len(z)
-    spread = np.bincount(bins, weights=radius, minlength=BINS) / np.maximum(np.bincount(bins, minlength=BINS), 1)
+    count = np.bincount(bins, minlength=BINS)
+    n = np.maximum(count, 1)
+
+    def per_band(values: np.ndarray) -> np.ndarray:
+        return np.bincount(bins, weights=values, minlength=BINS) / n
+
+    spread = per_band(radius)
+    widest = np.zeros(BINS)
+    np.maximum.at(widest, bins, radius)
+    mx, my = per_band(xy[:, 0]), per_band(xy[:, 1])
+    cxx, cyy = per_band(xy[:, 0] ** 2) - mx**2, per_band(xy[:, 1] ** 2) - my**2
+    cxy = per_band(xy[:, 0] * xy[:, 1]) - mx * my
+    half_trace, det = (cxx + cyy) / 2, cxx * cyy - cxy**2
+    disc = np.sqrt(np.maximum(half_trace**2 - det, 0.0))
+    major, minor = np.sqrt(np.maximum(half_trace + disc, 0.0)), np.sqrt(np.maximum(half_trace - disc, 0.0))
+    off = np.sqrt(mx**2 + my**2)
     footprint = max(_hull_area(xy), 1e-9)
     low, high = z01 < 0.03, z01 > 0.97
     centre = np.zeros(2)
     sd = float(z.std()) or 1e-9
     skew = float((((z - z.mean()) / sd) ** 3).mean())
+    kurtosis = float((((z - z.mean()) / sd) ** 4).mean())
     support = [_hull_area(xy[low]) / footprint, _hull_area(xy[high]) / footprint,
                _inside_hull(xy[low], centre), _inside_hull(xy[high], centre),
                skew, span / max(float(np.ptp(p, axis=0).max()), 1e-9)]  # fmt: skip
-    return np.concatenate([share, spread / rmax, support])
+    ends = [float((z01 < t).mean()) for t in END_SLABS] + [float((z01 > 1 - t).mean()) for t in END_SLABS]
+    bands = np.concatenate([count / len(z), spread / rmax, widest / rmax, major / rmax, minor / rmax, off / rmax])
+    return np.concatenate([bands, support, ends, [float(z01.mean()), kurtosis]])
 
 
 def candidate_features(points: np.ndarray) -> np.ndarray:

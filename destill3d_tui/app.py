@@ -164,11 +164,11 @@ class Destill3DApp(App[int]):
         """The first screen is styled as it mounts, but Textual counts it unstyled: mounting was still
         to come when ``switch_mode`` compared the counts. Left so, the first return to it re-read the
         whole stylesheet (80 ms at 100 columns); a theme change since is still picked up."""
-        for stack in self._screen_stacks.values():
-            screen = stack[0] if stack else None
-            if screen is not None and screen.is_attached and screen._css_update_count == -1 \
-                    and self._css_update_count == self._styled_first_as:
-                screen._css_update_count = self._styled_first_as
+        stack = self._screen_stacks.get(self.initial_mode)
+        screen = stack[0] if stack else None
+        if screen is not None and screen.is_attached and screen._css_update_count == -1 \
+                and self._css_update_count == self._styled_first_as:
+            screen._css_update_count = self._styled_first_as
 
     def _render_off_screen(self) -> bool:
         """Paint one built, hidden screen into its compositor (not the terminal): the first paint of a

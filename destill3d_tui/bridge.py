@@ -183,10 +183,9 @@ class EngineBridge:
 
     def _failed(self, pump: MessagePump, title: str, error: Exception, modal: bool, on_error: Reply | None,
                 wanted: Callable[[], bool]) -> None:  # fmt: skip
-        if on_error is not None:
-            deliver(pump, on_error, error, wanted)
-        else:
-            self.app.post_message(EngineFailed(title, error, modal))
+        if on_error is None:  # a titled toast, dropped like a reply when a newer request replaced this one
+            pump, on_error = self.app, lambda exc: self.app.post_message(EngineFailed(title, exc, modal))
+        deliver(pump, on_error, error, wanted)
 
     def cancel(self, group: str) -> None:
         """Drop the replies of the running requests of ``group`` (their jobs end on their own)."""

@@ -362,9 +362,9 @@ class Review:
 
     def _count(self, result: ActionResult) -> None:
         if result.action_id is not None:
-            # immediate: a deferred transaction that starts with an UPDATE reads first, and when another
-            # writer commits before it takes the write lock SQLite answers "database is locked" at once
-            # (a stale WAL snapshot: the busy timeout does not apply); seen once beside the pipeline's writer
+            # immediate, as this class's other writes: the write lock is taken at BEGIN and waited for up
+            # to the busy timeout (this deferred one failed with "database is locked" once in CI, in
+            # tests/store/test_review beside a writer thread)
             with self.store.atomic(immediate=True):
                 self.store.execute("UPDATE review_actions SET snapshots = ? WHERE action_id = ?",
                                    (len(result.changed), result.action_id))  # fmt: skip

@@ -12,6 +12,7 @@ from destill3d_tui.engine.store import service
 from destill3d_tui.engine.store.db import Store
 from destill3d_tui.engine.store.filters import SnapshotFilter
 from destill3d_tui.engine.store.service import StoreService, where_sql
+from destill3d_tui.engine.store.snapshot import Snapshot
 
 from .test_scale_totals import insert, template  # noqa: F401 - the module fixture is used by name
 
@@ -86,6 +87,50 @@ def test_first_pages_read_an_index_range_not_a_sort(db_url: str, template: bytes
         else:
             plan = " ".join(r[-1] for r in store.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall())
             assert "INDEX idx_snapshots_" in plan and "TEMP B-TREE" not in plan, (flt, plan)
+    store.close()
+
+
+def _plan(store: Store, sql: str, params: list | tuple) -> str:
+    """The planner's account of ``sql``; PostgreSQL is told to avoid scans where an index can serve."""
+    if not store.is_postgres:
+        return " ".join(r[-1] for r in store.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+    with store.atomic():  # a 40-row table is cheaper to scan: ask whether an index can serve at all
+        store.execute("SET LOCAL enable_seqscan = off")
+        return " ".join(r[0] for r in store.database.execute_sql("EXPLAIN " + sql, params).fetchall())
+
+
+def test_lookups_by_source_hash_read_the_index(db_url: str, template: bytes, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Every acquired item is looked up by its file's SHA-256 (already stored?) and every new snapshot
+    again before it is stored: the SQL those lookups send must come off the hash index, not scan
+    the table (a scan read every snapshot's row: 127 ms a lookup at 100,000 snapshots)."""
+    from destill3d_tui.engine.store.duplicates import is_near_duplicate
+
+    store = Store(db_url)
+    made = insert(store, template, 0, 40)
+    if store.is_postgres:
+        store.execute("ANALYZE snapshots")
+    sent: list[tuple[str, tuple]] = []
+    execute_sql = store.database.execute_sql
+
+    def recorded(sql: str, params: tuple | list = (), *args: object) -> object:
+        sent.append((sql, tuple(params)))
+        return execute_sql(sql, params, *args)
+
+    monkeypatch.setattr(store.database, "execute_sql", recorded)
+    target = made[17]
+    assert service.snapshot_id_for_hash(store, target.provenance.original_file_hash) == target.snapshot_id
+    copy = Snapshot.from_bytes(target.to_bytes())
+    copy.snapshot_id = "another-id"
+    assert is_near_duplicate(copy, store) == target.snapshot_id
+    monkeypatch.undo()
+    lookups = [(sql, params) for sql, params in sent if "original_file_hash" in sql]
+    assert len(lookups) == 2, sent
+    for sql, params in lookups:
+        plan = _plan(store, sql, params)
+        if store.is_postgres:
+            assert "idx_snapshots_file_hash" in plan and "Seq Scan" not in plan, (sql, plan)
+        else:
+            assert "USING INDEX idx_snapshots_file_hash" in plan and "SCAN snapshots" not in plan, (sql, plan)
     store.close()
 
 

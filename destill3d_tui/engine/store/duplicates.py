@@ -35,6 +35,7 @@ from scipy.spatial.distance import pdist
 from .. import locations
 from ..config import IndexSettings, Settings
 from .index import EmbeddingIndex, in_chunks
+from .service import HASH_MATCH
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ def is_near_duplicate(snapshot: Snapshot, store: Store, settings: Settings | Non
     sha = snapshot.provenance.original_file_hash
     if sha:
         row = store.execute(
-            "SELECT snapshot_id FROM snapshots WHERE original_file_hash = ? AND snapshot_id <> ? LIMIT 1",
+            f"SELECT snapshot_id FROM snapshots WHERE {HASH_MATCH} AND snapshot_id <> ? LIMIT 1",
             (sha, snapshot.snapshot_id),
         ).fetchone()
         if row:

@@ -197,3 +197,33 @@ def test_claims_go_round_robin_by_platform(tmp_path: Path) -> None:
     second = pipeline.writer.claim_round_robin(2)
     assert sorted(r.platform for r in second) == ["cults3d", "thingiverse"]
     d3d.close()
+
+
+def test_a_claim_that_found_nothing_outside_the_busy_platforms_is_not_repeated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One platform filling the queue: the claim excluding it (which reads every active row: it
+    cannot use the priority index) runs once per TTL, not once per item; a platform queued later
+    still gets its turn first once the answer expires."""
+    from destill3d_tui.engine.pipeline import writer as writer_mod
+
+    monkeypatch.setattr(writer_mod, "NONE_OUTSIDE_TTL_S", 0.3)
+    d3d = Destill3D(pipeline_settings(tmp_path, [], {}))
+    d3d.queue.add_entries([thingiverse_entry(n) for n in range(40)])
+    pipeline = d3d.pipeline.engine
+    asked: list[frozenset[str]] = []
+    claim = pipeline.run_state.queue.claim
+    monkeypatch.setattr(pipeline.run_state.queue, "claim",
+                        lambda owner, n, exclude_platforms=frozenset(): asked.append(exclude_platforms)
+                        or claim(owner, n, exclude_platforms=exclude_platforms))  # fmt: skip
+    for _ in range(5):  # each claim goes in flight: thingiverse is the busy platform from the second on
+        for row in pipeline.writer.claim_round_robin(1):
+            pipeline.run_state.hold(WorkItem(row=row, temp_dir=tmp_path / f"q{row.queue_id}"))
+    assert asked.count(frozenset({"thingiverse"})) == 1, asked  # found empty once, then trusted
+    d3d.queue.add_entries([entry("sketchfab", "late")])
+    took = [r.platform for r in pipeline.writer.claim_round_robin(1)]
+    assert took == ["thingiverse"]  # within the TTL: claimed in priority order
+    time.sleep(0.35)
+    took = [r.platform for r in pipeline.writer.claim_round_robin(1)]
+    assert took == ["sketchfab"]  # expired: the platform with nothing in flight goes first again
+    d3d.close()

@@ -30,6 +30,7 @@ from .run import RunState
 log = logging.getLogger(__name__)
 
 FAULT_RETRY_S = 30.0  # a transient database fault (lock, lost server) is retried this long, then stops the run
+NONE_OUTSIDE_TTL_S = 1.0  # how long a claim that found nothing outside the busy platforms is trusted
 
 
 class _LeaseLost(Exception):
@@ -75,6 +76,8 @@ class Writer:
         self._ops: queue_mod.Queue[Op] = queue_mod.Queue()
         self._handoff: Handoff | None = None
         self._thread: threading.Thread | None = None
+        # exclusion set -> when its "nothing claimable outside these platforms" answer expires
+        self._none_outside: dict[frozenset[str], float] = {}
 
     def connect(self, handoff: Handoff) -> None:
         """The stages committed items move on to (they submit to this writer: set once, after both exist)."""
@@ -210,15 +213,36 @@ class Writer:
             # that has items; the last level excludes nobody
             for level in sorted({0, *load.values()}):
                 busier = frozenset(p for p, n in load.items() if n > level)
+                if self._known_empty_outside(busier):
+                    continue
                 got = self._run.queue.claim(self._run.owner, 1, exclude_platforms=busier)
                 if got:
                     row = got[0]
                     break
+                if busier:
+                    self._none_outside[busier] = time.monotonic() + NONE_OUTSIDE_TTL_S
             if row is None:
                 return rows
             rows.append(row)
             load[row.platform] += 1
         return rows
+
+    def _known_empty_outside(self, busier: frozenset[str]) -> bool:
+        """Whether a claim excluding ``busier`` found nothing within the last :data:`NONE_OUTSIDE_TTL_S`.
+
+        Excluding platforms cannot use the queue's priority index: a claim that finds nothing
+        outside the busy platforms reads every active row (22 ms at 100,000 queued, for every
+        item claimed while one platform fills the queue). An empty answer stays true for a superset
+        of the platforms until items are added or leases lapse, so it is trusted for a second: a
+        platform queued meanwhile is still claimed in priority order, its turn first once it expires.
+        """
+        now = time.monotonic()
+        for known, expires in list(self._none_outside.items()):
+            if expires <= now:
+                del self._none_outside[known]
+            elif known <= busier:
+                return True
+        return False
 
     def _update_idle(self, claimed: int) -> None:
         run = self._run

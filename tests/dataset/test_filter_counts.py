@@ -204,3 +204,45 @@ def test_export_writes_what_query_lists_on_postgres(case: Case, pg_store: Store,
     url = pg_store.url
     listed, exported, written = query_and_export(url, query_flags, export_flags, tmp_path / "out", capsys)
     assert listed == exported == written == sum(map(means, seeds))
+
+
+def _mixed_collection(store: Store, families: dict[str, list[Snapshot]]) -> list[str]:
+    """Snapshots the plan must tell apart: open and closed licences, a local file with none, a
+    rejected one, and a point count that differs from the rest."""
+    from destill3d_tui.engine.services.review import Review
+
+    snap = families["teapot"][0]
+    ids = [store_snapshot(store, clone(snap), license_spdx=spdx, platform=platform, label="teapot")
+           for spdx, platform in [("CC-BY-4.0", "thingiverse"), ("CC-BY-NC-4.0", "sketchfab"), ("", "local"),
+                                  ("", "thingiverse"), ("MIT", "github"), ("CC-BY-ND-4.0", "thingiverse")]]  # fmt: skip
+    Review(store, user="ada").reject([ids[4]], "broken")
+    store.execute("UPDATE snapshots SET point_count = 1024 WHERE snapshot_id = ?", (ids[0],))
+    return ids
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_export_plan_counts_in_sql_what_the_selection_writes(
+    backend: str, tmp_path: Path, family_snapshots: dict[str, list[Snapshot]], request: pytest.FixtureRequest
+) -> None:
+    """The plan (one GROUP BY, what the export dialog shows) equals the selection the export writes,
+    reason by reason, under each policy and with the rejected asked for."""
+    from destill3d_tui.engine.store.export import selection as sel
+    from destill3d_tui.engine.store.service import where_sql
+
+    store = Store(f"sqlite:///{tmp_path / 'plan.db'}") if backend == "sqlite" else request.getfixturevalue("pg_store")
+    _mixed_collection(store, family_snapshots)
+    seen = set()
+    for flt in (SnapshotFilter(), SnapshotFilter(review="rejected"), SnapshotFilter(platform="thingiverse")):
+        where, params = where_sql(store, flt)
+        keep = flt.review == "rejected"
+        for policy in ("research", "commercial", "any"):
+            chosen = sel.select(store, where, params, taxonomy=None, policy=policy, fractions=(0.8, 0.1, 0.1),
+                                keep_rejected=keep)  # fmt: skip
+            counted = sel.tally(store, where, params, policy=policy, keep_rejected=keep)
+            assert counted == (chosen.matched, chosen.count, chosen.skipped), (flt, policy)
+            seen.update(chosen.skipped)
+    # the cases were all there: a rejection, a refusal, a differing point count
+    assert sel.REJECTED in seen and "point count differs from 2048" in seen
+    assert any(reason.startswith("licence (commercial)") for reason in seen)
+    if backend == "sqlite":
+        store.close()

@@ -167,8 +167,14 @@ class DatasetService:
         **filters: Any,
     ) -> ExportPlan:
         """How many objects :meth:`export` with these arguments would write (reads no snapshot blobs)."""
-        chosen = self._selection(SnapshotFilter.coerce(filter, **filters), taxonomy, license_policy)
-        return ExportPlan(matched=chosen.matched, count=chosen.count, skipped=dict(chosen.skipped))
+        flt = SnapshotFilter.coerce(filter, **filters)
+        if taxonomy:  # the label each object gets decides whether it is written: the row scan reads it
+            chosen = self._selection(flt, taxonomy, license_policy)
+            return ExportPlan(matched=chosen.matched, count=chosen.count, skipped=dict(chosen.skipped))
+        where, params = where_sql(self.store, flt)
+        matched, count, skipped = sel.tally(self.store, where, params, policy=license_policy,
+                                            keep_rejected=flt.review == "rejected")  # fmt: skip
+        return ExportPlan(matched=matched, count=count, skipped=dict(skipped))
 
     def export(
         self,

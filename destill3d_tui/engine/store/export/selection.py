@@ -249,6 +249,42 @@ def select(
     return _finish(gather, matched, skipped, fractions, groups)
 
 
+def tally(store: Store, where: str, params: list[Any], *, policy: str, keep_rejected: bool = False,
+          ) -> tuple[int, int, Counter[str]]:  # fmt: skip
+    """``(matched, count, skipped)`` of :func:`select` with no taxonomy, counted by the database.
+
+    One ``GROUP BY`` over the few columns the decision reads (review, licence, local or not, point
+    count): a collection has a handful of distinct groups, so the licence policy runs once per group
+    and no row comes into Python. The export dialog asks this while the curator looks at it; the
+    row-by-row scan held the interpreter for 1.3-1.9 s at 100,000 snapshots (issue 15), where
+    SQLite's step releases it.
+    """
+    sql = (f"SELECT CASE WHEN review = 'rejected' THEN 1 ELSE 0 END, license, license_spdx, license_flags, "
+           f"CASE WHEN platform = 'local' THEN 1 ELSE 0 END, COALESCE(point_count, 0), COUNT(*) "
+           f"FROM snapshots WHERE ({where}) GROUP BY 1, 2, 3, 4, 5, 6")  # fmt: skip
+    rules = _Policy(policy)
+    skipped: Counter[str] = Counter()
+    kept: Counter[int] = Counter()  # point count -> objects that passed review and policy
+    matched = 0
+    for rejected, lic, spdx, flags, local, points, n in store.execute(sql, params).fetchall():
+        matched += n
+        row = {"license": lic, "license_spdx": spdx, "license_flags": flags, "platform": "local" if local else ""}
+        refusal = rules.refusal(row)
+        if rejected and not keep_rejected:
+            skipped[REJECTED] += n
+        elif refusal:
+            skipped[f"licence ({policy}): {refusal}"] += n
+        else:
+            kept[int(points)] += n
+    if not kept:
+        return matched, 0, skipped
+    # the mode, ties to the smallest count as _finish's np.unique + argmax does
+    points = min(kept, key=lambda p: (-kept[p], p))
+    if len(kept) > 1:
+        skipped[f"point count differs from {points}"] += sum(kept.values()) - kept[points]
+    return matched, kept[points], skipped
+
+
 def _finish(gather: _Gather, matched: int, skipped: Counter[str], fractions: tuple[float, float, float],
             groups: dict[str, str] | None) -> Selection:  # fmt: skip
     hashes = np.frombuffer(gather.hashes, np.uint64) if gather.hashes else np.zeros(0, np.uint64)

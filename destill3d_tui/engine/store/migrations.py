@@ -194,7 +194,7 @@ QUEUE_WATCHED = ("stage", "reason", "bytes_in")
 LOCK_DIMENSION = "snapshots"
 _MEASURE_COLUMNS = ("n", "bytes", "source_bytes")
 
-LATEST = 5
+LATEST = 6
 
 
 def _dialect(sql: str, postgres: bool) -> str:
@@ -422,7 +422,22 @@ def _upgrade_to_5(store: MigratableStore) -> None:
         store.execute(_dialect(statement, store.is_postgres))
 
 
-UPGRADES = {2: _upgrade_to_2, 3: _upgrade_to_3, 4: _upgrade_to_4, 5: _upgrade_to_5}
+# v6: the export plan's count (export/selection.tally: what the export dialog shows) groups by
+# these columns. All but platform and license lie after the snapshot blob in a row, so reading
+# them from the table walks each blob's overflow pages: 761 ms at 100,000 snapshots, 70 ms from
+# this covering index (review first: the review filters narrow it).
+_V6_INDEXES = """
+CREATE INDEX IF NOT EXISTS idx_snapshots_export_plan ON snapshots(review, platform, license_spdx, license,
+    point_count, license_flags);
+"""
+
+
+def _upgrade_to_6(store: MigratableStore) -> None:
+    for statement in _statements(_V6_INDEXES):
+        store.execute(_dialect(statement, store.is_postgres))
+
+
+UPGRADES = {2: _upgrade_to_2, 3: _upgrade_to_3, 4: _upgrade_to_4, 5: _upgrade_to_5, 6: _upgrade_to_6}
 
 
 def current_version(store: MigratableStore) -> int:

@@ -249,6 +249,13 @@ def select(
     return _finish(gather, matched, skipped, fractions, groups)
 
 
+def tally_sql(where: str) -> str:
+    """The GROUP BY :func:`tally` runs (schema v6's idx_snapshots_export_plan covers its columns)."""
+    return (f"SELECT CASE WHEN review = 'rejected' THEN 1 ELSE 0 END, license, license_spdx, license_flags, "
+            f"CASE WHEN platform = 'local' THEN 1 ELSE 0 END, COALESCE(point_count, 0), COUNT(*) "
+            f"FROM snapshots WHERE ({where}) GROUP BY 1, 2, 3, 4, 5, 6")  # fmt: skip
+
+
 def tally(store: Store, where: str, params: list[Any], *, policy: str, keep_rejected: bool = False,
           ) -> tuple[int, int, Counter[str]]:  # fmt: skip
     """``(matched, count, skipped)`` of :func:`select` with no taxonomy, counted by the database.
@@ -257,16 +264,13 @@ def tally(store: Store, where: str, params: list[Any], *, policy: str, keep_reje
     count): a collection has a handful of distinct groups, so the licence policy runs once per group
     and no row comes into Python. The export dialog asks this while the curator looks at it; the
     row-by-row scan held the interpreter for 1.3-1.9 s at 100,000 snapshots (issue 15), where
-    SQLite's step releases it.
+    SQLite's step releases it; the covering index makes the unfiltered count 761 -> 70 ms.
     """
-    sql = (f"SELECT CASE WHEN review = 'rejected' THEN 1 ELSE 0 END, license, license_spdx, license_flags, "
-           f"CASE WHEN platform = 'local' THEN 1 ELSE 0 END, COALESCE(point_count, 0), COUNT(*) "
-           f"FROM snapshots WHERE ({where}) GROUP BY 1, 2, 3, 4, 5, 6")  # fmt: skip
     rules = _Policy(policy)
     skipped: Counter[str] = Counter()
     kept: Counter[int] = Counter()  # point count -> objects that passed review and policy
     matched = 0
-    for rejected, lic, spdx, flags, local, points, n in store.execute(sql, params).fetchall():
+    for rejected, lic, spdx, flags, local, points, n in store.execute(tally_sql(where), params).fetchall():
         matched += n
         row = {"license": lic, "license_spdx": spdx, "license_flags": flags, "platform": "local" if local else ""}
         refusal = rules.refusal(row)

@@ -249,37 +249,46 @@ def select(
     return _finish(gather, matched, skipped, fractions, groups)
 
 
-def tally_sql(where: str) -> str:
-    """The GROUP BY :func:`tally` runs (schema v6's idx_snapshots_export_plan covers its columns)."""
-    return (f"SELECT CASE WHEN review = 'rejected' THEN 1 ELSE 0 END, license, license_spdx, license_flags, "
-            f"CASE WHEN platform = 'local' THEN 1 ELSE 0 END, COALESCE(point_count, 0), COUNT(*) "
-            f"FROM snapshots WHERE ({where}) GROUP BY 1, 2, 3, 4, 5, 6")  # fmt: skip
+PLAN_COLUMNS = ("review", "platform", "license_spdx", "license", "point_count", "license_flags")
+"""What :func:`tally` groups by: schema v6's idx_snapshots_export_plan, in its order."""
+
+
+def tally_sql(where: str, covered: bool) -> str:
+    """The GROUP BY :func:`tally` runs.
+
+    ``covered`` (the filter reads only :data:`PLAN_COLUMNS`): grouped in the index's order, the
+    groups stream off the covering index (13 ms at 100,000). Otherwise the grouping is by
+    expressions, which no index orders, so the planner picks the filter's own index (a label's:
+    44 ms at 100,000) instead of walking the covering index and reading each row for the filter
+    (330 ms).
+    """
+    keys = ", ".join(PLAN_COLUMNS if covered else (f"COALESCE({c}, {c})" for c in PLAN_COLUMNS))
+    return f"SELECT {keys}, COUNT(*) FROM snapshots WHERE ({where}) GROUP BY {keys}"
 
 
 def tally(store: Store, where: str, params: list[Any], *, policy: str, keep_rejected: bool = False,
-          ) -> tuple[int, int, Counter[str]]:  # fmt: skip
+          covered: bool = False) -> tuple[int, int, Counter[str]]:  # fmt: skip
     """``(matched, count, skipped)`` of :func:`select` with no taxonomy, counted by the database.
 
     One ``GROUP BY`` over the few columns the decision reads (review, licence, local or not, point
     count): a collection has a handful of distinct groups, so the licence policy runs once per group
     and no row comes into Python. The export dialog asks this while the curator looks at it; the
     row-by-row scan held the interpreter for 1.3-1.9 s at 100,000 snapshots (issue 15), where
-    SQLite's step releases it; the covering index makes the unfiltered count 761 -> 70 ms.
+    SQLite's step releases it; with the covering index the unfiltered count takes 13 ms, not 761.
     """
     rules = _Policy(policy)
     skipped: Counter[str] = Counter()
     kept: Counter[int] = Counter()  # point count -> objects that passed review and policy
     matched = 0
-    for rejected, lic, spdx, flags, local, points, n in store.execute(tally_sql(where), params).fetchall():
+    for review, platform, spdx, lic, points, flags, n in store.execute(tally_sql(where, covered), params).fetchall():
         matched += n
-        row = {"license": lic, "license_spdx": spdx, "license_flags": flags, "platform": "local" if local else ""}
-        refusal = rules.refusal(row)
-        if rejected and not keep_rejected:
+        refusal = rules.refusal({"license": lic, "license_spdx": spdx, "license_flags": flags, "platform": platform})
+        if review == "rejected" and not keep_rejected:
             skipped[REJECTED] += n
         elif refusal:
             skipped[f"licence ({policy}): {refusal}"] += n
         else:
-            kept[int(points)] += n
+            kept[int(points or 0)] += n
     if not kept:
         return matched, 0, skipped
     # the mode, ties to the smallest count as _finish's np.unique + argmax does

@@ -27,6 +27,7 @@ the gain is 0-3 shapes of 985 and the probability average loses calibration, so 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -43,7 +44,7 @@ from ood_shapes import auroc, synthetic_ood
 
 from destill3d_tui.engine.classify.inference import OnnxClassifier, rotate_about_z, tta_angles
 from destill3d_tui.engine.classify.registry import ModelRegistry
-from destill3d_tui.engine.classify.uncertainty import expected_calibration_error, softmax
+from destill3d_tui.engine.classify.uncertainty import expected_calibration_error, fit_temperature_for, softmax
 
 BATCH = 32
 UNKNOWN_SHARE = 0.04  # the share of turned validation shapes the threshold leaves below (as [unknown])
@@ -60,28 +61,11 @@ def outputs(clf: OnnxClassifier, ready: np.ndarray, passes: int) -> tuple[np.nda
     return np.stack(logits).astype(np.float64), np.mean(embs, axis=0)
 
 
-def averaged(logits: np.ndarray, temperature: float, mode: str) -> np.ndarray:
+def averaged(logits: np.ndarray, temperature: float, mode: str = "logits") -> np.ndarray:
     """(B, C) from (T, B, C) logits: the calibrated probabilities averaged, or the logits averaged then calibrated."""
     if mode == "probs":
         return softmax(logits, temperature).mean(axis=0)
     return softmax(logits.mean(axis=0), temperature)
-
-
-def fit_averaged_temperature(logits: np.ndarray, labels: np.ndarray, mode: str) -> float:
-    """Temperature minimising the NLL of :func:`averaged` (golden section on log T in [-3, 3])."""
-
-    def nll(log_t: float) -> float:
-        p = averaged(logits, float(np.exp(log_t)), mode)
-        return float(-np.log(p[np.arange(len(labels)), labels] + 1e-12).mean())
-
-    lo, hi, g = -3.0, 3.0, (np.sqrt(5) - 1) / 2
-    for _ in range(80):
-        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-        if nll(a) < nll(b):
-            hi = b
-        else:
-            lo = a
-    return float(np.exp((lo + hi) / 2))
 
 
 def scores(clf: OnnxClassifier, logits: np.ndarray, emb: np.ndarray, temperature: float) -> np.ndarray:
@@ -129,7 +113,8 @@ def measure(model_id: str, passes: int) -> dict:
             if n == 1:  # the card's own single-pass calibration and threshold
                 temperature, threshold = model.temperature, clf.ood_threshold
             else:
-                temperature = fit_averaged_temperature(out["turned"][0], y, mode)
+                turned_logits = out["turned"][0]
+                temperature = fit_temperature_for(functools.partial(averaged, turned_logits, mode=mode), y)
                 threshold = float(np.quantile(scores(clf, *out["turned"], temperature), UNKNOWN_SHARE))
             row: dict = {"temperature": round(temperature, 4), "unknown_threshold": round(threshold, 4)}
             for case, (logits, emb) in out.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 
@@ -54,9 +55,14 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """Temperature minimising validation NLL (golden-section search on log T in [-3, 3])."""
+    return fit_temperature_for(lambda t: softmax(logits, t), labels)
+
+
+def fit_temperature_for(probs_at: Callable[[float], np.ndarray], labels: np.ndarray) -> float:
+    """Temperature minimising the NLL of ``probs_at(T)`` (n, C) on ``labels``: golden section on log T in [-3, 3]."""
 
     def nll(log_t: float) -> float:
-        p = softmax(logits, float(np.exp(log_t)))
+        p = probs_at(float(np.exp(log_t)))
         return float(-np.log(p[np.arange(len(labels)), labels] + 1e-12).mean())
 
     lo, hi = -3.0, 3.0

@@ -172,7 +172,7 @@ class DatasetService:
             chosen = self._selection(flt, taxonomy, license_policy)
             return ExportPlan(matched=chosen.matched, count=chosen.count, skipped=dict(chosen.skipped))
         where, params = where_sql(self.store, flt)
-        covered = set(flt.to_dict()) <= {"platform", "review", "license"}  # the plan index's columns
+        covered = set(flt.to_dict()) <= sel.PLAN_FILTERS
         matched, count, skipped = sel.tally(self.store, where, params, policy=license_policy,
                                             keep_rejected=flt.review == "rejected", covered=covered)  # fmt: skip
         return ExportPlan(matched=matched, count=count, skipped=dict(skipped))

@@ -251,6 +251,8 @@ def select(
 
 PLAN_COLUMNS = ("review", "platform", "license_spdx", "license", "point_count", "license_flags")
 """What :func:`tally` groups by: schema v6's idx_snapshots_export_plan, in its order."""
+PLAN_FILTERS = frozenset({"platform", "review", "license"})
+"""The :class:`SnapshotFilter` fields whose conditions read only :data:`PLAN_COLUMNS` (``covered``)."""
 
 
 def tally_sql(where: str, covered: bool) -> str:

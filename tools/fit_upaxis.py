@@ -7,6 +7,8 @@ softmax over the six; its weights go to ``classify/models/upaxis_scorer.npz``. T
 validation split of tools/train_classifier.py (seed 0, 10 %), never seen in the fit.
 
     .venv/bin/python tools/fit_upaxis.py            # writes the scorer, prints the validation figures
+    .venv/bin/python tools/fit_upaxis.py --judge destill3d_pointnet_mn40_v3   # + the shipped model judging
+    .venv/bin/python tools/fit_upaxis.py --cache runs/cues.npz --judge-ckpt runs/v4/best.pt   # a checkpoint
 """
 
 from __future__ import annotations
@@ -97,18 +99,102 @@ def judged(model_id: str, pts: np.ndarray, geo: np.ndarray, truth: np.ndarray) -
     # a model with an upright head is judged by it, on a longer shortlist, as the engine does
     upright = bool(clf.model.upright_name)
     judge, n_short = (clf._judge_upright, upaxis.UPRIGHT_SHORTLIST) if upright else (clf._judge_up, upaxis.SHORTLIST)
+    found = judged_by(judge, pts, geo, truth, n_short)
+    found["judge"] = "upright head" if upright else "class confidence"
+    return found
+
+
+def checkpoint_judge(path: Path):
+    """A judge like the engine's upright one, from a training checkpoint (train_classifier.py with
+    --upright): each candidate prepared as the engine prepares it; it answers the head's logit
+    (:func:`judged_by` measures its log-sigmoid, the engine's score, and the logit itself) and the
+    class confidence (measured added to them)."""
+    import torch
+    from export_classifier import engine_ready
+    from train_classifier import PN2KNN
+
+    torch.set_num_threads(1)
+    state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    model = PN2KNN(len(state["fc.bias"]), upright=True)
+    model.load_state_dict(state)
+    model.eval()
+    model.ordered = True
+
+    def judge(laid: np.ndarray, axes: list[str]) -> np.ndarray:
+        """(len(axes), 2): the head's logit, and the log of the top class probability (T = 1)."""
+        ready = engine_ready(np.stack([upaxis.convert(laid, a, "z") for a in axes]), 512, canonical_frame=True)
+        with torch.no_grad():
+            logits, _, up = model(torch.from_numpy(ready))
+        up64, lo = up[:, 0].numpy().astype(np.float64), logits.numpy().astype(np.float64)
+        top = -np.log(np.exp(lo - lo.max(1, keepdims=True)).sum(1))  # log softmax at the argmax
+        return np.stack([up64, top], axis=1)
+
+    return judge
+
+
+def mirror_ratio(points: np.ndarray, seed: int = 0) -> float:
+    """How far a z-up shape is from its own mirror image top to bottom, against sampling noise.
+
+    Upside down, a shape that is its own mirror image about a horizontal plane is only its mirror
+    image (half a turn about x = mirror in z, then in y), which the canonical frame and the height
+    cues cannot tell apart. The cloud is split into two random halves A and B: the ratio is the
+    chamfer distance from A to B mirrored in z (about the mean and the middle height, the closer)
+    over the chamfer distance from A to B. Near 1: within sampling noise of that symmetry.
+    """
+    from scipy.spatial import cKDTree
+
+    def chamfer(a: np.ndarray, b: np.ndarray) -> float:
+        return 0.5 * float(cKDTree(b).query(a)[0].mean() + cKDTree(a).query(b)[0].mean())
+
+    perm = np.random.default_rng(seed).permutation(len(points))
+    a, b = points[perm[: len(points) // 2]], points[perm[len(points) // 2 :]]
+    mirrored = []
+    for centre in (float(points[:, 2].mean()), float(points[:, 2].max() + points[:, 2].min()) / 2):
+        m = b.copy()
+        m[:, 2] = 2 * centre - m[:, 2]
+        mirrored.append(chamfer(a, m))
+    return min(mirrored) / max(chamfer(a, b), 1e-12)
+
+
+def sign_misses(pts: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> dict:
+    """The misses that took the right axis upside down, and how many of those shapes are within 10 %
+    of sampling noise of their own top-to-bottom mirror image (:func:`mirror_ratio` < 1.1)."""
+    opposite = np.array([upaxis.SIGNED.index(a[1:] if a[0] == "-" else "-" + a) for a in upaxis.SIGNED])
+    flipped = np.flatnonzero(pred == opposite[truth])
+    mirror_like = sum(mirror_ratio(pts[i]) < 1.1 for i in flipped)
+    return {"misses": int((pred != truth).sum()), "upside_down": len(flipped), "upside_down_mirror_like": mirror_like}
+
+
+def judged_by(judge, pts: np.ndarray, geo: np.ndarray, truth: np.ndarray, n_short: int) -> dict:
+    """Up found on the validation shapes, ``judge`` scoring the geometry's ``n_short`` best candidates."""
     rng, rots = np.random.default_rng(2), cube_rotations()  # the same draws as features_and_truth(seed=2)
     short = np.argsort(-geo, axis=1, kind="stable")[:, :n_short]
-    conf = np.full(geo.shape, -np.inf)
+    conf = np.full((*geo.shape, 2), -np.inf)
     for i, p in enumerate(pts):
         laid, _ = lay(p, rng, rots)
-        conf[i, short[i]] = judge(laid, [upaxis.SIGNED[k] for k in short[i]])
+        answer = np.asarray(judge(laid, [upaxis.SIGNED[k] for k in short[i]]))
+        conf[i, short[i], : 1 if answer.ndim == 1 else 2] = answer.reshape(len(short[i]), -1)
     found: dict = {}
-    for w in (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0):
-        total = geo + np.where(np.isinf(conf), -np.inf, w * conf)
-        found[f"weight {w}"] = round(float((total.argmax(1) == truth).mean()), 4)
-    found["judge"] = "upright head" if upright else "class confidence"
+    listed = np.isfinite(conf[..., 0])
+    # a checkpoint's judge answers the head's logit and its class confidence: both scores are measured
+    scored = {"": conf[..., 0]}
+    if np.isfinite(conf[..., 1]).any():
+        logit = np.where(listed, conf[..., 0], 0.0)
+        scored = {"log_sigmoid ": -np.logaddexp(0.0, -logit), "logit ": logit}
+    for name, score in scored.items():
+        for w in (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0):
+            total = geo + np.where(listed, w * score, -np.inf)
+            found[f"{name}weight {w}"] = round(float((total.argmax(1) == truth).mean()), 4)
+            if name:  # a judge that also lends its class confidence
+                for wc in (0.5, 1.0, 2.0):
+                    both = total + np.where(listed, wc * conf[..., 1], 0.0)
+                    found[f"{name}weight {w} + class {wc}"] = round(float((both.argmax(1) == truth).mean()), 4)
     found["truth_in_shortlist"] = round(float((short == truth[:, None]).any(1).mean()), 4)
+    best = max((k for k in found if "class" not in k and k != "truth_in_shortlist"), key=lambda k: found[k])
+    name, w = best.rsplit("weight ", 1)
+    score = scored[name]
+    pred = (geo + np.where(listed, float(w) * score, -np.inf)).argmax(1)
+    found[f"misses at {best}"] = sign_misses(pts, pred, truth)
     return found
 
 
@@ -118,6 +204,9 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--judge", default="", help="model id: also measure geometry + the classifier's confidence")
     ap.add_argument("--cache", type=Path, default=None, help="npz to keep the computed cues in (refits are quick)")
+    ap.add_argument("--judge-ckpt", type=Path, default=None,
+                    help="a train_classifier.py checkpoint with an upright head: up found with it judging the "
+                    "shipped scorer's shortlist (nothing is refitted or written)")
     args = ap.parse_args()
     data = np.load(DATA)
     pts, labels = data["points"].astype(np.float32), data["labels"].astype(np.int64)
@@ -132,6 +221,12 @@ def main() -> None:
         fva, tva = features_and_truth(pts[va], seed=2)
         if args.cache:
             np.savez(args.cache, ftr=ftr, ttr=ttr, fva=fva, tva=tva)
+    if args.judge_ckpt:  # measure a training checkpoint's head beside the shipped scorer; nothing written
+        with np.load(upaxis.SCORER_FILE) as f:
+            shipped = {k: f[k] for k in f.files}
+        judge = checkpoint_judge(args.judge_ckpt)
+        print(json.dumps(judged_by(judge, pts[va], scores(shipped, fva), tva, upaxis.UPRIGHT_SHORTLIST)))
+        return
     model = fit(ftr, ttr, hidden=args.hidden)
     np.savez(upaxis.SCORER_FILE, **model)
     pred = scores(model, fva).argmax(axis=1)

@@ -51,7 +51,8 @@ def load_folded(path: Path) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
 
 def rebuild(path: Path, sample: np.ndarray) -> PN2KNN:
     named, matmuls = load_folded(path)
-    model = PN2KNN(len(named["fc.bias"]))
+    # a graph with an "upright" output (v3 on) has the up head: rebuild it too
+    model = PN2KNN(len(named["fc.bias"]), upright="up.weight" in named)
     mods = dict(model.named_modules())
     biases: dict[str, np.ndarray] = {}
     with torch.no_grad():
@@ -62,6 +63,9 @@ def rebuild(path: Path, sample: np.ndarray) -> PN2KNN:
         biases["head.1"] = named["head.0.bias"]
         mods["fc"].weight.copy_(torch.from_numpy(named["fc.weight"]))
         mods["fc"].bias.copy_(torch.from_numpy(named["fc.bias"]))
+        if model.up is not None:
+            model.up.weight.copy_(torch.from_numpy(named["up.weight"]))
+            model.up.bias.copy_(torch.from_numpy(named["up.bias"]))
         for name, b in biases.items():  # identity BatchNorms plus the bias: eval mode = the folded graph
             bn = mods[name]
             bn.running_mean.zero_()

@@ -287,10 +287,36 @@ def step_loss(model: PN2KNN, xtr: np.ndarray, ytr: np.ndarray, sel: np.ndarray, 
         return F.cross_entropy(logits, torch.from_numpy(ytr[sel]), label_smoothing=args.smoothing)
     n_wrong = max(1, round(len(sel) * args.upright))
     wrong = augment(laid_wrong(xtr[rng.choice(len(xtr), n_wrong)], rng), rng, args.rot_deg, args.canonical)
-    logits, _, up = model(torch.from_numpy(np.concatenate([right, wrong])))
-    target = torch.cat([torch.ones(len(sel)), torch.zeros(n_wrong)])
+    n_pairs = round(len(sel) * args.flip_pairs)
+    flipped = upside_down(right[:n_pairs], args.canonical) if n_pairs else right[:0]
+    logits, _, up = model(torch.from_numpy(np.concatenate([right, wrong, flipped])))
+    target = torch.cat([torch.ones(len(sel)), torch.zeros(n_wrong + n_pairs)])
     cls = F.cross_entropy(logits[: len(sel)], torch.from_numpy(ytr[sel]), label_smoothing=args.smoothing)
-    return cls + 0.5 * F.binary_cross_entropy_with_logits(up[:, 0], target)
+    loss = cls + 0.5 * F.binary_cross_entropy_with_logits(up[:, 0], target)
+    if n_pairs:  # the shape against its own upside-down copy: the estimate's hardest choice, ranked directly
+        up_right, up_flipped = up[:n_pairs, 0], up[len(sel) + n_wrong :, 0]
+        loss = loss + args.pair_weight * F.softplus(up_flipped - up_right).mean()
+    return loss
+
+
+def upside_down(ready: np.ndarray, canonical: bool) -> np.ndarray:
+    """The same model-ready clouds (B, N, 3) turned upside down (half a turn about x), prepared again
+    as the engine prepares its -z candidate: only the sign of up differs between the two."""
+    flipped = (ready @ _WRONG_UP[0].T).astype(np.float32)
+    return canonicalise(flipped) if canonical else flipped
+
+
+def flip_accuracy(model: PN2KNN, right: np.ndarray, canonical: bool, bs: int = 128) -> float:
+    """Share of clouds whose upright logit is higher than that of their own upside-down copy."""
+    model.eval()
+    hits = 0
+    with torch.no_grad():
+        for i in range(0, len(right), bs):
+            r = right[i : i + bs]
+            up_r = model(torch.from_numpy(r))[2][:, 0]
+            up_f = model(torch.from_numpy(upside_down(r, canonical)))[2][:, 0]
+            hits += int((up_r > up_f).sum())
+    return hits / len(right)
 
 
 def main() -> None:
@@ -322,6 +348,10 @@ def main() -> None:
     ap.add_argument("--upright", type=float, default=0.0,
                     help="train an upright head too: this many wrong-way-up clouds per right one in a batch "
                     "(0.5 = 16 extra per 32), its loss weighted 0.5")
+    ap.add_argument("--flip-pairs", type=float, default=0.0,
+                    help="with --upright: this share of a batch's right-way-up clouds joins it upside down too, "
+                    "and the head is asked to rank each above its own flipped copy (a pairwise logistic loss)")
+    ap.add_argument("--pair-weight", type=float, default=1.0, help="weight of the --flip-pairs ranking loss")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -446,8 +476,10 @@ def main() -> None:
         oa, macc = accuracy(predict(model, xva)[0], yva, n_classes)
         oa_t, macc_t = accuracy(predict(model, xva_turned)[0], yva, n_classes)
         up_acc = upright_accuracy(model, xva_turned, xva_wrong) if args.upright else float("nan")
+        flip_acc = flip_accuracy(model, xva_turned, args.canonical) if args.upright else float("nan")
         say(f"epoch {epoch + 1} steps {n_steps} loss {tot_loss / max(n_steps, 1):.3f} lr {lr:.2e} "
             f"val {oa:.4f} mAcc {macc:.4f} turned {oa_t:.4f} mAcc {macc_t:.4f} upright {up_acc:.4f} "
+            f"over-own-flip {flip_acc:.4f} "
             f"({ep_min:.2f} min, "
             f"{(time.time() - t_start) / 60:.1f} total, progress {progress_now():.2f})")
         # selection on the turned split: real files face any way
@@ -455,11 +487,13 @@ def main() -> None:
         best = max(best, score)
         state = {"model": model.state_dict(), "epoch": epoch, "args": vars(args), "classes": classes,
                  "keep_classes": keep_classes, "val_oa": oa, "val_macc": macc, "val_oa_turned": oa_t,
-                 "val_macc_turned": macc_t, "val_upright": up_acc, "steps": step, "best": best, "opt": opt.state_dict(),
+                 "val_macc_turned": macc_t, "val_upright": up_acc, "val_flip": flip_acc,
+                 "steps": step, "best": best, "opt": opt.state_dict(),
                  "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}  # fmt: skip
         if score >= best:
             torch.save(state, args.out / "best.pt.tmp")
             (args.out / "best.pt.tmp").replace(args.out / "best.pt")
+        torch.save({"model": model.state_dict(), "epoch": epoch}, args.out / f"epoch{epoch + 1}.pt")  # any epoch
         torch.save(state, args.out / "last.pt.tmp")  # written whole, then renamed: a kill never leaves half a file
         (args.out / "last.pt.tmp").replace(args.out / "last.pt")
         epoch += 1

@@ -226,7 +226,8 @@ def holdout_ood(ckpt_path: Path, data: Path) -> dict:
     energy and by prototype similarity; the threshold leaves 4 % of its validation shapes below."""
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     targs, keep = ck["args"], ck["keep_classes"]
-    model = PN2KNN(len(keep), targs["width"], targs["s1"], targs["s2"], targs["k"])
+    # trained with --upright or without: the head does not enter the measure, but the weights must load
+    model = PN2KNN(len(keep), targs["width"], targs["s1"], targs["s2"], targs["k"], upright="up.weight" in ck["model"])
     model.load_state_dict(ck["model"])
     model.eval()
     model.ordered = True

@@ -26,15 +26,13 @@ from train_classifier import (
     DATA,
     PN2KNN,
     accuracy,
-    augment,
     augment_turn_only,
+    batch_clouds,
     canonicalise,
     flip_accuracy,
     fps_numpy,
-    laid_wrong,
     predict,
     stratified_split,
-    upside_down,
 )
 
 
@@ -56,15 +54,11 @@ def refresh_batchnorm(model: PN2KNN, x: np.ndarray, targs: dict, right_only: boo
             m.momentum = None  # cumulative average
     model.train()
     rng = np.random.default_rng(seed)
-    rot, canon = float(targs["rot_deg"]), bool(targs["canonical"])
+    # the batches training composed (argparse names; an old run without --flip-pairs has none)
+    upright = 0.0 if right_only else targs.get("upright", 0.0)
+    composed = argparse.Namespace(**{"flip_pairs": 0.0, **targs, "upright": upright})
     for i in range(0, len(x) - batch + 1, batch):
-        right = augment(x[i : i + batch], rng, rot, canon)
-        parts = [right]
-        if targs.get("upright") and not right_only:
-            n_wrong = max(1, round(batch * float(targs["upright"])))
-            parts.append(augment(laid_wrong(x[rng.choice(len(x), n_wrong)], rng), rng, rot, canon))
-            parts.append(upside_down(right[: round(batch * float(targs.get("flip_pairs", 0.0)))], canon))
-        model(torch.from_numpy(np.concatenate(parts)))
+        model(torch.from_numpy(np.concatenate(batch_clouds(x, np.arange(i, i + batch), rng, composed))))
     model.eval()
 
 

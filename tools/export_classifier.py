@@ -41,6 +41,7 @@ from destill3d_tui.engine.classify import canonical
 from destill3d_tui.engine.classify.inference import fps, normalise, tta_angles
 from destill3d_tui.engine.classify.registry import dumps_toml
 from destill3d_tui.engine.classify.uncertainty import (
+    energy,
     expected_calibration_error,
     fit_temperature,
     softmax,
@@ -72,13 +73,6 @@ def turned(points: np.ndarray, seed: int) -> np.ndarray:
     """Each (B, N, 3) cloud turned about z by a uniformly random angle (a fixed draw per seed)."""
     angles = np.random.default_rng(seed).uniform(0, 2 * np.pi, len(points))
     return np.stack([rotate_z(p, a) for p, a in zip(points, angles, strict=True)])
-
-
-def energy(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """T * logsumexp(logits / T): the engine's energy score (higher = more like the training classes)."""
-    z = logits / temperature
-    top = z.max(axis=1, keepdims=True)
-    return temperature * (top[:, 0] + np.log(np.exp(z - top).sum(axis=1)))
 
 
 def tta_probs(model: PN2KNN, pts: np.ndarray, n: int, temperature: float, range_deg: float) -> np.ndarray:

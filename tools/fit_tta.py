@@ -44,7 +44,12 @@ from ood_shapes import auroc, synthetic_ood
 
 from destill3d_tui.engine.classify.inference import OnnxClassifier, rotate_about_z, tta_angles
 from destill3d_tui.engine.classify.registry import ModelRegistry
-from destill3d_tui.engine.classify.uncertainty import expected_calibration_error, fit_temperature_for, softmax
+from destill3d_tui.engine.classify.uncertainty import (
+    energy,
+    expected_calibration_error,
+    fit_temperature_for,
+    softmax,
+)
 
 BATCH = 32
 UNKNOWN_SHARE = 0.04  # the share of turned validation shapes the threshold leaves below (as [unknown])
@@ -72,9 +77,7 @@ def scores(clf: OnnxClassifier, logits: np.ndarray, emb: np.ndarray, temperature
     """The card's ``unknown`` score (prototype similarity or energy) of averaged outputs."""
     if clf.ood_rule.get("method") == "prototype":
         return clf.ood_scores(logits.mean(axis=0), emb)
-    z = logits.mean(axis=0) / temperature
-    top = z.max(axis=1, keepdims=True)
-    return temperature * (top[:, 0] + np.log(np.exp(z - top).sum(axis=1)))
+    return energy(logits.mean(axis=0), temperature)
 
 
 def accuracy(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:

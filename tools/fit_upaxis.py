@@ -181,20 +181,19 @@ def judged_by(judge, pts: np.ndarray, geo: np.ndarray, truth: np.ndarray, n_shor
     if np.isfinite(conf[..., 1]).any():
         logit = np.where(listed, conf[..., 0], 0.0)
         scored = {"log_sigmoid ": -np.logaddexp(0.0, -logit), "logit ": logit}
+    best: tuple[float, str, np.ndarray] = (-1.0, "", truth)  # share found, which, its predictions
     for name, score in scored.items():
         for w in (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0):
             total = geo + np.where(listed, w * score, -np.inf)
-            found[f"{name}weight {w}"] = round(float((total.argmax(1) == truth).mean()), 4)
+            share = round(float((total.argmax(1) == truth).mean()), 4)
+            found[f"{name}weight {w}"] = share
+            best = max(best, (share, f"{name}weight {w}", total.argmax(1)), key=lambda b: b[0])
             if name:  # a judge that also lends its class confidence
                 for wc in (0.5, 1.0, 2.0):
                     both = total + np.where(listed, wc * conf[..., 1], 0.0)
                     found[f"{name}weight {w} + class {wc}"] = round(float((both.argmax(1) == truth).mean()), 4)
     found["truth_in_shortlist"] = round(float((short == truth[:, None]).any(1).mean()), 4)
-    best = max((k for k in found if "class" not in k and k != "truth_in_shortlist"), key=lambda k: found[k])
-    name, w = best.rsplit("weight ", 1)
-    score = scored[name]
-    pred = (geo + np.where(listed, float(w) * score, -np.inf)).argmax(1)
-    found[f"misses at {best}"] = sign_misses(pts, pred, truth)
+    found[f"misses at {best[1]}"] = sign_misses(pts, best[2], truth)
     return found
 
 

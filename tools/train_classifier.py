@@ -281,14 +281,11 @@ def step_loss(model: PN2KNN, xtr: np.ndarray, ytr: np.ndarray, sel: np.ndarray, 
               args: argparse.Namespace) -> torch.Tensor:  # fmt: skip
     """One batch's loss: the class loss on right-way-up clouds, plus (with ``--upright``) the upright
     head's loss over them and as many wrong-way-up clouds as ``args.upright`` asks (drawn at random)."""
-    right = augment(xtr[sel], rng, args.rot_deg, args.canonical)
+    right, wrong, flipped = batch_clouds(xtr, sel, rng, args)
     if not args.upright:
         logits, _ = model(torch.from_numpy(right))
         return F.cross_entropy(logits, torch.from_numpy(ytr[sel]), label_smoothing=args.smoothing)
-    n_wrong = max(1, round(len(sel) * args.upright))
-    wrong = augment(laid_wrong(xtr[rng.choice(len(xtr), n_wrong)], rng), rng, args.rot_deg, args.canonical)
-    n_pairs = round(len(sel) * args.flip_pairs)
-    flipped = upside_down(right[:n_pairs], args.canonical) if n_pairs else right[:0]
+    n_wrong, n_pairs = len(wrong), len(flipped)
     logits, _, up = model(torch.from_numpy(np.concatenate([right, wrong, flipped])))
     target = torch.cat([torch.ones(len(sel)), torch.zeros(n_wrong + n_pairs)])
     cls = F.cross_entropy(logits[: len(sel)], torch.from_numpy(ytr[sel]), label_smoothing=args.smoothing)
@@ -297,6 +294,20 @@ def step_loss(model: PN2KNN, xtr: np.ndarray, ytr: np.ndarray, sel: np.ndarray, 
         up_right, up_flipped = up[:n_pairs, 0], up[len(sel) + n_wrong :, 0]
         loss = loss + args.pair_weight * F.softplus(up_flipped - up_right).mean()
     return loss
+
+
+def batch_clouds(xtr: np.ndarray, sel: np.ndarray, rng: np.random.Generator,
+                 args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """A training batch's clouds, augmented: the right-way-up ones (``sel``), and with ``--upright``
+    as many others laid wrong as it asks (drawn at random) and ``--flip-pairs``' share of the right
+    ones upside down (empty arrays otherwise)."""
+    right = augment(xtr[sel], rng, args.rot_deg, args.canonical)
+    if not args.upright:
+        return right, right[:0], right[:0]
+    n_wrong = max(1, round(len(sel) * args.upright))
+    wrong = augment(laid_wrong(xtr[rng.choice(len(xtr), n_wrong)], rng), rng, args.rot_deg, args.canonical)
+    n_pairs = round(len(sel) * args.flip_pairs)
+    return right, wrong, upside_down(right[:n_pairs], args.canonical) if n_pairs else right[:0]
 
 
 def upside_down(ready: np.ndarray, canonical: bool) -> np.ndarray:

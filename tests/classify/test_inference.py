@@ -10,7 +10,7 @@ from destill3d_tui.engine.classify import upaxis
 from destill3d_tui.engine.classify.inference import OnnxClassifier, fps, normalise
 from destill3d_tui.engine.classify.registry import ModelRegistry
 from destill3d_tui.engine.classify.stage import load_stage_classifier
-from destill3d_tui.engine.classify.uncertainty import normalised_entropy
+from destill3d_tui.engine.classify.uncertainty import energy, normalised_entropy
 from destill3d_tui.engine.config import Settings
 from destill3d_tui.engine.store.snapshot import Snapshot
 
@@ -282,3 +282,14 @@ def test_azimuth_search_is_recorded_and_batch_independent(shipped, snapshots) ->
         turn = [n for n in batch[i].notes if "turns" in n]
         assert len(turn) == 1 and turn[0].startswith("classifier input: turned ") and "of 4 turns" in turn[0]
     assert not any("turns" in n for r in OnnxClassifier(shipped, device="cpu").classify(snapshots) for n in r.notes)
+
+
+def test_energy_score_is_a_stable_tempered_logsumexp() -> None:
+    """The energy ``unknown`` rule's score: T * log(sum(exp(logits / T))), finite where exp overflows."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 3, (5, 40))
+    for t in (0.5, 1.0, 2.0):
+        np.testing.assert_allclose(energy(logits, t), t * np.log(np.exp(logits / t).sum(axis=1)), rtol=1e-12)
+    huge = np.array([[1000.0, 999.0, -5.0]])
+    np.testing.assert_allclose(energy(huge, 1.0), [1000.0 + np.log(1 + np.exp(-1.0) + np.exp(-1005.0))])
+    assert energy(logits + 10.0, 1.0) == pytest.approx(energy(logits, 1.0) + 10.0)  # shifts with the logits

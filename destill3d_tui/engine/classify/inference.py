@@ -24,7 +24,7 @@ from ..store.snapshot import Prediction, Snapshot
 from . import canonical, upaxis
 from .registry import RegisteredModel, check_graph, verify_fast, verify_file
 from .runtime import open_session, wants_cuda
-from .uncertainty import normalised_entropy, softmax, tta_spread
+from .uncertainty import energy, normalised_entropy, softmax, tta_spread
 
 UNKNOWN_LABEL = "unknown"
 
@@ -343,10 +343,7 @@ class OnnxClassifier:
             protos = self._prototypes()
             unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
             return (unit @ protos.T).max(axis=1)
-        t = self.model.temperature
-        z = logits / t
-        top = z.max(axis=1, keepdims=True)
-        return (t * (top[:, 0] + np.log(np.exp(z - top).sum(axis=1)))).astype(np.float64)
+        return energy(logits, self.model.temperature)
 
     def _prototypes(self) -> np.ndarray:
         if not hasattr(self, "_protos"):

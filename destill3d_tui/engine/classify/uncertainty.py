@@ -53,6 +53,14 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece)
 
 
+def energy(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """(B,) T * logsumexp(logits / T), computed stably: the free energy's negative, the ``unknown``
+    rule's energy score (out-of-distribution inputs get lower logits across the board)."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    top = z.max(axis=1, keepdims=True)
+    return temperature * (top[:, 0] + np.log(np.exp(z - top).sum(axis=1)))
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """Temperature minimising validation NLL (golden-section search on log T in [-3, 3])."""
     return fit_temperature_for(lambda t: softmax(logits, t), labels)

@@ -31,6 +31,7 @@ from train_classifier import (
     canonicalise,
     flip_accuracy,
     fps_numpy,
+    model_for,
     predict,
     stratified_split,
 )
@@ -77,9 +78,7 @@ def main() -> None:
     targs = state["args"]
     if targs.get("holdout"):
         raise SystemExit("a --holdout run's labels are remapped: not supported here")
-    model = PN2KNN(len(state["keep_classes"]), upright="up.weight" in state["model"])
-    model.load_state_dict(averaged(args.run, list(range(first, last + 1))))
-    model.ordered = True
+    model = model_for(targs, averaged(args.run, list(range(first, last + 1))))
 
     data = np.load(DATA)
     pts, labels = data["points"].astype(np.float32), data["labels"].astype(np.int64)

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train_classifier import DATA, PN2KNN, fps_numpy, predict
+from train_classifier import DATA, fps_numpy, model_for, predict
 
 from destill3d_tui.engine.classify.zeroshot import NameMapper
 
@@ -52,9 +52,7 @@ def few_shot(args: argparse.Namespace, data: Any, unseen: list[int]) -> dict[str
     """N-way k-shot accuracy on the held-out classes in the checkpoint's embedding space."""
     ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
     t = ck["args"]
-    model = PN2KNN(len(ck["keep_classes"]), t["width"], t["s1"], t["s2"], t["k"])
-    model.load_state_dict(ck["model"])
-    model.ordered = True
+    model = model_for(t, ck["model"])
     labels = data["labels"].astype(np.int64)
     idx = np.flatnonzero(np.isin(labels, unseen))
     pts = data["points"][idx].astype(np.float32)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ood_shapes import auroc, synthetic_ood
-from train_classifier import DATA, PN2KNN, accuracy, laid_wrong, predict, rotate_z
+from train_classifier import DATA, PN2KNN, accuracy, laid_wrong, model_for, predict, rotate_z
 
 from destill3d_tui.engine.classify import canonical
 from destill3d_tui.engine.classify.inference import fps, normalise, tta_angles
@@ -220,11 +220,7 @@ def holdout_ood(ckpt_path: Path, data: Path) -> dict:
     energy and by prototype similarity; the threshold leaves 4 % of its validation shapes below."""
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     targs, keep = ck["args"], ck["keep_classes"]
-    # trained with --upright or without: the head does not enter the measure, but the weights must load
-    model = PN2KNN(len(keep), targs["width"], targs["s1"], targs["s2"], targs["k"], upright="up.weight" in ck["model"])
-    model.load_state_dict(ck["model"])
-    model.eval()
-    model.ordered = True
+    model = model_for(targs, ck["model"])  # with its upright head or without: it does not enter the measure
     d = np.load(data)
     pts_all, lab_all = d["points"].astype(np.float32), d["labels"].astype(np.int64)
     split = np.load(ckpt_path.parent / "split.npz")
@@ -401,10 +397,7 @@ def main() -> None:
     targs = ck["args"]
     keep = ck["keep_classes"]
     labels = [ck["classes"][c] for c in keep]
-    model = PN2KNN(len(keep), targs["width"], targs["s1"], targs["s2"], targs["k"], upright="up.weight" in ck["model"])
-    model.load_state_dict(ck["model"])
-    model.eval()
-    model.ordered = True
+    model = model_for(targs, ck["model"])
 
     data = np.load(args.data)
     pts_all = data["points"].astype(np.float32)

@@ -111,18 +111,16 @@ def checkpoint_judge(path: Path):
     class confidence (measured added to them)."""
     import torch
     from export_classifier import engine_ready
-    from train_classifier import PN2KNN
+    from train_classifier import checkpoint_args, model_for
 
     torch.set_num_threads(1)
-    state = torch.load(path, map_location="cpu", weights_only=False)["model"]
-    model = PN2KNN(len(state["fc.bias"]), upright=True)
-    model.load_state_dict(state)
-    model.eval()
-    model.ordered = True
+    targs = checkpoint_args(path)
+    model = model_for(targs, torch.load(path, map_location="cpu", weights_only=False)["model"])
+    n_points = int(targs["points"])
 
     def judge(laid: np.ndarray, axes: list[str]) -> np.ndarray:
         """(len(axes), 2): the head's logit, and the log of the top class probability (T = 1)."""
-        ready = engine_ready(np.stack([upaxis.convert(laid, a, "z") for a in axes]), 512, canonical_frame=True)
+        ready = engine_ready(np.stack([upaxis.convert(laid, a, "z") for a in axes]), n_points, canonical_frame=True)
         with torch.no_grad():
             logits, _, up = model(torch.from_numpy(ready))
         up64, lo = up[:, 0].numpy().astype(np.float64), logits.numpy().astype(np.float64)
@@ -212,20 +210,21 @@ def main() -> None:
     tr, va = stratified_split(labels, 0.1, 0)
     if args.train_shapes:
         tr = np.sort(np.random.default_rng(0).permutation(tr)[: args.train_shapes])
-    if args.cache and args.cache.exists():
-        cached = np.load(args.cache)
-        ftr, ttr, fva, tva = (cached[k] for k in ("ftr", "ttr", "fva", "tva"))
-    else:
-        ftr, ttr = features_and_truth(pts[tr], seed=1)
-        fva, tva = features_and_truth(pts[va], seed=2)
-        if args.cache:
-            np.savez(args.cache, ftr=ftr, ttr=ttr, fva=fva, tva=tva)
+    cues = dict(np.load(args.cache)) if args.cache and args.cache.exists() else {}
+    if "fva" not in cues:
+        cues["fva"], cues["tva"] = features_and_truth(pts[va], seed=2)
+    if "ftr" not in cues and not args.judge_ckpt:  # judging a checkpoint needs the validation cues only
+        cues["ftr"], cues["ttr"] = features_and_truth(pts[tr], seed=1)
+    if args.cache:
+        np.savez(args.cache, **cues)
+    fva, tva = cues["fva"], cues["tva"]
     if args.judge_ckpt:  # measure a training checkpoint's head beside the shipped scorer; nothing written
         with np.load(upaxis.SCORER_FILE) as f:
             shipped = {k: f[k] for k in f.files}
         judge = checkpoint_judge(args.judge_ckpt)
         print(json.dumps(judged_by(judge, pts[va], scores(shipped, fva), tva, upaxis.UPRIGHT_SHORTLIST)))
         return
+    ftr, ttr = cues["ftr"], cues["ttr"]
     model = fit(ftr, ttr, hidden=args.hidden)
     np.savez(upaxis.SCORER_FILE, **model)
     pred = scores(model, fva).argmax(axis=1)

@@ -168,6 +168,23 @@ class PN2KNN(nn.Module):
         return self.fc(self.drop(emb)), emb, self.up(emb)
 
 
+def model_for(targs: dict, state: dict[str, torch.Tensor]) -> PN2KNN:
+    """The network a run's arguments (a checkpoint's ``args``) describe, with ``state``'s weights,
+    in eval mode on FPS-ordered clouds; the upright head exists when the weights have one."""
+    model = PN2KNN(len(state["fc.bias"]), int(targs.get("width", 1)), int(targs.get("s1", 128)),
+                   int(targs.get("s2", 32)), int(targs.get("k", 16)), upright="up.weight" in state)  # fmt: skip
+    model.load_state_dict(state)
+    model.eval()
+    model.ordered = True
+    return model
+
+
+def checkpoint_args(path: Path) -> dict:
+    """A checkpoint's training arguments; a per-epoch file without them takes its run's (last.pt)."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    return ck.get("args") or torch.load(path.parent / "last.pt", map_location="cpu", weights_only=False)["args"]
+
+
 # ----------------------------------------------------------------------------- data
 def stratified_split(labels: np.ndarray, val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -504,7 +521,8 @@ def main() -> None:
         if score >= best:
             torch.save(state, args.out / "best.pt.tmp")
             (args.out / "best.pt.tmp").replace(args.out / "best.pt")
-        torch.save({"model": model.state_dict(), "epoch": epoch}, args.out / f"epoch{epoch + 1}.pt")  # any epoch
+        torch.save({"model": model.state_dict(), "epoch": epoch, "args": vars(args)},
+                   args.out / f"epoch{epoch + 1}.pt")  # any epoch
         torch.save(state, args.out / "last.pt.tmp")  # written whole, then renamed: a kill never leaves half a file
         (args.out / "last.pt.tmp").replace(args.out / "last.pt")
         epoch += 1

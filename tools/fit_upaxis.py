@@ -111,11 +111,11 @@ def checkpoint_judge(path: Path):
     class confidence (measured added to them)."""
     import torch
     from export_classifier import engine_ready
-    from train_classifier import checkpoint_args, model_for
+    from train_classifier import load_checkpoint, model_for
 
     torch.set_num_threads(1)
-    targs = checkpoint_args(path)
-    model = model_for(targs, torch.load(path, map_location="cpu", weights_only=False)["model"])
+    targs, state = load_checkpoint(path)
+    model = model_for(targs, state)
     n_points = int(targs["points"])
 
     def judge(laid: np.ndarray, axes: list[str]) -> np.ndarray:

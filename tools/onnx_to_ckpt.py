@@ -118,7 +118,7 @@ def main() -> None:
     sample = np.take_along_axis(pts, fps_numpy(pts, args.points)[..., None], axis=1)
     model = rebuild(args.onnx, sample)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    # the input size travels with the weights (model_for / checkpoint_args read it); widths and k are the defaults
+    # the input size travels with the weights (model_for / load_checkpoint read it); widths and k are the defaults
     torch.save({"model": model.state_dict(), "source": str(args.onnx), "args": {"points": args.points}}, args.out)
     print(f"wrote {args.out}")
 

@@ -179,10 +179,12 @@ def model_for(targs: dict, state: dict[str, torch.Tensor]) -> PN2KNN:
     return model
 
 
-def checkpoint_args(path: Path) -> dict:
-    """A checkpoint's training arguments; a per-epoch file without them takes its run's (last.pt)."""
+def load_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A checkpoint's training arguments and weights; a per-epoch file without arguments takes its
+    run's (last.pt)."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    return ck.get("args") or torch.load(path.parent / "last.pt", map_location="cpu", weights_only=False)["args"]
+    targs = ck.get("args") or torch.load(path.parent / "last.pt", map_location="cpu", weights_only=False)["args"]
+    return targs, ck["model"]
 
 
 # ----------------------------------------------------------------------------- data
